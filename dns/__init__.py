@@ -1,0 +1,1 @@
+"""isthmus.dns: the authoritative responder for ``<svc>.<ns>.global`` names."""

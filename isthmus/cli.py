@@ -1,0 +1,96 @@
+"""The ``isthmus`` command.
+
+Subcommands live with the component they drive and are imported only when used, so
+``isthmus --help`` stays fast and one broken component cannot take the others down. Any
+``IsthmusError`` becomes a one-line message on stderr and exit status 1; usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from typing import Any
+
+import click
+
+from isthmus import __version__
+from isthmus.errors import IsthmusError
+
+# name -> ("module:attribute", one-line help). Order is the order shown in --help.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "mirror": ("isthmus.mirror.cli:command", "Run the service-mirror controller."),
+    "gateway": ("isthmus.gateway.cli:command", "Run the mTLS east-west gateway."),
+    "dns": ("isthmus.dns.cli:command", "Run the authoritative *.global DNS responder."),
+    "trust": ("isthmus.trust.cli:group", "Manage the trust root, cluster CAs and bundles."),
+    "join": ("isthmus.join:command", "Link clusters so they import each other's services."),
+    "unjoin": ("isthmus.join:unjoin_command", "Remove the links between clusters."),
+    "check": ("isthmus.check:command", "Tell what is wrong with this cluster's isthmus."),
+    "status": ("isthmus.status:command", "Show links, freshness and imported services."),
+    "install": ("isthmus.install:command", "Render or apply the manifests for one cluster."),
+    "crds": ("isthmus.api.cli:command", "Print the isthmus CustomResourceDefinitions."),
+}
+
+
+def _available() -> dict[str, str]:
+    """Subcommands whose module exists in this build."""
+    found: dict[str, str] = {}
+    for name, (target, _help) in SUBCOMMANDS.items():
+        module = target.split(":", 1)[0]
+        if importlib.util.find_spec(module) is not None:
+            found[name] = target
+    return found
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(_available())
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _available().get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":", 1)
+        command = getattr(importlib.import_module(module_name), attr)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{target} is not a click command")
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Short help comes from the table, so --help imports nothing heavy.
+        rows = [(name, SUBCOMMANDS[name][1]) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="isthmus")
+def cli() -> None:
+    """isthmus links Kubernetes clusters so a workload in one calls a Service in another
+    as <service>.<namespace>.global, over mutual TLS under one shared trust root, with no
+    change to the application.
+
+    \b
+    Typical flow:
+      isthmus trust init --trust-domain example.org --out ./root
+      isthmus trust cluster-ca --cluster west ... | kubectl --context west apply -f -
+      isthmus install --context west
+      isthmus join --context west --context east
+    """
+
+
+def main(argv: list[str] | None = None) -> Any:
+    try:
+        return cli.main(args=argv, prog_name="isthmus", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except IsthmusError as exc:
+        click.echo(f"isthmus: error: {exc}", err=True)
+        sys.exit(1)

@@ -1,0 +1,1 @@
+"""isthmus.mirror: the service-mirror controller (export catalog, import of peers' services)."""

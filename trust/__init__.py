@@ -1,0 +1,1 @@
+"""isthmus.trust: the shared root, per-cluster intermediates and SPIFFE identities."""
