@@ -1,0 +1,105 @@
+"""``isthmus dns``: run the responder (``isthmus.cli`` routes the subcommand here)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from typing import Any
+
+import click
+import uvloop
+
+from isthmus.api.models import GlobalService
+from isthmus.dns.errors import SourceError
+from isthmus.dns.feed import watch_kubernetes
+from isthmus.dns.responder import Responder
+from isthmus.dns.server import DnsServer
+from isthmus.dns.settings import DnsSettings
+from isthmus.dns.snapshot import SnapshotHolder
+from isthmus.dns.static_file import load_services
+from isthmus.logging import configure, get_logger
+from isthmus.settings import click_options, load
+
+
+
+def log() -> Any:
+    # Looked up on use: a logger bound at import would miss ``configure()`` (structlog
+    # materializes it on ``bind``).
+    return get_logger("isthmus.dns.cli")
+STATS_EVERY = 60.0
+
+
+async def serve(settings: DnsSettings) -> None:
+    """Run until SIGTERM or SIGINT."""
+    holder = SnapshotHolder(settings.snapshot_config())
+    responder = Responder(holder.current, edns_size=settings.edns_udp_size,
+                          use_cache=settings.cache)
+    holder.subscribe(responder.set_snapshot)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    static = settings.static_file
+    if static is not None:
+        def use(services: list[GlobalService]) -> None:
+            snapshot = holder.update(services)
+            log().info("dns_snapshot", source=str(static), services=snapshot.services,
+                     names=len(snapshot.names), rejected=list(snapshot.rejected))
+
+        def reload() -> None:
+            try:
+                use(load_services(static))
+            except SourceError as exc:  # keep serving the last good file
+                log().error("dns_static_reload_failed", error=str(exc))
+
+        use(load_services(static))  # a bad file at start is a clean error and exit 1
+        loop.add_signal_handler(signal.SIGHUP, reload)
+
+    server = DnsServer(responder, settings.listen_address, settings.port,
+                       tcp_idle=settings.tcp_idle_timeout, max_tcp=settings.max_tcp_connections)
+    await server.start()
+    async with asyncio.TaskGroup() as tasks:
+        feed = None
+        if static is None:
+            feed = tasks.create_task(watch_kubernetes(
+                holder, settings.kubeconfig, settings.context, settings.namespace))
+        stats = tasks.create_task(_log_stats(responder))
+        await stop.wait()
+        log().info("dns_stopping", **responder.stats.snapshot())
+        for task in (feed, stats):
+            if task is not None:
+                task.cancel()
+    await server.close()
+
+
+async def _log_stats(responder: Responder) -> None:
+    while True:
+        await asyncio.sleep(STATS_EVERY)
+        log().info("dns_stats", cache_entries=responder.cache_size(), **responder.stats.snapshot())
+
+
+@click.command(name="dns", context_settings={"help_option_names": ["-h", "--help"],
+                                             "max_content_width": 100})
+@click_options(DnsSettings)
+def command(**flags: Any) -> None:
+    """Run the authoritative DNS responder for <svc>.<ns>.global names.
+
+    Answers A/AAAA for <svc>.<ns>.global (the local mirror VIP) and <svc>.<ns>.<cluster>.global
+    (pinned to one exporting cluster), SRV for _<port>._tcp.<svc>.<ns>.global, SOA and NS at
+    the apex; NXDOMAIN/NODATA with the SOA; REFUSED outside its zones. UDP and TCP, EDNS0.
+
+    Data comes from the GlobalServices of this cluster (watched with --kubeconfig/--context,
+    or in-cluster), or from a local file with --static-file.
+
+    \b
+    Examples:
+      isthmus dns --port 53 --context west
+      isthmus dns --listen-address 127.0.0.1 --port 5300 --static-file services.yaml
+      dig @127.0.0.1 -p 5300 users.shop.global
+    """
+    settings = load(DnsSettings, flags)
+    configure(settings.log_level)
+    with contextlib.suppress(KeyboardInterrupt):
+        uvloop.run(serve(settings))

@@ -1,0 +1,118 @@
+"""Watch glue: GlobalService events from a reflector -> a new snapshot in the holder.
+
+Kept small on purpose: everything Kubernetes-specific is in ``isthmus.kube.reflector``;
+this only validates objects (one by one: a bad object is logged and skipped, keeping its
+last good version, and never takes the others down) and rebuilds the snapshot.
+
+Bursts coalesce: events go into a dict and set a flag; the rebuild runs when the event
+stream has nothing more ready, so a re-list of 1 000 objects is one rebuild, while a lone
+event is rebuilt at once (well inside the 100 ms budget from event to answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Protocol
+
+import pydantic
+
+from isthmus.api.models import GlobalService
+from isthmus.dns.snapshot import SnapshotHolder
+from isthmus.logging import get_logger
+
+
+
+def log() -> Any:
+    # Looked up on use: a logger bound at import would miss ``configure()`` (structlog
+    # materializes it on ``bind``).
+    return get_logger("isthmus.dns.feed")
+
+Key = tuple[str, str]
+
+
+class EventSource(Protocol):
+    """What we need of ``isthmus.kube.reflector.Reflector``."""
+
+    @property
+    def store(self) -> Mapping[Key, dict[str, Any]]: ...
+
+    def events(self) -> AsyncIterator[tuple[str, dict[str, Any] | None]]: ...
+
+
+def _key(obj: Mapping[str, Any]) -> Key:
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+class Feed:
+    """Applies reflector events to a set of validated GlobalServices and the holder."""
+
+    def __init__(self, holder: SnapshotHolder) -> None:
+        self.holder = holder
+        self.services: dict[Key, GlobalService] = {}
+        self.dirty = asyncio.Event()
+        self.synced = asyncio.Event()
+
+    def _accept(self, obj: Mapping[str, Any]) -> None:
+        key = _key(obj)
+        try:
+            self.services[key] = GlobalService.model_validate(obj)
+        except pydantic.ValidationError as exc:
+            log().warning("globalservice_rejected", namespace=key[0], name=key[1],
+                        errors=exc.error_count(), first=exc.errors()[0]["msg"])
+
+    def apply(self, kind: str, obj: Mapping[str, Any] | None,
+              store: Mapping[Key, Mapping[str, Any]]) -> None:
+        """One event. SYNCED replaces everything with the reflector's store."""
+        if kind == "SYNCED":
+            old = self.services
+            self.services = {}
+            for key, item in store.items():
+                self._accept(item)
+                if key not in self.services and key in old:
+                    self.services[key] = old[key]  # keep the last good version
+            self.synced.set()
+        elif obj is None:
+            return
+        elif kind == "DELETED":
+            self.services.pop(_key(obj), None)
+        else:
+            self._accept(obj)
+        self.dirty.set()
+
+    def rebuild(self) -> None:
+        self.dirty.clear()
+        snapshot = self.holder.update(self.services.values())
+        for problem in snapshot.rejected:
+            log().warning("globalservice_not_served", problem=problem)
+        log().debug("dns_snapshot", generation=snapshot.generation, names=len(snapshot.names),
+                  services=snapshot.services)
+
+    async def run(self, source: EventSource) -> None:
+        """Consume ``source`` forever; cancel to stop."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._rebuilder())
+            async for kind, obj in source.events():
+                self.apply(kind, obj, source.store)
+
+    async def _rebuilder(self) -> None:
+        while True:
+            await self.dirty.wait()
+            # Let every event that is already queued land first (coalescing), then build.
+            await asyncio.sleep(0)
+            self.rebuild()
+
+
+async def watch_kubernetes(holder: SnapshotHolder, kubeconfig: str | None,
+                           context: str | None, namespace: str | None = None) -> None:
+    """Feed ``holder`` from the GlobalServices of a real cluster (until cancelled)."""
+    from isthmus.kube.client import KubeApi  # noqa: PLC0415 - only when a cluster is used
+    from isthmus.kube.reflector import Reflector  # noqa: PLC0415
+    from isthmus.kube.resources import GLOBALSERVICES  # noqa: PLC0415
+
+    api = await KubeApi.connect(kubeconfig, context)
+    try:
+        await Feed(holder).run(Reflector(api, GLOBALSERVICES, namespace))
+    finally:
+        await api.close()

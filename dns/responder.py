@@ -1,0 +1,244 @@
+"""From query bytes to reply bytes: the slow path (``respond``) and the fast path (``Responder``).
+
+``respond`` parses with ``wire.parse_query``, decides with ``resolver.resolve``, then adds
+the transport framing: the OPT record for an EDNS query (our buffer size, DO copied, RFC
+3225) and, over UDP, TC=1 with an empty answer when the reply exceeds the client's limit
+(512 without EDNS, else min(client buffer, ours), never below 512; RFC 6891 §6.2.5).
+
+``Responder`` puts a precomputed-answer cache in front of it. The key is built from the raw
+query: the header flags, the question with its name lower-cased, and the "EDNS shape"
+(absent, or the effective UDP limit and DO bit; TCP has no limit). A hit copies the query's
+ID and question (so its exact case) into the stored reply; nothing is parsed or packed.
+Only queries of the plain shape take the fast path (one question, no compression, no
+records but an option-less OPT, standard flags); everything else goes the slow way, so
+every verdict (FORMERR, NOTIMP, BADVERS, QR=1) comes from the same code as before.
+
+Cache correctness: a new snapshot replaces both caches in the same call, so no reply from
+an older snapshot survives the swap. Bound: replies for names that exist (NOERROR) live in
+the "known" table up to ``known_limit`` entries (sized from the snapshot); all other
+replies, and known ones past that limit, go to a FIFO of ``other_limit`` entries, so random
+names cost at most that much memory.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from dnslib import QTYPE, DNSHeader, DNSLabel, DNSQuestion, DNSRecord, EDNS0
+
+from isthmus.dns.errors import DroppedMessage, MessageError
+from isthmus.dns.resolver import resolve
+from isthmus.dns.snapshot import Snapshot
+from isthmus.dns.wire import HEADER, OPCODE_MASK, QR, RD, parse_query
+from isthmus.logging import get_logger
+
+
+
+def log() -> Any:
+    # Looked up on use: a logger bound at import would miss ``configure()`` (structlog
+    # materializes it on ``bind``).
+    return get_logger("isthmus.dns.responder")
+
+DEFAULT_EDNS_SIZE = 1232  # the DNS flag day 2020 value: no IP fragmentation
+MIN_UDP = 512
+RCODE_SERVFAIL = 2
+TC = 0x0200
+_OPT_PREFIX = b"\x00\x00\x29"  # root owner, type OPT
+
+
+@dataclass
+class Stats:
+    """Counters a metrics endpoint or a log line can read; cheap enough for the hot path."""
+
+    queries: int = 0
+    cache_hits: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"queries": self.queries, "cache_hits": self.cache_hits, **self.outcomes}
+
+
+_RCODE_NAMES = {0: "noerror", 1: "formerr", 2: "servfail", 3: "nxdomain", 4: "notimp",
+                5: "refused"}
+
+
+def _error_reply(exc: MessageError) -> bytes:
+    flags = QR | (exc.flags & (OPCODE_MASK | RD)) | exc.rcode
+    return HEADER.pack(exc.msg_id, flags, 0, 0, 0, 0)
+
+
+def _truncated(reply: DNSRecord) -> bytes:
+    short = DNSRecord(reply.header, q=reply.q)
+    short.header.tc = 1
+    for rr in reply.ar:
+        if rr.rtype == QTYPE.OPT:
+            short.add_ar(rr)
+    return bytes(short.pack())
+
+
+def respond(
+    data: bytes, snapshot: Snapshot, *, udp: bool, edns_size: int = DEFAULT_EDNS_SIZE,
+    stats: Stats | None = None,
+) -> bytes | None:
+    """The reply to one query message, or None for no reply. Never raises on bad input."""
+    try:
+        query = parse_query(data)
+    except DroppedMessage as exc:
+        if stats is not None:
+            stats.outcomes["dropped_" + exc.reason] += 1
+        return None
+    except MessageError as exc:
+        if stats is not None:
+            stats.outcomes[exc.reason] += 1
+        return _error_reply(exc)
+    if query.edns is not None and query.edns.version > 0:
+        # RFC 6891 §6.1.3: BADVERS (16) = extended rcode 1 in the OPT, low bits 0.
+        reply = DNSRecord(DNSHeader(id=query.msg_id, qr=1, rd=int(query.rd)),
+                          q=DNSQuestion(DNSLabel(query.qname), query.qtype, query.qclass))
+        reply.add_ar(EDNS0(ext_rcode=1, version=0, udp_len=edns_size))
+        if stats is not None:
+            stats.outcomes["badvers"] += 1
+        return bytes(reply.pack())
+    reply = resolve(query, snapshot)
+    if query.edns is not None:
+        reply.add_ar(EDNS0(udp_len=edns_size, flags="do" if query.edns.do else ""))
+    wire = bytes(reply.pack())
+    if stats is not None:
+        stats.outcomes[_RCODE_NAMES.get(reply.header.rcode, "other")] += 1
+    if udp:
+        limit = MIN_UDP
+        if query.edns is not None:
+            limit = max(MIN_UDP, min(query.edns.udp_size, edns_size))
+        if len(wire) > limit:
+            if stats is not None:
+                stats.outcomes["truncated"] += 1
+            return _truncated(reply)
+    return wire
+
+
+def _servfail(data: bytes) -> bytes | None:
+    if len(data) < HEADER.size:
+        return None
+    msg_id, flags = struct.unpack_from("!HH", data)
+    return HEADER.pack(msg_id, QR | (flags & (OPCODE_MASK | RD)) | RCODE_SERVFAIL, 0, 0, 0, 0)
+
+
+class Responder:
+    """The answering object the server calls; owns the snapshot and the answer cache."""
+
+    def __init__(
+        self, snapshot: Snapshot, *, edns_size: int = DEFAULT_EDNS_SIZE,
+        other_limit: int = 10_000, use_cache: bool = True,
+    ) -> None:
+        self.edns_size = edns_size
+        self.other_limit = other_limit
+        self.use_cache = use_cache
+        self.stats = Stats()
+        self.set_snapshot(snapshot)
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def set_snapshot(self, snapshot: Snapshot) -> None:
+        """Swap snapshot and caches together (one call on the loop thread: atomic)."""
+        self._snapshot = snapshot
+        self._known: dict[bytes, bytes] = {}
+        self._other: OrderedDict[bytes, bytes] = OrderedDict()
+        # Names x a handful of types x a few flag/EDNS shapes; bounded by the snapshot.
+        self.known_limit = 64 * (len(snapshot.names) + len(snapshot.zones)) + 1024
+
+    def cache_size(self) -> int:
+        return len(self._known) + len(self._other)
+
+    def _key(self, data: bytes, udp: bool) -> tuple[bytes, int] | None:
+        """Cache key and the end of the question, or None when not of the plain shape."""
+        n = len(data)
+        # QDCOUNT=1, AN=NS=0; QR/opcode/AA/TC clear; RA, Z and rcode clear (RD, AD, CD ok).
+        if n < 17 or data[4:10] != b"\x00\x01\x00\x00\x00\x00" or data[2] & 0xFE \
+                or data[3] & 0xCF:
+            return None
+        i = 12
+        while True:
+            if i >= n:
+                return None
+            length = data[i]
+            if length == 0:
+                break
+            if length > 63:
+                return None
+            i += length + 1
+        end = i + 5
+        if i - 11 > 255 or end > n:  # name (with its root byte) over 255 octets
+            return None
+        arcount = data[10:12]
+        if arcount == b"\x00\x00":
+            if end != n:
+                return None
+            shape = b"u" if udp else b"t"
+        elif arcount == b"\x00\x01":
+            # One OPT: root owner, version 0, no ext rcode, well-formed options. The reply
+            # does not depend on the options (cookies, padding are ignored), so they are not
+            # part of the key.
+            if n < end + 11 or data[end : end + 3] != _OPT_PREFIX \
+                    or data[end + 5 : end + 7] != b"\x00\x00" \
+                    or (data[end + 9] << 8) | data[end + 10] != n - end - 11:
+                return None
+            pos = end + 11
+            while pos < n:
+                if pos + 4 > n:
+                    return None
+                pos += 4 + ((data[pos + 2] << 8) | data[pos + 3])
+            if pos != n:
+                return None
+            do = data[end + 7] & 0x80
+            if udp:
+                size = (data[end + 3] << 8) | data[end + 4]
+                size = min(max(size, MIN_UDP), self.edns_size)
+                shape = bytes((0x45, size >> 8, size & 0xFF, do))
+            else:
+                shape = bytes((0x54, do))
+        else:
+            return None
+        return data[2:4] + data[12:i].lower() + data[i:end] + shape, end
+
+    def handle(self, data: bytes, *, udp: bool) -> bytes | None:
+        """The reply to one datagram or TCP message; no exception escapes."""
+        self.stats.queries += 1
+        try:
+            keyed = self._key(data, udp) if self.use_cache else None
+            if keyed is None:
+                return respond(data, self._snapshot, udp=udp, edns_size=self.edns_size,
+                               stats=self.stats)
+            key, end = keyed
+            entry = self._known.get(key) or self._other.get(key)
+            if entry is not None:
+                self.stats.cache_hits += 1
+                return data[:2] + entry[:10] + data[12:end] + entry[end - 2 :]
+            return self._fill(data, key, end, udp)
+        except Exception:
+            self.stats.outcomes["internal_error"] += 1
+            log().exception("dns_internal_error", size=len(data))
+            return _servfail(data)
+
+    def _fill(self, data: bytes, key: bytes, end: int, udp: bool) -> bytes | None:
+        # Answer the lower-cased question, store without the ID, then patch like a hit.
+        qname_end = end - 4
+        canonical = data[:12] + data[12:qname_end].lower() + data[qname_end:]
+        reply = respond(canonical, self._snapshot, udp=udp, edns_size=self.edns_size,
+                        stats=self.stats)
+        if reply is None or reply[12:end] != canonical[12:end]:
+            # Not a reply that carries the question (e.g. FORMERR for a name over 255
+            # octets): answer the original bytes and cache nothing.
+            return respond(data, self._snapshot, udp=udp, edns_size=self.edns_size)
+        entry = reply[2:]
+        if reply[3] & 0x0F == 0 and len(self._known) < self.known_limit:
+            self._known[key] = entry
+        else:
+            self._other[key] = entry
+            if len(self._other) > self.other_limit:
+                self._other.popitem(last=False)
+        return data[:2] + entry[:10] + data[12:end] + entry[end - 2 :]
