@@ -25,7 +25,8 @@ def redact_secrets(
 ) -> MutableMapping[str, Any]:
     """Processor: blank out secret-bearing fields wherever they appear."""
     for name, value in list(event_dict.items()):
-        if name.lower() in _SECRET_KEYS or (isinstance(value, (str, bytes)) and _is_pem_key(value)):
+        secret_value = isinstance(value, (str, bytes)) and _is_pem_key(value)
+        if name.lower() in _SECRET_KEYS or secret_value:
             event_dict[name] = REDACTED
     return event_dict
 
@@ -54,7 +55,9 @@ def configure(level: str = "info", *, json: bool = True) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, format="%(message)s")
+    logging.basicConfig(
+        level=max(numeric, logging.WARNING), stream=sys.stderr, format="%(message)s"
+    )
 
 
 def get_logger(name: str) -> Any:

@@ -54,7 +54,7 @@ build_wrapper() { # name module version replaces-from-module
       /^replace \(/ {inrep=1; next}
       inrep && /^\)/ {inrep=0; next}
       { line=$0; sub(/^replace /, "", line) }
-      (inrep || $0 ~ /^replace /) && line ~ /=> *\.\.?\// { split(line, a, " "); print "replace " a[1] " => " a[1] " " ver }
+      (inrep || $0 ~ /^replace /) && line ~ /=> *\.\.?\// && line !~ /FORBIDDEN/ { split(line, a, " "); print "replace " a[1] " => " a[1] " " ver }
     ' "$dir/upstream.mod"
   } > "$dir/go.mod"
 }

@@ -33,7 +33,8 @@ def main() -> int:
         for entry in (ROOT / folder).iterdir():
             if entry.name != "__pycache__":
                 (target / entry.name).symlink_to(entry)
-    cmd = [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"), "-p", "isthmus"]
+    config = str(ROOT / "pyproject.toml")
+    cmd = [sys.executable, "-m", "mypy", "--config-file", config, "-p", "isthmus"]
     return subprocess.call(cmd, cwd=tree)
 
 

@@ -97,7 +97,7 @@ class LinkStatus(_Wire):
 
 
 class Link(_Wire):
-    api_version: Literal["isthmus.io/v1alpha1"] = API_VERSION
+    api_version: Literal["isthmus.io/v1alpha1"] = "isthmus.io/v1alpha1"
     kind: Literal["Link"] = "Link"
     metadata: ObjectMeta
     spec: LinkSpec
@@ -172,7 +172,7 @@ class GlobalServiceStatus(_Wire):
 
 
 class GlobalService(_Wire):
-    api_version: Literal["isthmus.io/v1alpha1"] = API_VERSION
+    api_version: Literal["isthmus.io/v1alpha1"] = "isthmus.io/v1alpha1"
     kind: Literal["GlobalService"] = "GlobalService"
     metadata: ObjectMeta
     spec: GlobalServiceSpec

@@ -1,0 +1,225 @@
+"""``KubeApi``: the one asyncio client isthmus uses to talk to a Kubernetes API server.
+
+It is a thin, typed layer over ``kubernetes_asyncio``: that library loads kubeconfigs
+(contexts, exec plugins, in-cluster tokens) and owns the HTTP session; we issue JSON
+requests against resource paths and turn every failure into the ``isthmus.kube.errors`` tree
+in one place. Objects are plain ``dict``s here; callers validate them into pydantic models at
+their own boundary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import client as k8s_client
+from kubernetes_asyncio import config as k8s_config
+
+from isthmus.kube import errors
+from isthmus.kube.resources import Resource
+
+JsonObj = dict[str, Any]
+
+_TIMEOUT = 30.0
+_SERVICE_HOST_ENV = "KUBERNETES_SERVICE_HOST"
+
+
+class KubeApi:
+    """An API-server connection. Create with ``await KubeApi.connect(...)``; ``close()`` after."""
+
+    def __init__(self, api_client: Any, name: str = "") -> None:
+        self._client = api_client
+        self.name = name
+
+    @classmethod
+    async def connect(
+        cls, kubeconfig: str | Path | None = None, context: str | None = None
+    ) -> KubeApi:
+        """From a kubeconfig (path or ``$KUBECONFIG``) and context, or in-cluster config."""
+        try:
+            if kubeconfig is None and context is None and os.environ.get(_SERVICE_HOST_ENV):
+                configuration = k8s_client.Configuration()
+                k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
+                    client_configuration=configuration
+                )
+                api_client = k8s_client.ApiClient(configuration)
+            else:
+                api_client = await k8s_config.new_client_from_config(
+                    config_file=str(kubeconfig) if kubeconfig else None,
+                    context=context,
+                    persist_config=False,
+                )
+        except (k8s_config.ConfigException, OSError, KeyError, ValueError) as exc:
+            where = f"context {context!r}" if context else "the current context"
+            raise errors.ConfigurationError(
+                f"cannot load Kubernetes configuration for {where}: {exc}"
+            ) from exc
+        return cls(api_client, name=context or "")
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def __aenter__(self) -> KubeApi:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- raw requests --------------------------------------------------------------------------
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float | aiohttp.ClientTimeout | None = _TIMEOUT,
+    ) -> aiohttp.ClientResponse:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        # kubernetes_asyncio serialises dict bodies as JSON (also for apply-patch+yaml:
+        # JSON is YAML), so bodies are passed through as they are.
+        params = [(k, _query_value(v)) for k, v in (query or {}).items() if v is not None]
+        try:
+            response: aiohttp.ClientResponse = await self._client.call_api(
+                path,
+                method,
+                query_params=params,
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=timeout,
+            )
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise errors.TransportError(f"{method} {path}: {exc!r}") from exc
+        return response
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> JsonObj:
+        response = await self._send(method, path, query=query, body=body, content_type=content_type)
+        try:
+            data = await response.read()
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise errors.TransportError(f"{method} {path}: {exc!r}") from exc
+        finally:
+            response.release()
+        if not 200 <= response.status < 300:
+            raise errors.from_status(response.status, data)
+        try:
+            parsed = json.loads(data) if data else {}
+        except ValueError as exc:
+            raise errors.TransportError(f"{method} {path}: answer is not JSON") from exc
+        if not isinstance(parsed, dict):
+            raise errors.TransportError(f"{method} {path}: answer is not a JSON object")
+        return parsed
+
+    async def stream_lines(
+        self, path: str, query: dict[str, Any], read_timeout: float
+    ) -> AsyncIterator[bytes]:
+        """GET a streaming endpoint (a watch) and yield its newline-delimited JSON lines."""
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=read_timeout)
+        response = await self._send("GET", path, query=query, timeout=timeout)
+        try:
+            if response.status != 200:
+                raise errors.from_status(response.status, await response.read())
+            while True:
+                try:
+                    line = await response.content.readline()
+                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                    raise errors.TransportError(f"watch {path}: {exc!r}") from exc
+                if not line:
+                    return
+                if line.strip():
+                    yield line
+        finally:
+            response.release()
+
+    # --- typed helpers ----------------------------------------------------------------------------
+    async def get(self, res: Resource, name: str, namespace: str | None = None) -> JsonObj:
+        return await self.request("GET", res.path(namespace, name))
+
+    async def list(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        resource_version: str | None = None,
+    ) -> JsonObj:
+        return await self.request(
+            "GET",
+            res.path(namespace),
+            query={
+                "labelSelector": label_selector,
+                "fieldSelector": field_selector,
+                "resourceVersion": resource_version,
+            },
+        )
+
+    async def create(self, res: Resource, obj: JsonObj, namespace: str | None = None) -> JsonObj:
+        return await self.request("POST", res.path(namespace), body=obj)
+
+    async def replace(
+        self, res: Resource, obj: JsonObj, namespace: str | None = None
+    ) -> JsonObj:
+        name = obj["metadata"]["name"]
+        return await self.request("PUT", res.path(namespace, name), body=obj)
+
+    async def delete(
+        self,
+        res: Resource,
+        name: str,
+        namespace: str | None = None,
+        *,
+        uid: str | None = None,
+        resource_version: str | None = None,
+    ) -> JsonObj:
+        """Delete; with ``uid``/``resource_version`` preconditions, never a different object."""
+        preconditions = {
+            k: v for k, v in (("uid", uid), ("resourceVersion", resource_version)) if v
+        }
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+        if preconditions:
+            body["preconditions"] = preconditions  # type: ignore[assignment]
+        return await self.request("DELETE", res.path(namespace, name), body=body)
+
+    async def apply(
+        self,
+        res: Resource,
+        obj: JsonObj,
+        *,
+        field_manager: str,
+        force: bool = False,
+        subresource: str | None = None,
+    ) -> JsonObj:
+        """Server-side apply ``obj`` (a full intent for the fields this manager owns)."""
+        meta = obj["metadata"]
+        path = res.path(meta.get("namespace"), meta["name"])
+        if subresource:
+            path += f"/{subresource}"
+        return await self.request(
+            "PATCH",
+            path,
+            query={"fieldManager": field_manager, "force": "true" if force else None},
+            body=obj,
+            content_type="application/apply-patch+yaml",
+        )
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
