@@ -9,8 +9,6 @@ from typing import Any
 
 import click
 import uvloop
-
-from isthmus.api.models import GlobalService
 from isthmus.dns.errors import SourceError
 from isthmus.dns.feed import watch_kubernetes
 from isthmus.dns.responder import Responder
@@ -18,9 +16,10 @@ from isthmus.dns.server import DnsServer
 from isthmus.dns.settings import DnsSettings
 from isthmus.dns.snapshot import SnapshotHolder
 from isthmus.dns.static_file import load_services
+
+from isthmus.api.models import GlobalService
 from isthmus.logging import configure, get_logger
 from isthmus.settings import click_options, load
-
 
 
 def log() -> Any:

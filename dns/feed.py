@@ -16,11 +16,10 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
 import pydantic
+from isthmus.dns.snapshot import SnapshotHolder
 
 from isthmus.api.models import GlobalService
-from isthmus.dns.snapshot import SnapshotHolder
 from isthmus.logging import get_logger
-
 
 
 def log() -> Any:

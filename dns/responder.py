@@ -10,7 +10,7 @@ query: the header flags, the question with its name lower-cased, and the "EDNS s
 (absent, or the effective UDP limit and DO bit; TCP has no limit). A hit copies the query's
 ID and question (so its exact case) into the stored reply; nothing is parsed or packed.
 Only queries of the plain shape take the fast path (one question, no compression, no
-records but an option-less OPT, standard flags); everything else goes the slow way, so
+records but one well-formed version-0 OPT, standard flags); everything else goes the slow way, so
 every verdict (FORMERR, NOTIMP, BADVERS, QR=1) comes from the same code as before.
 
 Cache correctness: a new snapshot replaces both caches in the same call, so no reply from
@@ -27,14 +27,13 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from dnslib import QTYPE, DNSHeader, DNSLabel, DNSQuestion, DNSRecord, EDNS0
-
+from dnslib import EDNS0, QTYPE, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 from isthmus.dns.errors import DroppedMessage, MessageError
 from isthmus.dns.resolver import resolve
 from isthmus.dns.snapshot import Snapshot
 from isthmus.dns.wire import HEADER, OPCODE_MASK, QR, RD, parse_query
-from isthmus.logging import get_logger
 
+from isthmus.logging import get_logger
 
 
 def log() -> Any:

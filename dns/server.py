@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from isthmus.dns.responder import Responder
-from isthmus.logging import get_logger
 
+from isthmus.logging import get_logger
 
 
 def log() -> Any:

@@ -180,14 +180,14 @@ def build_snapshot(
                  hostmaster)
         )
         for rel, data in relative.items():
+            served = data
             if data.srv:  # SRV targets are absolute, in the zone being served
-                data = NameData(
+                served = NameData(
                     srv=tuple(Srv(s.priority, s.weight, s.port, s.target + origin)
                               for s in data.srv),
                     ttl=data.ttl, source=data.source,
                 )
-            owner = rel + origin
-            names[owner] = data
+            names[rel + origin] = served
             for cut in range(1, len(rel)):
                 nonterminals.add(rel[cut:] + origin)
     zones.sort(key=lambda z: len(z.origin), reverse=True)

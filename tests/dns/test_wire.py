@@ -1,0 +1,98 @@
+"""parse_query verdicts, and the replies they become (RELIABILITY: DNS responder, bad input)."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from dns_fixtures import query
+from dnslib import RCODE, DNSRecord
+
+from isthmus.dns.errors import DroppedMessage, FormatError, OpcodeNotImplemented
+from isthmus.dns.responder import Responder, respond
+from isthmus.dns.snapshot import Snapshot
+from isthmus.dns.wire import parse_query
+
+GOOD = query("users.shop.global")
+OPT_EMPTY = b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00"  # root, OPT, 1232, v0, no options
+
+
+def with_counts(packet: bytes, qd: int = 1, an: int = 0, ns: int = 0, ar: int = 0) -> bytes:
+    return packet[:4] + struct.pack("!HHHH", qd, an, ns, ar) + packet[12:]
+
+
+def opt(options: bytes, owner: bytes = b"\x00", version: int = 0) -> bytes:
+    return owner + struct.pack("!HHBBHH", 41, 1232, 0, version, 0, len(options)) + options
+
+
+@pytest.mark.parametrize(
+    ("packet", "error"),
+    [
+        pytest.param(b"", DroppedMessage, id="empty"),
+        pytest.param(GOOD[:11], DroppedMessage, id="truncated-header"),
+        pytest.param(GOOD[:2] + bytes([GOOD[2] | 0x80]) + GOOD[3:], DroppedMessage, id="qr-set"),
+        pytest.param(GOOD[:2] + bytes([GOOD[2] | (2 << 3)]) + GOOD[3:], OpcodeNotImplemented,
+                     id="opcode-status"),
+        pytest.param(GOOD[:2] + bytes([GOOD[2] | (5 << 3)]) + GOOD[3:], OpcodeNotImplemented,
+                     id="opcode-update"),
+        pytest.param(GOOD[:12], FormatError, id="header-only"),
+        pytest.param(with_counts(GOOD, qd=0), FormatError, id="qdcount-0"),
+        pytest.param(with_counts(GOOD + GOOD[12:], qd=2), FormatError, id="qdcount-2"),
+        pytest.param(GOOD[:-2], FormatError, id="truncated-question"),
+        pytest.param(GOOD + b"\x00", FormatError, id="trailing-byte"),
+        pytest.param(GOOD[:12] + b"\xc0\x0c" + GOOD[-4:], FormatError, id="pointer-in-question"),
+        pytest.param(GOOD[:12] + b"\x41" + b"a" * 65 + b"\x00" + GOOD[-4:], FormatError,
+                     id="label-over-63"),
+        pytest.param(GOOD[:12] + (b"\x3f" + b"a" * 63) * 4 + b"\x00" + GOOD[-4:], FormatError,
+                     id="name-over-255"),
+        pytest.param(with_counts(GOOD, ar=1), FormatError, id="arcount-without-record"),
+        pytest.param(with_counts(GOOD + OPT_EMPTY + OPT_EMPTY, ar=2), FormatError, id="two-opts"),
+        pytest.param(with_counts(GOOD + opt(b"", owner=b"\x01a\x00"), ar=1), FormatError,
+                     id="opt-not-root"),
+        pytest.param(with_counts(GOOD + opt(b"\x00\x0a\x00"), ar=1), FormatError,
+                     id="opt-option-header-cut"),
+        pytest.param(with_counts(GOOD + opt(b"\x00\x0a\x00\x08abcd"), ar=1), FormatError,
+                     id="opt-option-overruns"),
+        pytest.param(with_counts(GOOD + OPT_EMPTY[:-1], ar=1), FormatError, id="opt-cut"),
+        pytest.param(with_counts(GOOD + OPT_EMPTY, an=1), FormatError, id="opt-in-answer"),
+    ],
+)
+def test_bad_messages(packet: bytes, error: type[Exception], snapshot: Snapshot) -> None:
+    with pytest.raises(error):
+        parse_query(packet)
+    reply = respond(packet, snapshot, udp=True)
+    if error is DroppedMessage:
+        assert reply is None  # QR=1 or no header: no reply at all
+        return
+    assert reply is not None
+    parsed = DNSRecord.parse(reply)
+    assert parsed.header.id == struct.unpack("!H", packet[:2])[0]
+    assert parsed.header.qr == 1
+    expected = RCODE.NOTIMP if error is OpcodeNotImplemented else RCODE.FORMERR
+    assert parsed.header.rcode == expected
+    assert parsed.header.opcode == (packet[2] >> 3) & 0xF
+
+
+@pytest.mark.parametrize(
+    "packet",
+    [
+        pytest.param(GOOD, id="plain"),
+        pytest.param(query("users.shop.global", edns=4096, do=True), id="edns-do"),
+        pytest.param(with_counts(GOOD + opt(b"\x00\x0a\x00\x08" + b"c" * 8), ar=1),
+                     id="edns-with-cookie"),
+        pytest.param(with_counts(GOOD + opt(b""), ar=1), id="edns-no-options"),
+    ],
+)
+def test_good_messages(packet: bytes) -> None:
+    q = parse_query(packet)
+    assert q.qname == (b"users", b"shop", b"global")
+
+
+def test_badvers_echoes_question_with_opt(snapshot: Snapshot) -> None:
+    packet = query("Users.shop.global", edns=1232, version=1)
+    for responder in (Responder(snapshot), Responder(snapshot, use_cache=False)):
+        reply = DNSRecord.parse(responder.handle(packet, udp=True))
+        [opt_rr] = reply.ar
+        assert (opt_rr.edns_rcode, reply.header.rcode) == (1, 0)  # 16 = 1 << 4 | 0
+        assert opt_rr.edns_ver == 0
+        assert reply.q.qname.label[0] == b"Users"
