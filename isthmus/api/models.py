@@ -124,6 +124,13 @@ class ServicePort(_Wire):
     outbound_port: Port | None = None
 
 
+class PinnedPort(_Wire):
+    """A service port's outbound listener that reaches one cluster only."""
+
+    port: Port
+    outbound_port: Port
+
+
 class ClusterEndpoint(_Wire):
     """One exporting cluster, reached through its gateway."""
 
@@ -134,6 +141,7 @@ class ClusterEndpoint(_Wire):
     weight: int = Field(default=100, ge=0, le=10000)
     health: Health = Health.UNKNOWN
     ready_endpoints: int | None = Field(default=None, ge=0)
+    pinned_ports: list[PinnedPort] = Field(default_factory=list)
 
 
 class GlobalServiceSpec(_Wire):
