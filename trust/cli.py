@@ -53,7 +53,7 @@ def _when(value: str | None) -> dt.datetime:
 
 def _apply(context: str | None, kubeconfig: str | None, objects: list[dict[str, Any]]) -> None:
     try:
-        from isthmus.kube.apply import apply_manifests  # noqa: PLC0415 - optional layer
+        from isthmus.kube.apply import apply_manifests
     except ImportError as exc:
         raise ApplyError("applying needs isthmus.kube (not available)") from exc
     apply_manifests(context, kubeconfig, objects)
@@ -385,7 +385,7 @@ def issue(
     """
     if (out_dir is None) == (secret_name is None):
         raise click.UsageError("give exactly one of --out-dir or --secret")
-    import yaml  # noqa: PLC0415
+    import yaml
 
     try:
         loaded = yaml.safe_load_all(files.read_bytes(ca_path))
