@@ -106,9 +106,9 @@ class Feed:
 async def watch_kubernetes(holder: SnapshotHolder, kubeconfig: str | None,
                            context: str | None, namespace: str | None = None) -> None:
     """Feed ``holder`` from the GlobalServices of a real cluster (until cancelled)."""
-    from isthmus.kube.client import KubeApi  # noqa: PLC0415 - only when a cluster is used
-    from isthmus.kube.reflector import Reflector  # noqa: PLC0415
-    from isthmus.kube.resources import GLOBALSERVICES  # noqa: PLC0415
+    from isthmus.kube.client import KubeApi
+    from isthmus.kube.reflector import Reflector
+    from isthmus.kube.resources import GLOBALSERVICES
 
     api = await KubeApi.connect(kubeconfig, context)
     try:

@@ -5,7 +5,8 @@
 - TCP (RFC 7766): two-byte length framing, any number of queries per connection, answered
   in order; a connection idle for ``tcp_idle`` seconds is closed; reading pauses while the
   peer does not read its replies (a slow reader cannot grow our buffers); at most
-  ``max_tcp`` connections, newer ones are closed at once.
+  ``max_tcp`` connections, newer ones are closed at once; a framed message shorter than a
+  DNS header closes the connection (the framing is out of step; no reply could be sent).
 """
 
 from __future__ import annotations
@@ -105,6 +106,13 @@ class _Tcp(asyncio.Protocol):
             reply = self.server.responder.handle(message, udp=False)
             if reply is not None:
                 replies.append(len(reply).to_bytes(2, "big") + reply)
+            elif len(message) < 12:
+                # Not even a header: the stream is likely out of step, and the client would
+                # wait for an answer that never comes. Close, after what is already owed.
+                if replies:
+                    transport.write(b"".join(replies))
+                transport.close()
+                return
         if replies:
             transport.write(b"".join(replies))
 
