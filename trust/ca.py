@@ -40,6 +40,7 @@ def _log() -> Any:
     # configuration (stdout) instead of the one the process sets up later.
     return get_logger(__name__)
 
+
 ROOT_LIFETIME = dt.timedelta(days=3650)
 INTERMEDIATE_LIFETIME = dt.timedelta(days=365)
 BACKDATE = dt.timedelta(minutes=1)

@@ -185,9 +185,7 @@ def init(trust_domain: str, out: Path, days: int, force: bool) -> None:
     show_default=True,
     help="Validity of the cluster CA (cut to the root's end).",
 )
-@click.option(
-    "--namespace", default=NAMESPACE, show_default=True, help="Namespace of the Secret."
-)
+@click.option("--namespace", default=NAMESPACE, show_default=True, help="Namespace of the Secret.")
 @_out_option
 @_context_option
 @_kubeconfig_option

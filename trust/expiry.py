@@ -73,15 +73,11 @@ def check_one(
         return Finding(label, describe_name(cert), not_before, not_after, level, message)
 
     if now > not_after:
-        return finding(
-            Level.ERROR, f"expired {format_delta(left)} ago ({not_after.isoformat()})"
-        )
+        return finding(Level.ERROR, f"expired {format_delta(left)} ago ({not_after.isoformat()})")
     if now < not_before:
         return finding(Level.WARNING, f"not valid until {not_before.isoformat()}")
     if left < window:
-        return finding(
-            Level.WARNING, f"expires in {format_delta(left)} ({not_after.isoformat()})"
-        )
+        return finding(Level.WARNING, f"expires in {format_delta(left)} ({not_after.isoformat()})")
     return finding(Level.OK, f"valid for {format_delta(left)} ({not_after.isoformat()})")
 
 

@@ -28,6 +28,7 @@ def _log() -> Any:
     # configuration (stdout) instead of the one the process sets up later.
     return get_logger(__name__)
 
+
 ROOT_CERT = "root.crt"
 ROOT_KEY = "root.key"
 PRIVATE_MODE = 0o600
@@ -90,9 +91,7 @@ def save_root(directory: Path, root: CertifiedKey, *, force: bool = False) -> tu
     cert_path, key_path = directory / ROOT_CERT, directory / ROOT_KEY
     existing = [p for p in (cert_path, key_path) if p.exists()]
     if existing and not force:
-        raise RootExistsError(
-            f"a root already exists at {existing[0]}; pass --force to replace it"
-        )
+        raise RootExistsError(f"a root already exists at {existing[0]}; pass --force to replace it")
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     write_private(key_path, root.key_pem())
     write_public(cert_path, root.cert_pem())

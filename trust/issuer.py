@@ -39,6 +39,7 @@ def _log() -> Any:
     # configuration (stdout) instead of the one the process sets up later.
     return get_logger(__name__)
 
+
 LEAF_LIFETIME = dt.timedelta(hours=24)
 RENEW_AT = 0.5
 """Renew when this fraction of the lifetime has passed ..."""

@@ -177,4 +177,3 @@ def certs_in_object(obj: dict[str, Any]) -> list[tuple[str, bytes]]:
         for key, value in values.items()
         if b"-----BEGIN CERTIFICATE-----" in value
     ]
-

@@ -63,9 +63,7 @@ def load_key(data: bytes | str, *, what: str = "key") -> PrivateKey:
     except (ValueError, TypeError) as exc:
         # The exception text never contains key material, but keep it short anyway.
         raise MaterialError(f"{what}: unreadable PEM private key") from exc
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(
-        key.curve, ec.SECP256R1
-    ):
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
         raise MaterialError(f"{what}: not an ECDSA P-256 private key")
     return key
 

@@ -103,16 +103,12 @@ def parse_spiffe_id(text: str, *, require_path: bool = True) -> SpiffeId:
     if not text:
         raise SpiffeIdError(Reason.SPIFFE_EMPTY, "SPIFFE ID is empty")
     if len(text.encode("utf-8")) > MAX_ID_BYTES:
-        raise SpiffeIdError(
-            Reason.SPIFFE_TOO_LONG, f"SPIFFE ID is over {MAX_ID_BYTES} bytes"
-        )
+        raise SpiffeIdError(Reason.SPIFFE_TOO_LONG, f"SPIFFE ID is over {MAX_ID_BYTES} bytes")
     if not text.isascii():
         raise SpiffeIdError(Reason.SPIFFE_NOT_ASCII, "SPIFFE ID is not ASCII")
     if not text.startswith(SCHEME_PREFIX):
         scheme = text.split(":", 1)[0] if ":" in text else "(none)"
-        raise SpiffeIdError(
-            Reason.SPIFFE_BAD_SCHEME, f"scheme is {scheme!r}, not 'spiffe://'"
-        )
+        raise SpiffeIdError(Reason.SPIFFE_BAD_SCHEME, f"scheme is {scheme!r}, not 'spiffe://'")
     rest = text[len(SCHEME_PREFIX) :]
     if "?" in rest or "#" in rest:
         raise SpiffeIdError(Reason.SPIFFE_QUERY_OR_FRAGMENT, "SPIFFE ID has a query or fragment")

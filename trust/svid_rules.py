@@ -80,9 +80,7 @@ def check_signing_cert(cert: x509.Certificate) -> Refusal | None:
     if constraints is None or not constraints.ca:
         return Refusal(Reason.INTERMEDIATE_NOT_CA, "signing certificate is not a CA", subject)
     if usage is not None and not usage.key_cert_sign:
-        return Refusal(
-            Reason.INTERMEDIATE_NOT_CA, "signing certificate lacks keyCertSign", subject
-        )
+        return Refusal(Reason.INTERMEDIATE_NOT_CA, "signing certificate lacks keyCertSign", subject)
     return None
 
 

@@ -45,6 +45,7 @@ def _log() -> Any:
     # configuration (stdout) instead of the one the process sets up later.
     return get_logger(__name__)
 
+
 TLS_VERSION = ssl.TLSVersion.TLSv1_3
 _ENCODING_DER: int = getattr(ssl, "_ssl").ENCODING_DER  # noqa: B009 - private in 3.11
 

@@ -207,9 +207,7 @@ def verify_peer(
     )
 
 
-def require_peer(
-    bundle: TrustBundle, chain_der: Sequence[bytes], now: dt.datetime
-) -> PeerIdentity:
+def require_peer(bundle: TrustBundle, chain_der: Sequence[bytes], now: dt.datetime) -> PeerIdentity:
     """``verify_peer`` that raises ``PeerRefused`` instead of returning a ``Refusal``."""
     verdict = verify_peer(bundle, chain_der, now)
     if isinstance(verdict, Refusal):

@@ -26,7 +26,9 @@ CASES = [
         id="https-scheme",
     ),
     pytest.param(LeafSpec(uris=("spiffe://example.org",)), Reason.SPIFFE_EMPTY_PATH, id="no-path"),
-    pytest.param(LeafSpec(uris=("spiffe://example.org/",)), Reason.SPIFFE_EMPTY_PATH, id="root-path"),
+    pytest.param(
+        LeafSpec(uris=("spiffe://example.org/",)), Reason.SPIFFE_EMPTY_PATH, id="root-path"
+    ),
     pytest.param(
         LeafSpec(uris=("spiffe://EXAMPLE.org/cluster/west/ns/shop/sa/users",)),
         Reason.SPIFFE_UPPERCASE_TRUST_DOMAIN,
@@ -82,7 +84,9 @@ CASES = [
         Reason.TRUST_DOMAIN_MISMATCH,
         id="other-trust-domain",
     ),
-    pytest.param(LeafSpec(uris=(ident(cluster="east"),)), Reason.CLUSTER_MISMATCH, id="other-cluster"),
+    pytest.param(
+        LeafSpec(uris=(ident(cluster="east"),)), Reason.CLUSTER_MISMATCH, id="other-cluster"
+    ),
 ]
 
 VERIFIER_ONLY = {Reason.NOT_ISTHMUS_ID, Reason.TRUST_DOMAIN_MISMATCH, Reason.CLUSTER_MISMATCH}

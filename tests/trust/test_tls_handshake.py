@@ -130,7 +130,10 @@ async def test_server_from_other_root_is_refused_by_the_client(  # type: ignore[
     ],
 )
 async def test_out_of_date_client_leaf_refused_in_handshake(
-    pki: Pki, gateway, when: str, alert: str  # type: ignore[no-untyped-def]
+    pki: Pki,
+    gateway,
+    when: str,
+    alert: str,  # type: ignore[no-untyped-def]
 ) -> None:
     now = utcnow()
     spec = (
@@ -141,7 +144,9 @@ async def test_out_of_date_client_leaf_refused_in_handshake(
     client = tls_for(make_leaf(pki.ca("west"), spec), pki.root)
     async with echo_server(gateway) as server:
         with pytest.raises(ssl.SSLError) as caught:
-            await asyncio.to_thread(blocking_request, server.port, build_client_context(client.material))
+            await asyncio.to_thread(
+                blocking_request, server.port, build_client_context(client.material)
+            )
         assert alert in alert_of(caught.value)
         assert server.accepted == 0
 
@@ -156,7 +161,9 @@ async def test_expired_intermediate_refused_in_handshake(pki: Pki, gateway) -> N
     client = tls_for(leaf, pki.root)
     async with echo_server(gateway) as server:
         with pytest.raises(ssl.SSLError) as caught:
-            await asyncio.to_thread(blocking_request, server.port, build_client_context(client.material))
+            await asyncio.to_thread(
+                blocking_request, server.port, build_client_context(client.material)
+            )
         assert "CERTIFICATE_EXPIRED" in alert_of(caught.value)
 
 

@@ -190,7 +190,9 @@ def test_everything_under_an_expired_root_is_refused() -> None:
     ca = create_cluster_ca(root, "west", now=past + dt.timedelta(days=1))
     leaf = Issuer(ca).issue("shop", "users", now=past + dt.timedelta(days=2))
     bundle = TrustBundle.of([root.cert])
-    assert isinstance(verify_peer(bundle, der_chain(leaf), past + dt.timedelta(days=2)), PeerIdentity)
+    assert isinstance(
+        verify_peer(bundle, der_chain(leaf), past + dt.timedelta(days=2)), PeerIdentity
+    )
     verdict = verify_peer(bundle, der_chain(leaf), utcnow())
     assert isinstance(verdict, Refusal)
     assert verdict.reason is Reason.EXPIRED

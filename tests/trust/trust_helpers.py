@@ -36,8 +36,15 @@ def ident(cluster: str = "west", ns: str = "shop", sa: str = "users", td: str = 
 
 def key_usage(**on: bool) -> x509.KeyUsage:
     names = [
-        "digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
-        "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only",
+        "digital_signature",
+        "content_commitment",
+        "key_encipherment",
+        "data_encipherment",
+        "key_agreement",
+        "key_cert_sign",
+        "crl_sign",
+        "encipher_only",
+        "decipher_only",
     ]
     return x509.KeyUsage(**{n: on.get(n, False) for n in names})
 
@@ -131,6 +138,7 @@ class EchoServer:
     refusals: list[Refusal] = field(default_factory=list)
     handshake_errors: list[str] = field(default_factory=list)
     accepted: int = 0
+    roots_seen: list[str] = field(default_factory=list)
     handshake_timeout: float = 5.0
 
     @property
@@ -152,6 +160,7 @@ class EchoServer:
             await stream.close()
             return
         self.accepted += 1
+        self.roots_seen.append(verdict.root_fingerprint)
         with contextlib.suppress(ConnectionError, ssl.SSLError):
             while line := await stream.readline():
                 stream.write(f"{verdict.identity.uri} {line.decode()}".encode())
@@ -177,7 +186,9 @@ async def echo_server(tls: ReloadableTls, **options: float) -> AsyncIterator[Ech
         await server.stop()
 
 
-async def connect(port: int, ctx: ssl.SSLContext) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def connect(
+    port: int, ctx: ssl.SSLContext
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     return await asyncio.wait_for(
         asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname=None), 5
     )
@@ -206,6 +217,9 @@ async def one_request(port: int, ctx: ssl.SSLContext, text: str = "ping") -> str
 
 def blocking_request(port: int, ctx: ssl.SSLContext, text: str = "ping") -> bytes:
     """One request over a blocking ssl socket: alerts surface as ``ssl.SSLError``."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, ctx.wrap_socket(raw) as tls:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        ctx.wrap_socket(raw) as tls,
+    ):
         tls.sendall(f"{text}\n".encode())
         return tls.recv(4096)
