@@ -5,19 +5,26 @@ the transport framing: the OPT record for an EDNS query (our buffer size, DO cop
 3225) and, over UDP, TC=1 with an empty answer when the reply exceeds the client's limit
 (512 without EDNS, else min(client buffer, ours), never below 512; RFC 6891 §6.2.5).
 
-``Responder`` puts a precomputed-answer cache in front of it. The key is built from the raw
-query: the header flags, the question with its name lower-cased, and the "EDNS shape"
-(absent, or the effective UDP limit and DO bit; TCP has no limit). A hit copies the query's
-ID and question (so its exact case) into the stored reply; nothing is parsed or packed.
-Only queries of the plain shape take the fast path (one question, no compression, no
-records but one well-formed version-0 OPT, standard flags); everything else goes the slow way, so
-every verdict (FORMERR, NOTIMP, BADVERS, QR=1) comes from the same code as before.
+``Responder`` puts a precomputed-answer cache in front of it, in two tiers:
 
-Cache correctness: a new snapshot replaces both caches in the same call, so no reply from
-an older snapshot survives the swap. Bound: replies for names that exist (NOERROR) live in
-the "known" table up to ``known_limit`` entries (sized from the snapshot); all other
-replies, and known ones past that limit, go to a FIFO of ``other_limit`` entries, so random
-names cost at most that much memory.
+1. by the exact query bytes after the ID (one slice, one dict lookup): a client asking the
+   same thing again gets the stored reply with its ID put in front;
+2. by a key built from the query: the header flags, the question with its name
+   lower-cased, and the "EDNS shape" (absent, or the effective UDP limit and DO bit; TCP
+   has no limit). A hit copies the query's ID and question (so its exact case) into the
+   stored reply. A miss answers the lower-cased question on the slow path and stores it.
+
+Only queries of the plain shape reach tier 2 (one question, no compression, no records but
+one well-formed version-0 OPT, standard flags) and only those are stored in tier 1;
+everything else goes the slow way, so every verdict (FORMERR, NOTIMP, BADVERS, no reply to
+QR=1) comes from the same code with or without the cache.
+
+Invalidation: a new snapshot comes with new, empty tables in one reference assignment, so
+no reply from an older snapshot survives the swap. Bounds: tier-2 replies for names that
+exist (NOERROR) live in the "known" table up to ``known_limit`` entries (sized from the
+snapshot); other replies, and known ones past that limit, go to a FIFO of ``other_limit``;
+each tier-1 table is emptied when it reaches ``raw_limit``. Random names, types, case or
+EDNS sizes therefore cost at most known_limit + other_limit + 2 x raw_limit entries.
 """
 
 from __future__ import annotations
@@ -52,12 +59,13 @@ _OPT_PREFIX = b"\x00\x00\x29"  # root owner, type OPT
 class Stats:
     """Counters a metrics endpoint or a log line can read; cheap enough for the hot path."""
 
-    queries: int = 0
+    queries: int = 0  # answered on the slow path (cache misses and uncacheable queries)
     cache_hits: int = 0
-    outcomes: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)  # slow-path verdicts
 
     def snapshot(self) -> dict[str, Any]:
-        return {"queries": self.queries, "cache_hits": self.cache_hits, **self.outcomes}
+        return {"queries": self.queries + self.cache_hits, "cache_hits": self.cache_hits,
+                **self.outcomes}
 
 
 _RCODE_NAMES = {0: "noerror", 1: "formerr", 2: "servfail", 3: "nxdomain", 4: "notimp",
@@ -125,33 +133,46 @@ def _servfail(data: bytes) -> bytes | None:
     return HEADER.pack(msg_id, QR | (flags & (OPCODE_MASK | RD)) | RCODE_SERVFAIL, 0, 0, 0, 0)
 
 
+class _State:
+    """One snapshot and the caches computed from it: swapped as a single reference."""
+
+    __slots__ = ("known", "other", "raw_tcp", "raw_udp", "snapshot")
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self.known: dict[bytes, bytes] = {}
+        self.other: OrderedDict[bytes, bytes] = OrderedDict()
+        self.raw_udp: dict[bytes, bytes] = {}
+        self.raw_tcp: dict[bytes, bytes] = {}
+
+
 class Responder:
-    """The answering object the server calls; owns the snapshot and the answer cache."""
+    """The answering object the server calls; owns the snapshot and the answer caches."""
 
     def __init__(
         self, snapshot: Snapshot, *, edns_size: int = DEFAULT_EDNS_SIZE,
-        other_limit: int = 10_000, use_cache: bool = True,
+        other_limit: int = 10_000, raw_limit: int = 20_000, use_cache: bool = True,
     ) -> None:
         self.edns_size = edns_size
         self.other_limit = other_limit
+        self.raw_limit = raw_limit
         self.use_cache = use_cache
         self.stats = Stats()
         self.set_snapshot(snapshot)
 
     @property
     def snapshot(self) -> Snapshot:
-        return self._snapshot
+        return self._state.snapshot
 
     def set_snapshot(self, snapshot: Snapshot) -> None:
-        """Swap snapshot and caches together (one call on the loop thread: atomic)."""
-        self._snapshot = snapshot
-        self._known: dict[bytes, bytes] = {}
-        self._other: OrderedDict[bytes, bytes] = OrderedDict()
+        """Swap snapshot and caches together: one assignment, so atomic for any reader."""
         # Names x a handful of types x a few flag/EDNS shapes; bounded by the snapshot.
         self.known_limit = 64 * (len(snapshot.names) + len(snapshot.zones)) + 1024
+        self._state = _State(snapshot)
 
     def cache_size(self) -> int:
-        return len(self._known) + len(self._other)
+        state = self._state
+        return len(state.known) + len(state.other) + len(state.raw_udp) + len(state.raw_tcp)
 
     def _key(self, data: bytes, udp: bool) -> tuple[bytes, int] | None:
         """Cache key and the end of the question, or None when not of the plain shape."""
@@ -206,38 +227,54 @@ class Responder:
 
     def handle(self, data: bytes, *, udp: bool) -> bytes | None:
         """The reply to one datagram or TCP message; no exception escapes."""
-        self.stats.queries += 1
+        state = self._state
+        # First tier: these exact bytes (all but the ID) were answered before. One slice,
+        # one dict lookup, one concatenation: the common case of a client asking again.
+        entry = (state.raw_udp if udp else state.raw_tcp).get(data[2:])
+        if entry is not None:
+            self.stats.cache_hits += 1
+            return data[:2] + entry
         try:
             keyed = self._key(data, udp) if self.use_cache else None
             if keyed is None:
-                return respond(data, self._snapshot, udp=udp, edns_size=self.edns_size,
+                self.stats.queries += 1
+                return respond(data, state.snapshot, udp=udp, edns_size=self.edns_size,
                                stats=self.stats)
             key, end = keyed
-            entry = self._known.get(key) or self._other.get(key)
-            if entry is not None:
+            entry = state.known.get(key) or state.other.get(key)
+            if entry is None:
+                self.stats.queries += 1
+                entry = self._fill(state, data, key, end, udp)
+                if entry is None:
+                    return respond(data, state.snapshot, udp=udp, edns_size=self.edns_size)
+            else:
                 self.stats.cache_hits += 1
-                return data[:2] + entry[:10] + data[12:end] + entry[end - 2 :]
-            return self._fill(data, key, end, udp)
+            # Second tier: same question in another case or with another ID; patch both.
+            reply = data[:2] + entry[:10] + data[12:end] + entry[end - 2 :]
+            raw = state.raw_udp if udp else state.raw_tcp
+            if len(raw) >= self.raw_limit:
+                raw.clear()  # crude but O(1) amortized, and a hard bound
+            raw[data[2:]] = reply[2:]
+            return reply
         except Exception:
             self.stats.outcomes["internal_error"] += 1
             log().exception("dns_internal_error", size=len(data))
             return _servfail(data)
 
-    def _fill(self, data: bytes, key: bytes, end: int, udp: bool) -> bytes | None:
-        # Answer the lower-cased question, store without the ID, then patch like a hit.
+    def _fill(self, state: _State, data: bytes, key: bytes, end: int, udp: bool) -> bytes | None:
+        """Answer the lower-cased question and store it without its ID; None if the reply
+        does not carry the question (e.g. FORMERR for a name over 255 octets)."""
         qname_end = end - 4
         canonical = data[:12] + data[12:qname_end].lower() + data[qname_end:]
-        reply = respond(canonical, self._snapshot, udp=udp, edns_size=self.edns_size,
+        reply = respond(canonical, state.snapshot, udp=udp, edns_size=self.edns_size,
                         stats=self.stats)
         if reply is None or reply[12:end] != canonical[12:end]:
-            # Not a reply that carries the question (e.g. FORMERR for a name over 255
-            # octets): answer the original bytes and cache nothing.
-            return respond(data, self._snapshot, udp=udp, edns_size=self.edns_size)
+            return None
         entry = reply[2:]
-        if reply[3] & 0x0F == 0 and len(self._known) < self.known_limit:
-            self._known[key] = entry
+        if reply[3] & 0x0F == 0 and len(state.known) < self.known_limit:
+            state.known[key] = entry
         else:
-            self._other[key] = entry
-            if len(self._other) > self.other_limit:
-                self._other.popitem(last=False)
-        return data[:2] + entry[:10] + data[12:end] + entry[end - 2 :]
+            state.other[key] = entry
+            if len(state.other) > self.other_limit:
+                state.other.popitem(last=False)
+        return entry

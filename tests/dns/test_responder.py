@@ -115,16 +115,23 @@ def test_cache_is_invalidated_when_the_snapshot_changes(snapshot: Snapshot) -> N
 
 
 def test_cache_is_bounded_against_random_names_and_types(snapshot: Snapshot) -> None:
-    responder = Responder(snapshot, other_limit=500)
+    responder = Responder(snapshot, other_limit=500, raw_limit=700)
     rng = random.Random(4)
+    biggest = 0
     for i in range(6000):
         name = f"r{rng.getrandbits(40):x}.shop.global" if i % 2 else "users.shop.global"
+        if i % 5 == 0:  # random case too (DNS 0x20, as resolvers do)
+            name = "".join(c.upper() if rng.random() < 0.5 else c for c in name)
         qtype = rng.randrange(1, 65535) if i % 3 else 1
-        reply = responder.handle(query(name, qtype, edns=rng.randrange(512, 5000)), udp=True)
+        reply = responder.handle(query(name, qtype, edns=rng.randrange(512, 5000)),
+                                 udp=bool(i % 2))
         assert reply is not None
-    assert len(responder._other) <= 500
-    assert len(responder._known) <= responder.known_limit
-    assert responder.cache_size() <= responder.known_limit + 500
+        biggest = max(biggest, responder.cache_size())
+    state = responder._state
+    assert len(state.other) <= 500
+    assert len(state.known) <= responder.known_limit
+    assert len(state.raw_udp) <= 700 and len(state.raw_tcp) <= 700
+    assert biggest <= responder.known_limit + 500 + 2 * 700
     # Still correct after the churn.
     ok = DNSRecord.parse(responder.handle(query("users.shop.global"), udp=True))
     assert str(ok.rr[0].rdata) == "10.96.0.10"
