@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 
@@ -41,12 +42,18 @@ class KubeApi:
     ) -> KubeApi:
         """From a kubeconfig (path or ``$KUBECONFIG``) and context, or in-cluster config."""
         try:
+            paths = str(kubeconfig or os.environ.get("KUBECONFIG", "")).split(os.pathsep)
+            paths = [p for p in paths if p]
             if kubeconfig is None and context is None and os.environ.get(_SERVICE_HOST_ENV):
                 configuration = k8s_client.Configuration()
                 k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
                     client_configuration=configuration
                 )
                 api_client = k8s_client.ApiClient(configuration)
+            elif len(paths) > 1:
+                api_client = await k8s_config.new_client_from_config_dict(
+                    merge_kubeconfigs([Path(p) for p in paths]), context=context
+                )
             else:
                 api_client = await k8s_config.new_client_from_config(
                     config_file=str(kubeconfig) if kubeconfig else None,
@@ -217,6 +224,27 @@ class KubeApi:
             body=obj,
             content_type="application/apply-patch+yaml",
         )
+
+
+def merge_kubeconfigs(paths: list[Path]) -> dict[str, Any]:
+    """kubectl's rule for a ':'-separated $KUBECONFIG: the first file to name a cluster,
+    user or context wins; current-context comes from the first file that sets one."""
+    merged: dict[str, Any] = {"apiVersion": "v1", "kind": "Config",
+                              "clusters": [], "users": [], "contexts": []}
+    seen: dict[str, set[str]] = {"clusters": set(), "users": set(), "contexts": set()}
+    for path in paths:
+        if not path.exists():
+            continue
+        data = yaml.safe_load(path.read_text()) or {}
+        merged.setdefault("current-context", data.get("current-context"))
+        if not merged["current-context"]:
+            merged["current-context"] = data.get("current-context")
+        for section in ("clusters", "users", "contexts"):
+            for entry in data.get(section) or []:
+                if entry.get("name") not in seen[section]:
+                    seen[section].add(entry.get("name"))
+                    merged[section].append(entry)
+    return merged
 
 
 def _query_value(value: Any) -> str:
