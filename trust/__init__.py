@@ -25,7 +25,9 @@ For the gateway and the catalog server (after the TLS handshake)::
 ``verify_peer`` is the second: SPIFFE syntax, X.509-SVID rules, validity at ``now``
 (boundary seconds included), the path rebuilt by ``cryptography``'s verifier, and the
 signing intermediate's cluster equal to the leaf's. Whether that cluster is *linked* is
-the caller's decision (it knows the Links).
+the caller's knowledge (the Links); ``authorize_cluster`` turns it into a verdict::
+
+    authorize_cluster(peer: PeerIdentity, linked: Collection[str]) -> Refusal | None
 
 TLS contexts and hot reload::
 
@@ -85,7 +87,7 @@ from isthmus.trust.tls import (
     peer_chain_der,
     verify_tls_peer,
 )
-from isthmus.trust.verifier import PeerIdentity, require_peer, verify_peer
+from isthmus.trust.verifier import PeerIdentity, authorize_cluster, require_peer, verify_peer
 
 __all__ = [
     "BUNDLE_CONFIGMAP",
@@ -112,6 +114,7 @@ __all__ = [
     "TlsMaterial",
     "TrustBundle",
     "TrustError",
+    "authorize_cluster",
     "build_client_context",
     "build_server_context",
     "bundle_configmap",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+
 from isthmus.trust.ca import trust_domain_of
 from isthmus.trust.errors import MaterialError
 from isthmus.trust.pem import certs_to_pem, describe_name, fingerprint, load_certs

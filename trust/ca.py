@@ -20,6 +20,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
+
+from isthmus.logging import get_logger
 from isthmus.trust.errors import IssuanceError, MaterialError
 from isthmus.trust.pem import (
     PrivateKey,
@@ -31,8 +33,6 @@ from isthmus.trust.pem import (
 )
 from isthmus.trust.spiffe import SpiffeId, cluster_ca_id, cluster_of_ca_id, validate_trust_domain
 from isthmus.trust.svid_rules import ca_spiffe_id, check_signing_cert
-
-from isthmus.logging import get_logger
 
 
 def _log() -> Any:

@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 from cryptography import x509
+
+from isthmus.logging import configure
 from isthmus.trust import files
 from isthmus.trust.bundle import TrustBundle
 from isthmus.trust.ca import (
@@ -35,8 +37,6 @@ from isthmus.trust.manifests import (
     to_yaml,
 )
 from isthmus.trust.pem import load_certs
-
-from isthmus.logging import configure
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 

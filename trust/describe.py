@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+
 from isthmus.trust.bundle import TrustBundle
 from isthmus.trust.errors import MaterialError
 from isthmus.trust.expiry import format_delta

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cryptography import x509
+
 from isthmus.trust.pem import describe_name
 
 WARN_WITHIN = dt.timedelta(days=30)

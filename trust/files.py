@@ -15,12 +15,12 @@ from typing import Any
 
 import yaml
 from cryptography import x509
+
+from isthmus.logging import get_logger
 from isthmus.trust.ca import CertifiedKey
 from isthmus.trust.errors import MaterialError, RootExistsError
 from isthmus.trust.manifests import certs_in_object
 from isthmus.trust.pem import load_certs, load_key
-
-from isthmus.logging import get_logger
 
 
 def _log() -> Any:

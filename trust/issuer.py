@@ -18,6 +18,9 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from isthmus.errors import IsthmusError
+from isthmus.logging import get_logger
 from isthmus.trust.ca import (
     BACKDATE,
     CertifiedKey,
@@ -29,9 +32,6 @@ from isthmus.trust.ca import (
 from isthmus.trust.errors import IssuanceError
 from isthmus.trust.pem import PrivateKey, generate_key
 from isthmus.trust.spiffe import IsthmusIdentity
-
-from isthmus.errors import IsthmusError
-from isthmus.logging import get_logger
 
 
 def _log() -> Any:

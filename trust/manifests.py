@@ -18,6 +18,7 @@ from typing import Any
 
 import pydantic
 import yaml
+
 from isthmus.trust.bundle import TrustBundle
 from isthmus.trust.ca import CertifiedKey, cluster_of, trust_domain_of
 from isthmus.trust.errors import MaterialError

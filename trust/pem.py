@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
 from isthmus.trust.errors import MaterialError
 
 PrivateKey = ec.EllipticCurvePrivateKey

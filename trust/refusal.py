@@ -53,6 +53,8 @@ class Reason(enum.StrEnum):
     INTERMEDIATE_NOT_CA = "intermediate_not_ca"
     TRUST_DOMAIN_MISMATCH = "trust_domain_mismatch"
     CLUSTER_MISMATCH = "cluster_mismatch"
+    # Authorization (the caller knows which clusters are linked).
+    CLUSTER_NOT_LINKED = "cluster_not_linked"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
+
 from isthmus.trust.errors import SpiffeIdError
 from isthmus.trust.pem import describe_name, uri_sans
 from isthmus.trust.refusal import Reason, Refusal

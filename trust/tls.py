@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+
+from isthmus.logging import get_logger
 from isthmus.trust.bundle import TrustBundle
 from isthmus.trust.ca import CertifiedKey, utcnow
 from isthmus.trust.errors import MaterialError
@@ -36,8 +38,6 @@ from isthmus.trust.pem import describe_name, fingerprint, key_matches, load_cert
 from isthmus.trust.refusal import Refusal
 from isthmus.trust.svid_rules import check_leaf
 from isthmus.trust.verifier import PeerIdentity, verify_peer
-
-from isthmus.logging import get_logger
 
 
 def _log() -> Any:

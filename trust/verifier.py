@@ -20,12 +20,13 @@ It checks, in order, returning the first failure as a ``Refusal``:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509 import verification
+
 from isthmus.trust.bundle import TrustBundle
 from isthmus.trust.errors import MaterialError, PeerRefused, SpiffeIdError
 from isthmus.trust.pem import describe_name, fingerprint, load_cert_der
@@ -204,6 +205,21 @@ def verify_peer(
         chain=tuple(path),
         root_fingerprint=fingerprint(path[-1]),
         not_after=min(cert.not_valid_after_utc for cert in path),
+    )
+
+
+def authorize_cluster(peer: PeerIdentity, linked: Collection[str]) -> Refusal | None:
+    """Refuse a verified peer whose cluster is not one of ``linked`` (the Links' clusters).
+
+    Pure; the gateway calls it with its current set of linked clusters, so the same
+    certificate is refused before ``isthmus join`` and accepted after it.
+    """
+    if peer.cluster in linked:
+        return None
+    return Refusal(
+        Reason.CLUSTER_NOT_LINKED,
+        f"cluster {peer.cluster!r} is not linked to this one",
+        peer.identity.uri,
     )
 
 

@@ -11,6 +11,8 @@ import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from trust_helpers import Pki
+
 from isthmus.trust import (
     BUNDLE_CONFIGMAP,
     CLUSTER_CA_SECRET,
@@ -34,7 +36,6 @@ from isthmus.trust import (
 from isthmus.trust.ca import utcnow
 from isthmus.trust.manifests import to_yaml
 from isthmus.trust.pem import uri_sans
-from trust_helpers import Pki
 
 
 def test_root_shape(pki: Pki) -> None:

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner, Result
+
+from isthmus.cli import cli as isthmus_cli
 from isthmus.trust import TrustBundle, create_root
 from isthmus.trust.cli import group
 from isthmus.trust.files import load_root, write_private
-
-from isthmus.cli import cli as isthmus_cli
 
 ISTHMUS = Path(sys.executable).parent / "isthmus"
 

@@ -13,6 +13,9 @@ from typing import Any
 
 import structlog
 import yaml
+from structlog.testing import capture_logs
+from trust_helpers import Pki, tls_for
+
 from isthmus.trust import (
     CertifiedKey,
     Issuer,
@@ -22,8 +25,6 @@ from isthmus.trust import (
     create_root,
 )
 from isthmus.trust.files import save_root, write_private
-from structlog.testing import capture_logs
-from trust_helpers import Pki, tls_for
 
 ISTHMUS = Path(sys.executable).parent / "isthmus"
 

@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from trust_helpers import Pki, blocking_request, echo_server, ident, tls_for
+
 from isthmus.trust import CertifiedKey, Issuer, PeerIdentity, ReloadableTls, verify_tls_peer
 from isthmus.trust.pem import certs_to_pem
-from trust_helpers import Pki, blocking_request, echo_server, ident, tls_for
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
 

@@ -10,17 +10,6 @@ import ssl
 import time
 from pathlib import Path
 
-from isthmus.trust import (
-    CertifiedKey,
-    Issuer,
-    PeerIdentity,
-    ReloadableTls,
-    TlsMaterial,
-    TrustBundle,
-    create_cluster_ca,
-    verify_tls_peer,
-)
-from isthmus.trust.pem import fingerprint
 from structlog.testing import capture_logs
 from trust_helpers import (
     Pki,
@@ -32,6 +21,18 @@ from trust_helpers import (
     roundtrip,
     tls_for,
 )
+
+from isthmus.trust import (
+    CertifiedKey,
+    Issuer,
+    PeerIdentity,
+    ReloadableTls,
+    TlsMaterial,
+    TrustBundle,
+    create_cluster_ca,
+    verify_tls_peer,
+)
+from isthmus.trust.pem import fingerprint
 
 
 def presented_chain(port: int, tls: ReloadableTls) -> PeerIdentity:

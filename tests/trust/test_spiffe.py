@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from isthmus.trust import IsthmusIdentity, Reason, SpiffeId, SpiffeIdError, parse_spiffe_id
 from isthmus.trust.spiffe import cluster_ca_id, cluster_of_ca_id
 

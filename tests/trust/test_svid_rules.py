@@ -7,10 +7,11 @@ import datetime as dt
 
 import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from trust_helpers import LeafSpec, Pki, der_chain, ident, key_usage, make_leaf
+
 from isthmus.trust import PeerIdentity, Reason, Refusal, TrustBundle, verify_peer
 from isthmus.trust.ca import utcnow
 from isthmus.trust.svid_rules import check_leaf
-from trust_helpers import LeafSpec, Pki, der_chain, ident, key_usage, make_leaf
 
 TOO_LONG = "spiffe://example.org/cluster/west/ns/shop/sa/" + "a" * 2010
 

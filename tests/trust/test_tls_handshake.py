@@ -7,16 +7,6 @@ import datetime as dt
 import ssl
 
 import pytest
-from isthmus.trust import (
-    Issuer,
-    PeerIdentity,
-    Reason,
-    build_client_context,
-    build_server_context,
-    create_cluster_ca,
-    verify_tls_peer,
-)
-from isthmus.trust.ca import utcnow
 from trust_helpers import (
     LeafSpec,
     Pki,
@@ -28,6 +18,17 @@ from trust_helpers import (
     one_request,
     tls_for,
 )
+
+from isthmus.trust import (
+    Issuer,
+    PeerIdentity,
+    Reason,
+    build_client_context,
+    build_server_context,
+    create_cluster_ca,
+    verify_tls_peer,
+)
+from isthmus.trust.ca import utcnow
 
 
 @pytest.fixture(scope="module")

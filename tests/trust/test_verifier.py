@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from trust_helpers import LeafSpec, Pki, der_chain, ident, make_leaf
+
 from isthmus.trust import (
     Issuer,
     PeerIdentity,
@@ -12,6 +14,7 @@ from isthmus.trust import (
     Reason,
     Refusal,
     TrustBundle,
+    authorize_cluster,
     create_cluster_ca,
     create_root,
     require_peer,
@@ -19,7 +22,6 @@ from isthmus.trust import (
 )
 from isthmus.trust.ca import utcnow
 from isthmus.trust.pem import fingerprint
-from trust_helpers import LeafSpec, Pki, der_chain, ident, make_leaf
 
 SECOND = dt.timedelta(seconds=1)
 
@@ -196,3 +198,13 @@ def test_everything_under_an_expired_root_is_refused() -> None:
     verdict = verify_peer(bundle, der_chain(leaf), utcnow())
     assert isinstance(verdict, Refusal)
     assert verdict.reason is Reason.EXPIRED
+
+
+def test_unlinked_cluster_refused_then_accepted_after_join(pki: Pki) -> None:
+    leaf = Issuer(pki.ca("west")).issue("shop", "users")
+    peer = verify_peer(bundle_of(pki), der_chain(leaf), utcnow())
+    assert isinstance(peer, PeerIdentity)
+    refused = authorize_cluster(peer, {"east"})
+    assert isinstance(refused, Refusal)
+    assert refused.reason is Reason.CLUSTER_NOT_LINKED
+    assert authorize_cluster(peer, {"east", "west"}) is None  # after `isthmus join`

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
 from isthmus.trust import (
     CertifiedKey,
     Refusal,
