@@ -26,7 +26,7 @@ from isthmus.trust.ca import (
 )
 from isthmus.trust.describe import chain_verdict, describe_cert
 from isthmus.trust.errors import ApplyError, ExpiryError, MaterialError
-from isthmus.trust.expiry import EXIT_ERROR, WARN_WITHIN, check_expiry, exit_code
+from isthmus.trust.expiry import EXIT_ERROR, WARN_WITHIN, Level, check_expiry, exit_code
 from isthmus.trust.issuer import LEAF_LIFETIME, Issuer
 from isthmus.trust.manifests import (
     NAMESPACE,
@@ -158,8 +158,7 @@ def init(trust_domain: str, out: Path, days: int, force: bool) -> None:
     root.key is written with mode 0600. Keep it offline: it is needed again only to sign
     cluster CAs. An existing root is never overwritten without --force.
     """
-    if not force and ((out / files.ROOT_CERT).exists() or (out / files.ROOT_KEY).exists()):
-        raise click.UsageError(f"a root already exists in {out}; pass --force to replace it")
+    files.refuse_existing_root(out, force=force)  # before generating anything
     root = create_root(trust_domain, lifetime=dt.timedelta(days=days))
     cert_path, key_path = files.save_root(out, root, force=force)
     click.echo(f"root:        {cert_path}")
@@ -333,7 +332,7 @@ def check(paths: tuple[Path, ...], warn_days: int, at: str | None) -> None:
         click.echo(finding.line())
     code = exit_code(findings)
     if code == EXIT_ERROR:
-        expired = [f for f in findings if f.line().startswith("ERROR")]
+        expired = [f for f in findings if f.level is Level.ERROR]
         names = "; ".join(
             f"{f.label} ({f.subject}) expired {f.not_after.isoformat()}" for f in expired
         )

@@ -86,12 +86,17 @@ def check_private_mode(path: Path) -> None:
         )
 
 
+def refuse_existing_root(directory: Path, *, force: bool = False) -> None:
+    """Raise ``RootExistsError`` if ``directory`` holds a root (unless ``force``)."""
+    existing = [p for p in (directory / ROOT_CERT, directory / ROOT_KEY) if p.exists()]
+    if existing and not force:
+        raise RootExistsError(f"a root already exists at {existing[0]}; pass --force to replace it")
+
+
 def save_root(directory: Path, root: CertifiedKey, *, force: bool = False) -> tuple[Path, Path]:
     """Write ``root.crt`` and ``root.key`` into ``directory``; refuse to overwrite."""
     cert_path, key_path = directory / ROOT_CERT, directory / ROOT_KEY
-    existing = [p for p in (cert_path, key_path) if p.exists()]
-    if existing and not force:
-        raise RootExistsError(f"a root already exists at {existing[0]}; pass --force to replace it")
+    refuse_existing_root(directory, force=force)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     write_private(key_path, root.key_pem())
     write_public(cert_path, root.cert_pem())

@@ -59,8 +59,9 @@ def test_init_writes_key_0600_and_refuses_to_overwrite(root_dir: Path) -> None:
     before = key.read_bytes()
 
     done = isthmus("init", "--trust-domain", "example.org", "--out", root_dir)
-    assert done.returncode == 2
-    assert "already exists" in done.stderr and "--force" in done.stderr
+    assert done.returncode == 1
+    assert done.stderr.startswith("isthmus: error: a root already exists at ")
+    assert "--force" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert key.read_bytes() == before
 
     forced = run("init", "--trust-domain", "example.org", "--out", root_dir, "--force")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ssl
+from pathlib import Path
 
 import pytest
 from trust_helpers import (
@@ -23,6 +24,7 @@ from isthmus.trust import (
     Issuer,
     PeerIdentity,
     Reason,
+    ReloadableTls,
     build_client_context,
     build_server_context,
     create_cluster_ca,
@@ -32,12 +34,12 @@ from isthmus.trust.ca import utcnow
 
 
 @pytest.fixture(scope="module")
-def gateway(pki: Pki):  # type: ignore[no-untyped-def]
+def gateway(pki: Pki) -> ReloadableTls:
     return tls_for(Issuer(pki.ca("east")).issue("isthmus-system", "gateway"), pki.root)
 
 
 @pytest.fixture(scope="module")
-def caller(pki: Pki):  # type: ignore[no-untyped-def]
+def caller(pki: Pki) -> ReloadableTls:
     return tls_for(Issuer(pki.ca("west")).issue("shop", "users"), pki.root)
 
 
@@ -45,7 +47,9 @@ def alert_of(exc: BaseException) -> str:
     return str(getattr(exc, "reason", "") or exc)
 
 
-async def test_contexts_are_tls13_only_and_require_a_client_certificate(gateway) -> None:  # type: ignore[no-untyped-def]
+async def test_contexts_are_tls13_only_and_require_a_client_certificate(
+    gateway: ReloadableTls,
+) -> None:
     server = build_server_context(gateway.material)
     client = build_client_context(gateway.material)
     for ctx in (server, client):
@@ -55,7 +59,7 @@ async def test_contexts_are_tls13_only_and_require_a_client_certificate(gateway)
     assert client.check_hostname is False
 
 
-async def test_mutual_tls_names_both_sides(gateway, caller) -> None:  # type: ignore[no-untyped-def]
+async def test_mutual_tls_names_both_sides(gateway: ReloadableTls, caller: ReloadableTls) -> None:
     async with echo_server(gateway) as server:
         assert await one_request(server.port, caller.client_context()) == f"{ident()} ping"
 
@@ -75,8 +79,8 @@ async def test_mutual_tls_names_both_sides(gateway, caller) -> None:  # type: ig
         assert seen.identity.uri == ident(cluster="east", ns="isthmus-system", sa="gateway")
 
 
-async def test_client_from_other_root_gets_unknown_ca(  # type: ignore[no-untyped-def]
-    pki: Pki, gateway, other_pki: Pki
+async def test_client_from_other_root_gets_unknown_ca(
+    pki: Pki, gateway: ReloadableTls, other_pki: Pki
 ) -> None:
     pki_root = pki.root
     # The stranger trusts our root too, so only the gateway's check can stop it.
@@ -90,7 +94,7 @@ async def test_client_from_other_root_gets_unknown_ca(  # type: ignore[no-untype
         assert server.accepted == 0
 
 
-async def test_no_client_certificate_gets_certificate_required(gateway) -> None:  # type: ignore[no-untyped-def]
+async def test_no_client_certificate_gets_certificate_required(gateway: ReloadableTls) -> None:
     anonymous = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     anonymous.check_hostname = False
     anonymous.load_verify_locations(cadata=gateway.bundle.to_pem().decode())
@@ -101,7 +105,9 @@ async def test_no_client_certificate_gets_certificate_required(gateway) -> None:
         assert server.accepted == 0
 
 
-async def test_tls12_client_gets_protocol_version(gateway, caller) -> None:  # type: ignore[no-untyped-def]
+async def test_tls12_client_gets_protocol_version(
+    gateway: ReloadableTls, caller: ReloadableTls
+) -> None:
     old = build_client_context(caller.material)
     old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_2
     async with echo_server(gateway) as server:
@@ -111,8 +117,8 @@ async def test_tls12_client_gets_protocol_version(gateway, caller) -> None:  # t
         assert server.accepted == 0
 
 
-async def test_server_from_other_root_is_refused_by_the_client(  # type: ignore[no-untyped-def]
-    pki: Pki, caller, other_pki: Pki
+async def test_server_from_other_root_is_refused_by_the_client(
+    pki: Pki, caller: ReloadableTls, other_pki: Pki
 ) -> None:
     leaf = Issuer(other_pki.ca("east")).issue("isthmus-system", "gateway")
     impostor = tls_for(leaf, other_pki.root, pki.root)  # it would accept us; we must not it
@@ -132,9 +138,9 @@ async def test_server_from_other_root_is_refused_by_the_client(  # type: ignore[
 )
 async def test_out_of_date_client_leaf_refused_in_handshake(
     pki: Pki,
-    gateway,
+    gateway: ReloadableTls,
     when: str,
-    alert: str,  # type: ignore[no-untyped-def]
+    alert: str,
 ) -> None:
     now = utcnow()
     spec = (
@@ -152,7 +158,7 @@ async def test_out_of_date_client_leaf_refused_in_handshake(
         assert server.accepted == 0
 
 
-async def test_expired_intermediate_refused_in_handshake(pki: Pki, gateway) -> None:  # type: ignore[no-untyped-def]
+async def test_expired_intermediate_refused_in_handshake(pki: Pki, gateway: ReloadableTls) -> None:
     long_ago = utcnow() - dt.timedelta(days=3)
     old_ca = create_cluster_ca(pki.root, "west", lifetime=dt.timedelta(days=1), now=long_ago)
     leaf = make_leaf(
@@ -195,8 +201,8 @@ async def test_expired_intermediate_refused_in_handshake(pki: Pki, gateway) -> N
         ),
     ],
 )
-async def test_ssl_accepts_but_verifier_refuses(  # type: ignore[no-untyped-def]
-    pki: Pki, gateway, spec: LeafSpec, reason: Reason, tmp_path
+async def test_ssl_accepts_but_verifier_refuses(
+    pki: Pki, gateway: ReloadableTls, spec: LeafSpec, reason: Reason, tmp_path: Path
 ) -> None:
     """Python's ssl lets (most of) these through the handshake; verify_peer stops them."""
     client = make_leaf(pki.ca("west"), spec)
@@ -224,7 +230,9 @@ async def test_ssl_accepts_but_verifier_refuses(  # type: ignore[no-untyped-def]
             assert [r.reason for r in server.refusals] == [reason]
 
 
-async def test_stalled_handshake_times_out_and_others_still_served(gateway, caller) -> None:  # type: ignore[no-untyped-def]
+async def test_stalled_handshake_times_out_and_others_still_served(
+    gateway: ReloadableTls, caller: ReloadableTls
+) -> None:
     async with echo_server(gateway, handshake_timeout=0.3) as server:
         _reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(b"GET / HTTP/1.0\r\n")  # plain text, then silence
