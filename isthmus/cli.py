@@ -16,6 +16,7 @@ import click
 
 from isthmus import __version__
 from isthmus.errors import IsthmusError
+from isthmus.logging import configure
 
 # name -> ("module:attribute", one-line help). Order is the order shown in --help.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -68,7 +69,16 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="isthmus")
-def cli() -> None:
+@click.option(
+    "--log-level", default="warning", show_default=True, envvar="ISTHMUS_LOG_LEVEL",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Level for log lines on stderr (components also take their own --log-level).",
+)
+@click.option(
+    "--log-format", default="json", show_default=True, envvar="ISTHMUS_LOG_FORMAT",
+    type=click.Choice(["json", "console"]), help="JSON lines, or a human console format.",
+)
+def cli(log_level: str, log_format: str) -> None:
     """isthmus links Kubernetes clusters so a workload in one calls a Service in another
     as <service>.<namespace>.global, over mutual TLS under one shared trust root, with no
     change to the application.
@@ -80,6 +90,7 @@ def cli() -> None:
       isthmus install --context west
       isthmus join --context west --context east
     """
+    configure(log_level, json=log_format == "json")
 
 
 def main(argv: list[str] | None = None) -> Any:

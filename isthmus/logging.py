@@ -61,5 +61,6 @@ def configure(level: str = "info", *, json: bool = True) -> None:
 
 
 def get_logger(name: str) -> Any:
-    """A bound logger carrying ``logger=<name>``."""
-    return structlog.get_logger().bind(logger=name)
+    """A lazily bound logger carrying ``component=<name>``."""
+    # Lazy: the logger is built on first use, so configure() may run after import.
+    return structlog.get_logger(component=name)
