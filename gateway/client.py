@@ -1,0 +1,139 @@
+"""Reaching a peer cluster through its gateway, for other components (the mirror).
+
+::
+
+    reader, writer = await open_tunnel(peer, "catalog", tls)
+    forwarder = await serve_forwarder(("127.0.0.1", 0), peer, "catalog", tls)
+    channel = grpc.aio.secure_channel(f"127.0.0.1:{forwarder.port}", ...)   # mTLS inside
+
+``peer`` is a ``GatewayAddress`` (from a Link) or ``(host, port)``. The peer's certificate
+must name ``.../ns/isthmus-system/sa/isthmus-gateway`` (and ``cluster`` when given).
+Our own certificate (``tls``) is what the peer authorizes: only a mirror identity of a
+linked cluster may open ``catalog``. A refusal raises ``TunnelRefused`` with the status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+from isthmus.api.models import GatewayAddress
+from isthmus.gateway.errors import TunnelError
+from isthmus.gateway.pool import PeerPool, PoolSettings
+from isthmus.gateway.tunnel import Plain
+from isthmus.logging import get_logger
+from isthmus.trust import ReloadableTls
+
+Peer = GatewayAddress | tuple[str, int]
+
+
+def _split(peer: Peer) -> tuple[str, int]:
+    if isinstance(peer, GatewayAddress):
+        return peer.host, peer.port
+    return peer[0], int(peer[1])
+
+
+async def _glue(pool: PeerPool, target: str, plain: Plain) -> None:
+    tunnel = await pool.open_stream(target)
+    tunnel.attach(plain, None)
+
+
+async def open_tunnel(
+    peer: Peer,
+    target: str,
+    tls: ReloadableTls,
+    *,
+    cluster: str | None = None,
+    timeout: float = 10.0,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """One stream to ``target`` through the peer gateway, as an asyncio stream pair.
+
+    Raises ``TunnelRefused`` (a status from the peer) or ``TunnelError``."""
+    host, port = _split(peer)
+    settings = PoolSettings(min_idle=0, max_idle=0, connect_timeout=timeout,
+                            handshake_timeout=timeout, open_timeout=timeout)
+    pool = PeerPool(host, port, tls, cluster=cluster, settings=settings)
+    tunnel = await pool.open_stream(target)
+    ours, theirs = socket.socketpair()
+    loop = asyncio.get_running_loop()
+    plain = Plain()
+    try:
+        await loop.create_connection(lambda: plain, sock=ours)
+        tunnel.attach(plain, None)
+        return await asyncio.open_connection(sock=theirs)
+    except BaseException:
+        tunnel.abort("local_error")
+        theirs.close()
+        raise
+
+
+class _ForwardedClient(Plain):
+    def __init__(self, forwarder: Forwarder) -> None:
+        super().__init__()
+        self.forwarder = forwarder
+        self.task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        assert self.transport is not None
+        self.transport.pause_reading()
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            await _glue(self.forwarder.pool, self.forwarder.target, self)
+        except (TunnelError, OSError, Exception) as exc:  # noqa: BLE001
+            get_logger("isthmus.gateway.client").warning(
+                "forwarded connection failed", target=self.forwarder.target, error=str(exc))
+            if self.transport is not None:
+                self.transport.abort()
+
+
+class Forwarder:
+    """A local listener whose connections are carried to one target through a peer."""
+
+    def __init__(self, pool: PeerPool, target: str) -> None:
+        self.pool = pool
+        self.target = target
+        self.server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.sockets[0].getsockname()[1])
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        self.pool.close()
+
+    async def wait_closed(self) -> None:
+        if self.server is not None:
+            await self.server.wait_closed()
+
+    async def __aenter__(self) -> Forwarder:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.close()
+        await self.wait_closed()
+
+
+async def serve_forwarder(
+    listen: tuple[str, int],
+    peer: Peer,
+    target: str,
+    tls: ReloadableTls,
+    *,
+    cluster: str | None = None,
+) -> Forwarder:
+    """Listen on ``listen`` (port 0: any) and carry each connection to ``target`` via
+    ``peer``, on warm pooled tunnels. ``close()`` it when done."""
+    host, port = _split(peer)
+    forwarder = Forwarder(PeerPool(host, port, tls, cluster=cluster), target)
+    loop = asyncio.get_running_loop()
+    forwarder.server = await loop.create_server(
+        lambda: _ForwardedClient(forwarder), listen[0], listen[1]
+    )
+    return forwarder

@@ -1,0 +1,272 @@
+"""Warm pools of tunnels to peer gateways, and opening a stream on one.
+
+A pool per peer gateway address keeps up to ``max_idle`` handshaken tunnels. A stream takes
+an idle tunnel (no handshake on the client's critical path), sends OPEN and waits for the
+STATUS; when the stream ends cleanly the tunnel goes back to the pool. ``min_idle`` tunnels
+are kept warm in the background. Idle tunnels are dropped when the client TLS context
+changed (certificate or bundle rotated) or after ``idle_ttl`` seconds (shorter than the
+peer's idle timeout), so a pooled tunnel is never older than the material in use.
+
+The peer's certificate must name a gateway: ``.../ns/isthmus-system/sa/isthmus-gateway``,
+and, when the caller knows it, of the expected cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from dataclasses import dataclass, field
+from typing import Any
+
+from isthmus.gateway.errors import PeerIdentityError, TunnelError, TunnelRefused
+from isthmus.gateway.tunnel import Tunnel
+from isthmus.gateway.wire import Status
+from isthmus.labels import GATEWAY_SERVICE_ACCOUNT, SYSTEM_NAMESPACE
+from isthmus.logging import get_logger
+from isthmus.trust import Refusal, ReloadableTls, verify_tls_peer
+
+
+def _log() -> Any:
+    return get_logger("isthmus.gateway.pool")
+
+
+@dataclass
+class _TunnelCtx:
+    pool: PeerPool
+    ready: asyncio.Future[None]
+    status: asyncio.Future[int] | None = None
+    on_stream_done: Any = None
+
+
+@dataclass
+class PoolSettings:
+    min_idle: int = 2
+    max_idle: int = 512
+    idle_ttl: float = 30.0
+    connect_timeout: float = 5.0
+    handshake_timeout: float = 5.0
+    open_timeout: float = 10.0
+
+
+class PeerPool:
+    """Tunnels to one peer gateway address."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        tls: ReloadableTls,
+        *,
+        cluster: str | None = None,
+        settings: PoolSettings | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.cluster = cluster
+        self.settings = settings or PoolSettings()
+        self.idle: collections.deque[Tunnel] = collections.deque()
+        self.all: set[Tunnel] = set()
+        self.handshakes = 0
+        self.closed = False
+        self._filling: asyncio.Task[None] | None = None
+
+    # --- TunnelOwner ----------------------------------------------------------------------
+    def handshake_done(self, tunnel: Tunnel) -> None:
+        ctx: _TunnelCtx = tunnel.context
+        verdict = verify_tls_peer(tunnel.ssl, self.tls.bundle)
+        error: Exception | None = None
+        if isinstance(verdict, Refusal):
+            error = PeerIdentityError(f"peer gateway {self.host}:{self.port} refused: {verdict}")
+        else:
+            ident = verdict.identity
+            if (ident.namespace, ident.service_account) != (
+                SYSTEM_NAMESPACE,
+                GATEWAY_SERVICE_ACCOUNT,
+            ) or (self.cluster is not None and ident.cluster != self.cluster):
+                error = PeerIdentityError(
+                    f"{self.host}:{self.port} is {ident.uri}, not the gateway of "
+                    f"{self.cluster or 'a linked cluster'}"
+                )
+            tunnel.peer = verdict
+        if error is not None:
+            tunnel.close()
+            if not ctx.ready.done():
+                ctx.ready.set_exception(error)
+            return
+        if not ctx.ready.done():
+            ctx.ready.set_result(None)
+
+    def handshake_failed(self, tunnel: Tunnel, exc: BaseException) -> None:
+        ctx: _TunnelCtx = tunnel.context
+        if not ctx.ready.done():
+            ctx.ready.set_exception(TunnelError(f"TLS handshake with {self.host}:{self.port}: {exc}"))
+
+    def open_requested(self, tunnel: Tunnel, raw_target: bytes) -> None:  # pragma: no cover
+        tunnel.abort("protocol_error")
+
+    def status_received(self, tunnel: Tunnel, status: int) -> None:
+        ctx: _TunnelCtx = tunnel.context
+        if ctx.status is not None and not ctx.status.done():
+            ctx.status.set_result(status)
+
+    def stream_done(self, tunnel: Tunnel, result: str) -> None:
+        ctx: _TunnelCtx = tunnel.context
+        callback, ctx.on_stream_done = ctx.on_stream_done, None
+        if callback is not None:
+            callback(tunnel, result)
+        if result == "ok" and not tunnel.closed:
+            self.release(tunnel)
+
+    def tunnel_closed(self, tunnel: Tunnel) -> None:
+        ctx: _TunnelCtx = tunnel.context
+        self.all.discard(tunnel)
+        if not ctx.ready.done():
+            ctx.ready.set_exception(TunnelError(f"{self.host}:{self.port} closed the connection"))
+        if ctx.status is not None and not ctx.status.done():
+            ctx.status.set_exception(TunnelError(f"{self.host}:{self.port} closed the tunnel"))
+
+    # --- pool -----------------------------------------------------------------------------
+    async def connect(self) -> Tunnel:
+        """A new handshaken tunnel (not pooled yet)."""
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        tunnel = Tunnel(
+            self.tls.client_context(),
+            server_side=False,
+            owner=self,
+            handshake_timeout=self.settings.handshake_timeout,
+        )
+        tunnel.context = _TunnelCtx(self, ready)
+        self.handshakes += 1
+        try:
+            await asyncio.wait_for(
+                loop.create_connection(lambda: tunnel, self.host, self.port),
+                self.settings.connect_timeout,
+            )
+        except (OSError, TimeoutError) as exc:
+            raise TunnelError(f"connect to {self.host}:{self.port}: {exc or 'timeout'}") from exc
+        self.all.add(tunnel)
+        try:
+            await ready
+        except BaseException:
+            tunnel.close()
+            raise
+        return tunnel
+
+    def _usable(self, tunnel: Tunnel, now: float) -> bool:
+        return (
+            not tunnel.closed
+            and tunnel.ctx is self.tls.client_context()
+            and now - tunnel.last_io < self.settings.idle_ttl
+        )
+
+    async def acquire(self) -> tuple[Tunnel, bool]:
+        """A tunnel for one stream, and whether it came from the pool."""
+        now = asyncio.get_running_loop().time()
+        while self.idle:
+            tunnel = self.idle.pop()
+            if self._usable(tunnel, now):
+                self._keep_warm()
+                return tunnel, True
+            tunnel.close()
+        tunnel = await self.connect()
+        self._keep_warm()
+        return tunnel, False
+
+    def release(self, tunnel: Tunnel) -> None:
+        if self.closed or tunnel.closed or len(self.idle) >= self.settings.max_idle:
+            tunnel.close()
+            return
+        if tunnel.ctx is not self.tls.client_context():
+            tunnel.close()
+            return
+        self.idle.append(tunnel)
+
+    def _keep_warm(self) -> None:
+        if self.closed or len(self.idle) >= self.settings.min_idle:
+            return
+        if self._filling is None or self._filling.done():
+            self._filling = asyncio.get_running_loop().create_task(self._fill())
+
+    async def _fill(self) -> None:
+        while not self.closed and len(self.idle) < self.settings.min_idle:
+            try:
+                tunnel = await self.connect()
+            except (TunnelError, OSError) as exc:
+                _log().debug("warming the pool failed", peer=f"{self.host}:{self.port}",
+                             error=str(exc))
+                return
+            self.release(tunnel)
+
+    def sweep(self, now: float) -> None:
+        for tunnel in list(self.idle):
+            if not self._usable(tunnel, now):
+                self.idle.remove(tunnel)
+                tunnel.close()
+
+    async def open_stream(self, target: str | bytes) -> Tunnel:
+        """A tunnel with a stream open to ``target`` (STATUS OK received).
+
+        Raises ``TunnelRefused`` (the tunnel went back to the pool) or ``TunnelError``.
+        A pooled tunnel that turns out dead is replaced once by a fresh one."""
+        for attempt in (0, 1):
+            tunnel, pooled = await self.acquire()
+            loop = asyncio.get_running_loop()
+            ctx: _TunnelCtx = tunnel.context
+            ctx.status = loop.create_future()
+            tunnel.send_open(target)
+            try:
+                status = await asyncio.wait_for(ctx.status, self.settings.open_timeout)
+            except TunnelError:
+                if pooled and attempt == 0:
+                    continue
+                raise
+            except TimeoutError as exc:
+                tunnel.close()
+                raise TunnelError(f"{self.host}:{self.port} did not answer OPEN") from exc
+            finally:
+                ctx.status = None
+            if status != Status.OK:
+                self.release(tunnel)
+                try:
+                    name = Status(status).name.lower()
+                except ValueError:
+                    name = f"status_{status}"
+                raise TunnelRefused(status, f"{self.host}:{self.port} refused {target!r}: {name}")
+            return tunnel
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        self.closed = True
+        if self._filling is not None:
+            self._filling.cancel()
+        for tunnel in list(self.all):
+            if not tunnel.in_stream:
+                tunnel.close()
+        self.idle.clear()
+
+
+@dataclass
+class PoolSet:
+    """Pools keyed by (host, port); created on first use."""
+
+    tls: ReloadableTls
+    settings: PoolSettings = field(default_factory=PoolSettings)
+    pools: dict[tuple[str, int, str | None], PeerPool] = field(default_factory=dict)
+
+    def get(self, host: str, port: int, cluster: str | None) -> PeerPool:
+        key = (host, port, cluster)
+        pool = self.pools.get(key)
+        if pool is None:
+            pool = self.pools[key] = PeerPool(host, port, self.tls, cluster=cluster,
+                                              settings=self.settings)
+        return pool
+
+    def sweep(self, now: float) -> None:
+        for pool in self.pools.values():
+            pool.sweep(now)
+
+    def close(self) -> None:
+        for pool in self.pools.values():
+            pool.close()

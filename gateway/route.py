@@ -1,0 +1,102 @@
+"""Pure routing decisions: nothing here does I/O, so every rule is a table test.
+
+Inbound: ``route_inbound(snapshot, caller, raw_target, catalog_identity)`` normalizes the
+target once and authorizes and routes with that one name; it returns ``Dial`` (ready
+backends, in order of preference) or ``Refused`` (a status for the caller and a reason
+for logs and metrics). Nothing is dialled unless it returns ``Dial``.
+
+Outbound: ``order_peers(route, ejected, locality, draw)`` orders the exporting clusters of
+an outbound route: healthy (not ejected, not marked Unhealthy) first, then same zone,
+same region, then a weighted random order (``draw`` is the random source, injected).
+Ejected peers are left out; an empty answer is "no healthy upstream".
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+
+from isthmus.gateway.snapshot import OutboundRoute, PeerEndpoint, Snapshot
+from isthmus.gateway.wire import BadTarget, Status, Target, normalize_target
+from isthmus.labels import MIRROR_SERVICE_ACCOUNT, SYSTEM_NAMESPACE
+from isthmus.trust import IsthmusIdentity
+
+
+@dataclass(frozen=True)
+class Dial:
+    target: Target
+    service: str  # "<name>.<namespace>" or "catalog", for metrics
+    addresses: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class Refused:
+    status: Status
+    reason: str  # metric label / log field
+    target: str = ""  # the normalized target when there was one
+
+
+def _service_label(t: Target) -> str:
+    return "catalog" if t.is_catalog else f"{t.service}.{t.namespace}"
+
+
+def route_inbound(
+    snapshot: Snapshot, caller: IsthmusIdentity, raw_target: bytes, *, rotate: int = 0
+) -> Dial | Refused:
+    """Authorize ``caller`` for ``raw_target`` and pick where to dial (see module doc)."""
+    target = normalize_target(raw_target)
+    if isinstance(target, BadTarget):
+        return Refused(Status.MALFORMED, f"target_{target.reason}")
+    name = str(target)
+    link = snapshot.links.get(caller.cluster)
+    if link is None:
+        return Refused(Status.UNLINKED, "cluster_not_linked", name)
+    if link.trust_domain != caller.trust_domain:
+        return Refused(Status.UNLINKED, "trust_domain_mismatch", name)
+    if target.is_catalog:
+        if (caller.namespace, caller.service_account) != (
+            SYSTEM_NAMESPACE,
+            MIRROR_SERVICE_ACCOUNT,
+        ):
+            return Refused(Status.FORBIDDEN, "catalog_not_mirror", name)
+        if snapshot.catalog_address is None:
+            return Refused(Status.NO_BACKEND, "no_catalog", name)
+        return Dial(target, "catalog", (snapshot.catalog_address,))
+    export = snapshot.exports.get((target.namespace, target.service))
+    if export is None:
+        known = (target.namespace, target.service) in snapshot.known_services
+        return Refused(Status.UNKNOWN_TARGET, "not_exported" if known else "unknown_service", name)
+    if not export.has_port(target.port):
+        return Refused(Status.UNKNOWN_TARGET, "unknown_port", name)
+    if not export.allows(caller.cluster):
+        return Refused(Status.FORBIDDEN, "export_to_excludes_caller", name)
+    addresses = tuple(
+        (b.address, b.ports[target.port]) for b in export.backends if target.port in b.ports
+    )
+    if not addresses:
+        return Refused(Status.NO_BACKEND, "no_ready_backend", name)
+    k = rotate % len(addresses)
+    return Dial(target, _service_label(target), addresses[k:] + addresses[:k])
+
+
+def order_peers(
+    route: OutboundRoute,
+    ejected: Collection[tuple[str, str, int]],
+    locality: tuple[str, str],
+    draw: Callable[[], float] = random.random,
+) -> tuple[PeerEndpoint, ...]:
+    """Healthy first, then locality (zone, then region), then weighted random."""
+    region, zone = locality
+
+    def rank(p: PeerEndpoint) -> tuple[int, int, float]:
+        near = 0 if (zone and p.zone == zone and p.region == region) else (
+            1 if region and p.region == region else 2
+        )
+        # Weighted random order (Efraimidis-Spirakis): larger key first.
+        w = max(p.weight, 0)
+        key = draw() ** (1.0 / w) if w > 0 else -1.0
+        return (0 if p.healthy else 1, near, -key)
+
+    usable = [p for p in route.endpoints if p.key not in ejected and p.weight > 0]
+    return tuple(sorted(usable, key=rank))

@@ -1,0 +1,194 @@
+"""The gateway process: every part wired together, its lifecycle, and SIGTERM draining.
+
+``Gateway`` takes its dependencies in one bundle (settings, TLS, state, metrics) so tests
+run it in-process with a snapshot they build, and the CLI runs it with the API feed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from typing import Any
+
+from aiohttp import web
+
+from isthmus.gateway.admin import build_app
+from isthmus.gateway.health import PeerHealth
+from isthmus.gateway.inbound import InboundServer
+from isthmus.gateway.metrics import AccessLog, Metrics
+from isthmus.gateway.outbound import OutboundServer
+from isthmus.gateway.pool import PoolSet, PoolSettings
+from isthmus.gateway.settings import GatewaySettings, parse_address
+from isthmus.gateway.snapshot import Snapshot
+from isthmus.gateway.state import GatewayState
+from isthmus.logging import get_logger
+from isthmus.trust import ReloadableTls
+
+
+def _log() -> Any:
+    return get_logger("isthmus.gateway")
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        tls: ReloadableTls,
+        state: GatewayState | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.tls = tls
+        self.state = state or GatewayState()
+        self.metrics = metrics or Metrics()
+        self.access_log = AccessLog(settings.access_log)
+        self.inbound = InboundServer(
+            self.state, tls, self.metrics, self.access_log,
+            handshake_timeout=settings.handshake_timeout,
+            idle_timeout=settings.idle_timeout,
+            connect_timeout=settings.connect_timeout,
+            max_connections=settings.max_connections,
+        )
+        self.pools = PoolSet(tls, PoolSettings(
+            min_idle=settings.pool_min_idle,
+            max_idle=settings.pool_max_idle,
+            idle_ttl=settings.pool_idle_ttl,
+            connect_timeout=settings.connect_timeout,
+            handshake_timeout=settings.handshake_timeout,
+        ))
+        self.health = PeerHealth(self.metrics, eject_after=settings.eject_after,
+                                 probe_interval=settings.probe_interval)
+        self.outbound = OutboundServer(
+            self.state, self.pools, self.health, self.metrics, self.access_log,
+            host=settings.outbound_host,
+            locality=(settings.region, settings.zone),
+            max_connections=settings.max_connections,
+            reuse_port=settings.workers > 1,
+        )
+        self.inbound_port = 0
+        self.admin_port = 0
+        self.draining = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._runner: web.AppRunner | None = None
+        self._sync_task: asyncio.Task[None] | None = None
+        self.state.subscribe(self._on_snapshot)
+
+    def _on_snapshot(self, snapshot: Snapshot) -> None:
+        self.metrics.snapshot_version.set(snapshot.version)
+        self._sync_task = asyncio.get_running_loop().create_task(
+            self.outbound.sync_listeners(snapshot)
+        )
+        self._tasks.add(self._sync_task)
+        self._sync_task.add_done_callback(self._tasks.discard)
+
+    async def listeners_synced(self) -> None:
+        """Wait until outbound listeners match the latest snapshot (tests use it)."""
+        while self._sync_task is not None and not self._sync_task.done():
+            await asyncio.sleep(0)
+            await asyncio.wait([self._sync_task])
+
+    def ready(self) -> tuple[bool, str]:
+        if self.draining:
+            return False, "draining"
+        if not self.state.synced:
+            return False, "routes not synced"
+        if not self.inbound_port:
+            return False, "inbound not listening"
+        return True, "ready"
+
+    async def start(self) -> None:
+        host, port = parse_address(self.settings.inbound_address)
+        server = await self.inbound.start(host, port, reuse_port=self.settings.workers > 1)
+        self.inbound_port = server.sockets[0].getsockname()[1]
+        if self.state.synced:
+            await self.outbound.sync_listeners(self.state.snapshot)
+        if self.settings.admin_address:
+            app = build_app(self.state, self.metrics, ready=self.ready,
+                            extra_config=self._config_extra)
+            self._runner = web.AppRunner(app, access_log=None)
+            await self._runner.setup()
+            ahost, aport = parse_address(self.settings.admin_address)
+            site = web.TCPSite(self._runner, ahost, aport, reuse_port=self.settings.workers > 1)
+            await site.start()
+            sockets = getattr(site, "_server", None)
+            if sockets is not None and sockets.sockets:
+                self.admin_port = sockets.sockets[0].getsockname()[1]
+        self.spawn(self._sweeper())
+        _log().info("gateway started", inbound_port=self.inbound_port, admin_port=self.admin_port,
+                    cluster=self.settings.cluster)
+
+    def _config_extra(self) -> dict[str, Any]:
+        return {
+            "ejected": [f"{c}@{h}:{p}" for (c, h, p) in sorted(self.health.ejected)],
+            "listeners": sorted(self.outbound.listeners),
+            "bindErrors": {str(k): v for k, v in self.outbound.bind_errors.items()},
+            "pools": {
+                f"{k[2] or '-'}@{k[0]}:{k[1]}": {"idle": len(p.idle), "open": len(p.all)}
+                for k, p in self.pools.pools.items()
+            },
+        }
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _sweeper(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(1.0, self.settings.idle_timeout / 4))
+            now = loop.time()
+            self.inbound.sweep(now)
+            self.pools.sweep(now)
+            for pool in self.pools.pools.values():
+                for tunnel in list(pool.all):
+                    if tunnel.in_stream and now - tunnel.last_io > self.settings.idle_timeout:
+                        tunnel.abort("idle_timeout")
+                self.metrics.tunnels.labels(pool.cluster or "-").set(len(pool.all))
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Stop accepting, let open streams finish (up to ``timeout``), then close all."""
+        if self.draining:
+            return
+        self.draining = True
+        timeout = self.settings.drain_timeout if timeout is None else timeout
+        _log().info("draining", inbound_streams=self.inbound.active_streams,
+                    outbound_streams=self.outbound.active_streams, timeout=timeout)
+        self.inbound.stop_accepting()
+        self.outbound.stop_accepting()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline and (
+            self.inbound.active_streams or self.outbound.active_streams
+        ):
+            await asyncio.sleep(0.05)
+        await self.close()
+
+    async def close(self) -> None:
+        self.draining = True
+        self.inbound.stop_accepting()
+        self.outbound.stop_accepting()
+        self.inbound.close_all()
+        self.outbound.close_all()
+        self.pools.close()
+        self.health.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await asyncio.sleep(0)
+
+    async def serve_forever(self) -> None:
+        """Run until SIGTERM/SIGINT, then drain."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await self.drain()
