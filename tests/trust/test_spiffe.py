@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from isthmus.trust import IsthmusIdentity, Reason, SpiffeId, SpiffeIdError, parse_spiffe_id
 from isthmus.trust.spiffe import cluster_ca_id, cluster_of_ca_id
@@ -155,3 +157,28 @@ def test_cluster_ca_id() -> None:
     assert cluster_of_ca_id(parse_spiffe_id("spiffe://example.org/x/west")) is None
     with pytest.raises(SpiffeIdError):
         cluster_ca_id("example.org", "West")
+
+
+@given(st.text(max_size=300))
+@settings(max_examples=300, deadline=None)
+def test_any_string_is_parsed_or_refused_with_a_reason(text: str) -> None:
+    try:
+        parsed = parse_spiffe_id(text)
+    except SpiffeIdError as exc:
+        assert isinstance(exc.reason, Reason)
+    else:
+        assert str(parsed) == text
+
+
+@given(
+    st.from_regex(r"[a-z0-9._-]{1,20}", fullmatch=True),
+    st.lists(st.from_regex(r"[a-zA-Z0-9._-]{1,10}", fullmatch=True), min_size=1, max_size=5),
+)
+@settings(max_examples=200, deadline=None)
+def test_well_formed_ids_round_trip(trust_domain: str, segments: list[str]) -> None:
+    text = f"spiffe://{trust_domain}/" + "/".join(segments)
+    if any(s in (".", "..") for s in segments):
+        with pytest.raises(SpiffeIdError):
+            parse_spiffe_id(text)
+    else:
+        assert str(parse_spiffe_id(text)) == text

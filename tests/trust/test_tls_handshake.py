@@ -31,6 +31,7 @@ from isthmus.trust import (
     verify_tls_peer,
 )
 from isthmus.trust.ca import utcnow
+from isthmus.trust.tls_stream import connect_tls
 
 
 @pytest.fixture(scope="module")
@@ -240,3 +241,42 @@ async def test_stalled_handshake_times_out_and_others_still_served(
         await asyncio.sleep(0.5)
         assert server.handshake_errors  # the stalled one was cut off
         writer.close()
+
+
+async def test_connect_tls_client_side(
+    pki: Pki, gateway: ReloadableTls, caller: ReloadableTls
+) -> None:
+    """The hand-driven client handshake: works, and its own refusal reaches the server."""
+    async with echo_server(gateway) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        stream = await connect_tls(reader, writer, caller.client_context(), timeout=5)
+        verdict = verify_tls_peer(stream.ssl_object, caller.bundle)
+        assert isinstance(verdict, PeerIdentity) and verdict.cluster == "east"
+        stream.write(b"hello\n")
+        await stream.drain()
+        assert await stream.readline() == f"{ident()} hello\n".encode()
+        await stream.close()
+
+    other = Pki()
+    impostor = tls_for(
+        Issuer(other.ca("east")).issue("isthmus-system", "gateway"), other.root, pki.root
+    )
+    async with echo_server(impostor) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await connect_tls(reader, writer, caller.client_context(), timeout=5)
+        await asyncio.sleep(0.05)
+        assert any("UNKNOWN_CA" in e for e in server.handshake_errors)
+
+
+async def test_connect_tls_times_out_on_a_silent_server(caller: ReloadableTls) -> None:
+    async def silent(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(2)
+        w.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    with pytest.raises(TimeoutError):
+        await connect_tls(reader, writer, caller.client_context(), timeout=0.2)
+    server.close()
