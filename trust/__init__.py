@@ -42,6 +42,13 @@ TLS contexts and hot reload::
 ``server_context()`` is one stable context; its SNI callback moves each new handshake
 onto the newest material, so rotation needs no new listener and drops no connection.
 
+asyncio's TLS transport drops the alert of a failed handshake (the peer sees EOF, not
+``unknown_ca``); to send it, drive the handshake by hand over a plain stream::
+
+    stream = await accept_tls(reader, writer, tls.server_context(), timeout=10.0)
+    stream = await connect_tls(reader, writer, tls.client_context(), timeout=10.0)
+    stream.ssl_object / await stream.read(n) / stream.write(b) / await stream.drain()
+
 For the mirror controller (holds the cluster CA, writes leaf Secrets)::
 
     issuer = Issuer(cluster_ca_from_secret(secret_obj))
@@ -87,6 +94,7 @@ from isthmus.trust.tls import (
     peer_chain_der,
     verify_tls_peer,
 )
+from isthmus.trust.tls_stream import TlsStream, accept_tls, connect_tls
 from isthmus.trust.verifier import PeerIdentity, authorize_cluster, require_peer, verify_peer
 
 __all__ = [
@@ -112,8 +120,10 @@ __all__ = [
     "SpiffeId",
     "SpiffeIdError",
     "TlsMaterial",
+    "TlsStream",
     "TrustBundle",
     "TrustError",
+    "accept_tls",
     "authorize_cluster",
     "build_client_context",
     "build_server_context",
@@ -121,6 +131,7 @@ __all__ = [
     "bundle_from_configmap",
     "cluster_ca_from_secret",
     "cluster_ca_secret",
+    "connect_tls",
     "create_cluster_ca",
     "create_root",
     "leaf_secret",

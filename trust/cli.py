@@ -67,6 +67,8 @@ def _emit(
     kubeconfig: str | None,
     secret: bool,
 ) -> None:
+    if context is not None and out is not None:
+        raise click.UsageError("give --out or --context, not both")
     if context is not None:
         _apply(context, kubeconfig, objects)
         names = ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in objects)

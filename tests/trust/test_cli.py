@@ -292,3 +292,23 @@ def test_load_root_round_trip(root_dir: Path) -> None:
     root = load_root(root_dir)
     assert root.cert.subject == root.cert.issuer
     assert create_root("example.org").fingerprint != root.fingerprint
+
+
+def test_out_and_context_are_exclusive(root_dir: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        group,
+        [
+            "cluster-ca",
+            "--root",
+            str(root_dir),
+            "--cluster",
+            "w",
+            "--out",
+            str(tmp_path / "x"),
+            "--context",
+            "c",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "not both" in result.output
+    assert not (tmp_path / "x").exists()

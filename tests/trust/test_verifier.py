@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from trust_helpers import LeafSpec, Pki, der_chain, ident, make_leaf
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from trust_helpers import LeafSpec, Pki, der_chain, ident, key_usage, make_leaf
 
 from isthmus.trust import (
     Issuer,
@@ -22,6 +23,7 @@ from isthmus.trust import (
 )
 from isthmus.trust.ca import utcnow
 from isthmus.trust.pem import fingerprint
+from isthmus.trust.verifier import _build_path
 
 SECOND = dt.timedelta(seconds=1)
 
@@ -208,3 +210,23 @@ def test_unlinked_cluster_refused_then_accepted_after_join(pki: Pki) -> None:
     assert isinstance(refused, Refusal)
     assert refused.reason is Reason.CLUSTER_NOT_LINKED
     assert authorize_cluster(peer, {"east", "west"}) is None  # after `isthmus join`
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        pytest.param(LeafSpec(usage=key_usage(key_agreement=True)), id="no-digital-signature"),
+        pytest.param(
+            LeafSpec(usage=key_usage(digital_signature=True, crl_sign=True)), id="crl-sign"
+        ),
+        pytest.param(LeafSpec(ekus=(ExtendedKeyUsageOID.CLIENT_AUTH,)), id="client-auth-only"),
+        pytest.param(LeafSpec(uris=(ident(), ident(sa="x"))), id="two-uris"),
+    ],
+)
+def test_cryptography_policies_repeat_the_svid_rules(pki: Pki, spec: LeafSpec) -> None:
+    """Defence in depth: the path builder's extension policies refuse these on their own
+    (plain ``cryptography`` would accept them)."""
+    leaf = make_leaf(pki.ca("west"), spec)
+    path = _build_path(bundle_of(pki), leaf.cert, [pki.ca("west").cert], utcnow())
+    assert isinstance(path, Refusal)
+    assert path.reason is Reason.CHAIN_INVALID
