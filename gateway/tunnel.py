@@ -344,6 +344,8 @@ class Tunnel(asyncio.Protocol):
                     return
                 if status != wire.Status.OK:
                     self.in_stream = False
+                else:
+                    self.hold()  # DATA may follow at once: keep it until attach()
                 self.owner.status_received(self, status)
             elif kind == wire.END:
                 pos += 1
@@ -405,6 +407,8 @@ class Tunnel(asyncio.Protocol):
             plain.pending.clear()
         if plain.transport is not None and not plain.lost:
             plain.transport.resume_reading()
+        if self._hold:
+            self.release_hold()
         if plain.eof:
             self.plain_eof()
         if plain.lost:
