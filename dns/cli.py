@@ -9,23 +9,19 @@ from typing import Any
 
 import click
 import uvloop
+
+from isthmus.api.models import GlobalService
 from isthmus.dns.errors import SourceError
-from isthmus.dns.feed import watch_kubernetes
+from isthmus.dns.feed import Feed, watch_kubernetes
 from isthmus.dns.responder import Responder
 from isthmus.dns.server import DnsServer
 from isthmus.dns.settings import DnsSettings
 from isthmus.dns.snapshot import SnapshotHolder
 from isthmus.dns.static_file import load_services
-
-from isthmus.api.models import GlobalService
 from isthmus.logging import configure, get_logger
 from isthmus.settings import click_options, load
 
-
-def log() -> Any:
-    # Looked up on use: a logger bound at import would miss ``configure()`` (structlog
-    # materializes it on ``bind``).
-    return get_logger("isthmus.dns.cli")
+log = get_logger("isthmus.dns.cli")
 STATS_EVERY = 60.0
 
 
@@ -44,39 +40,49 @@ async def serve(settings: DnsSettings) -> None:
     if static is not None:
         def use(services: list[GlobalService]) -> None:
             snapshot = holder.update(services)
-            log().info("dns_snapshot", source=str(static), services=snapshot.services,
+            log.info("dns_snapshot", source=str(static), services=snapshot.services,
                      names=len(snapshot.names), rejected=list(snapshot.rejected))
 
         def reload() -> None:
             try:
                 use(load_services(static))
             except SourceError as exc:  # keep serving the last good file
-                log().error("dns_static_reload_failed", error=str(exc))
+                log.error("dns_static_reload_failed", error=str(exc))
 
         use(load_services(static))  # a bad file at start is a clean error and exit 1
         loop.add_signal_handler(signal.SIGHUP, reload)
 
     server = DnsServer(responder, settings.listen_address, settings.port,
                        tcp_idle=settings.tcp_idle_timeout, max_tcp=settings.max_tcp_connections)
-    await server.start()
     async with asyncio.TaskGroup() as tasks:
-        feed = None
+        feed_task = None
         if static is None:
-            feed = tasks.create_task(watch_kubernetes(
-                holder, settings.kubeconfig, settings.context, settings.namespace))
-        stats = tasks.create_task(_log_stats(responder))
-        await stop.wait()
-        log().info("dns_stopping", **responder.stats.snapshot())
-        for task in (feed, stats):
-            if task is not None:
-                task.cancel()
+            feed = Feed(holder)
+            feed_task = tasks.create_task(watch_kubernetes(
+                feed, settings.kubeconfig, settings.context, settings.namespace))
+            # Open the port only with the full list: before it, every name would be NXDOMAIN
+            # (and cached as such by clients for the negative TTL).
+            log.info("dns_waiting_for_globalservices")
+            synced = tasks.create_task(feed.synced.wait())
+            stopped = tasks.create_task(stop.wait())
+            await asyncio.wait({synced, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            synced.cancel()
+            stopped.cancel()
+        if not stop.is_set():
+            await server.start()
+            stats = tasks.create_task(_log_stats(responder))
+            await stop.wait()
+            stats.cancel()
+        log.info("dns_stopping", **responder.stats.snapshot())
+        if feed_task is not None:
+            feed_task.cancel()
     await server.close()
 
 
 async def _log_stats(responder: Responder) -> None:
     while True:
         await asyncio.sleep(STATS_EVERY)
-        log().info("dns_stats", cache_entries=responder.cache_size(), **responder.stats.snapshot())
+        log.info("dns_stats", cache_entries=responder.cache_size(), **responder.stats.snapshot())
 
 
 @click.command(name="dns", context_settings={"help_option_names": ["-h", "--help"],
@@ -99,6 +105,8 @@ def command(**flags: Any) -> None:
       dig @127.0.0.1 -p 5300 users.shop.global
     """
     settings = load(DnsSettings, flags)
-    configure(settings.log_level)
+    parent = click.get_current_context().parent  # `isthmus --log-format` chooses the format
+    log_format = parent.params.get("log_format", "json") if parent is not None else "json"
+    configure(settings.log_level, json=log_format == "json")
     with contextlib.suppress(KeyboardInterrupt):
         uvloop.run(serve(settings))

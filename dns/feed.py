@@ -16,16 +16,12 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
 import pydantic
-from isthmus.dns.snapshot import SnapshotHolder
 
 from isthmus.api.models import GlobalService
+from isthmus.dns.snapshot import SnapshotHolder
 from isthmus.logging import get_logger
 
-
-def log() -> Any:
-    # Looked up on use: a logger bound at import would miss ``configure()`` (structlog
-    # materializes it on ``bind``).
-    return get_logger("isthmus.dns.feed")
+log = get_logger("isthmus.dns.feed")
 
 Key = tuple[str, str]
 
@@ -58,7 +54,7 @@ class Feed:
         try:
             self.services[key] = GlobalService.model_validate(obj)
         except pydantic.ValidationError as exc:
-            log().warning("globalservice_rejected", namespace=key[0], name=key[1],
+            log.warning("globalservice_rejected", namespace=key[0], name=key[1],
                         errors=exc.error_count(), first=exc.errors()[0]["msg"])
 
     def apply(self, kind: str, obj: Mapping[str, Any] | None,
@@ -84,8 +80,8 @@ class Feed:
         self.dirty.clear()
         snapshot = self.holder.update(self.services.values())
         for problem in snapshot.rejected:
-            log().warning("globalservice_not_served", problem=problem)
-        log().debug("dns_snapshot", generation=snapshot.generation, names=len(snapshot.names),
+            log.warning("globalservice_not_served", problem=problem)
+        log.debug("dns_snapshot", generation=snapshot.generation, names=len(snapshot.names),
                   services=snapshot.services)
 
     async def run(self, source: EventSource) -> None:
@@ -103,15 +99,16 @@ class Feed:
             self.rebuild()
 
 
-async def watch_kubernetes(holder: SnapshotHolder, kubeconfig: str | None,
-                           context: str | None, namespace: str | None = None) -> None:
-    """Feed ``holder`` from the GlobalServices of a real cluster (until cancelled)."""
+async def watch_kubernetes(feed: Feed, kubeconfig: str | None, context: str | None,
+                           namespace: str | None = None) -> None:
+    """Feed from the GlobalServices of a real cluster, until cancelled. ``feed.synced``
+    is set after the first full list (the CLI opens its port only then)."""
     from isthmus.kube.client import KubeApi
     from isthmus.kube.reflector import Reflector
     from isthmus.kube.resources import GLOBALSERVICES
 
     api = await KubeApi.connect(kubeconfig, context)
     try:
-        await Feed(holder).run(Reflector(api, GLOBALSERVICES, namespace))
+        await feed.run(Reflector(api, GLOBALSERVICES, namespace))
     finally:
         await api.close()

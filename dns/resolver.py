@@ -18,6 +18,7 @@ Behaviour (the RFCs this follows):
 from __future__ import annotations
 
 from dnslib import AAAA, NS, RCODE, RR, SOA, SRV, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+
 from isthmus.dns.snapshot import Labels, NameData, Snapshot, Zone
 from isthmus.dns.wire import Query
 

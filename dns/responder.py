@@ -35,18 +35,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dnslib import EDNS0, QTYPE, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+
 from isthmus.dns.errors import DroppedMessage, MessageError
 from isthmus.dns.resolver import resolve
 from isthmus.dns.snapshot import Snapshot
 from isthmus.dns.wire import HEADER, OPCODE_MASK, QR, RD, parse_query
-
 from isthmus.logging import get_logger
 
-
-def log() -> Any:
-    # Looked up on use: a logger bound at import would miss ``configure()`` (structlog
-    # materializes it on ``bind``).
-    return get_logger("isthmus.dns.responder")
+log = get_logger("isthmus.dns.responder")
 
 DEFAULT_EDNS_SIZE = 1232  # the DNS flag day 2020 value: no IP fragmentation
 MIN_UDP = 512
@@ -258,7 +254,7 @@ class Responder:
             return reply
         except Exception:
             self.stats.outcomes["internal_error"] += 1
-            log().exception("dns_internal_error", size=len(data))
+            log.exception("dns_internal_error", size=len(data))
             return _servfail(data)
 
     def _fill(self, state: _State, data: bytes, key: bytes, end: int, udp: bool) -> bytes | None:

@@ -17,17 +17,12 @@ import errno
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import cast
 
 from isthmus.dns.responder import Responder
-
 from isthmus.logging import get_logger
 
-
-def log() -> Any:
-    # Looked up on use: a logger bound at import would miss ``configure()`` (structlog
-    # materializes it on ``bind``).
-    return get_logger("isthmus.dns.server")
+log = get_logger("isthmus.dns.server")
 
 RCVBUF = 4 * 1024 * 1024  # absorb bursts (a benchmark or a node's worth of resolvers)
 
@@ -48,7 +43,7 @@ class _Udp(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable from a client that went away: nothing to do.
-        log().debug("dns_udp_error", error=str(exc))
+        log.debug("dns_udp_error", error=str(exc))
 
 
 @dataclass
@@ -170,7 +165,7 @@ class DnsServer:
             )
             self._udp = transport
             self.port = port
-            log().info("dns_listening", host=self.host, port=port, tcp_idle=self.tcp_idle)
+            log.info("dns_listening", host=self.host, port=port, tcp_idle=self.tcp_idle)
             return
         raise OSError(errno.EADDRINUSE, "no port free for both UDP and TCP")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pydantic
-from isthmus.dns.snapshot import SnapshotConfig, labels_of
 from pydantic_settings import SettingsConfigDict
 
+from isthmus.dns.snapshot import SnapshotConfig, labels_of
 from isthmus.settings import ComponentSettings
 
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pydantic
 import yaml
-from isthmus.dns.errors import SourceError
 
 from isthmus.api.models import GlobalService
+from isthmus.dns.errors import SourceError
 
 
 def _objects(doc: Any) -> Iterator[Any]:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 from dns_fixtures import CONFIG, SERVICES
+
 from isthmus.dns.responder import Responder
 from isthmus.dns.server import DnsServer
 from isthmus.dns.snapshot import Snapshot, build_snapshot

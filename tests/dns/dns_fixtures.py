@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dnslib import EDNS0, QTYPE, DNSQuestion, DNSRecord
-from isthmus.dns.snapshot import SnapshotConfig
 
 from isthmus.api.models import GlobalService
+from isthmus.dns.snapshot import SnapshotConfig
 
 
 def global_service(

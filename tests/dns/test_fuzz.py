@@ -13,6 +13,7 @@ from dns_fixtures import query
 from dnslib import DNSRecord
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from isthmus.dns.responder import Responder, respond
 from isthmus.dns.server import DnsServer
 from isthmus.dns.snapshot import Snapshot

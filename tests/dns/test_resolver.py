@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from dns_fixtures import CONFIG, SERVICES, query
 from dnslib import QTYPE, RCODE, DNSRecord
+
 from isthmus.dns.resolver import resolve
 from isthmus.dns.snapshot import Snapshot, SnapshotConfig, build_snapshot
 from isthmus.dns.wire import parse_query

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from dns_fixtures import CONFIG, SERVICES, global_service, query
 from dnslib import QTYPE, RCODE, DNSRecord
+
 from isthmus.dns.responder import Responder, respond
 from isthmus.dns.snapshot import Snapshot, SnapshotHolder, build_snapshot
 

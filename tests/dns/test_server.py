@@ -12,6 +12,7 @@ import time
 import pytest
 from dns_fixtures import SERVICES, global_service, query
 from dnslib import RCODE, DNSRecord
+
 from isthmus.dns.responder import Responder
 from isthmus.dns.server import DnsServer
 from isthmus.dns.snapshot import SnapshotConfig, SnapshotHolder

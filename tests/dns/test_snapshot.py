@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dns_fixtures import CONFIG, SERVICES, global_service
+
 from isthmus.dns.snapshot import (
     SnapshotConfig,
     SnapshotHolder,

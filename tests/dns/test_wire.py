@@ -7,6 +7,7 @@ import struct
 import pytest
 from dns_fixtures import query
 from dnslib import RCODE, DNSRecord
+
 from isthmus.dns.errors import DroppedMessage, FormatError, OpcodeNotImplemented
 from isthmus.dns.responder import Responder, respond
 from isthmus.dns.snapshot import Snapshot
