@@ -32,7 +32,7 @@ from isthmus.logging import get_logger
 
 log = get_logger("isthmus.devcluster")
 
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-proxy")
 _READY_TIMEOUT = 90.0
 
 
@@ -129,6 +129,9 @@ class ControlPlane:
     bindir: Path | None = None
     watch_cache: bool = True
     with_controller_manager: bool = True
+    # kube-proxy programs Service VIPs into iptables of ``netns`` (the rig); needs root.
+    with_kube_proxy: bool = False
+    pod_cidr: str = "10.100.0.0/16"
     keep_workdir: bool = False
     extra_apiserver_args: list[str] = field(default_factory=list)
 
@@ -232,13 +235,28 @@ class ControlPlane:
                 "--controllers", "*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-route,-service",
                 "--v", "1",
             ], logs / "kube-controller-manager.log")
+        if self.with_kube_proxy:
+            self._procs["kube-proxy"] = _Proc("kube-proxy", [
+                str(bindir / "kube-proxy"),
+                "--kubeconfig", str(self.kubeconfig),
+                "--hostname-override", self.name,
+                "--proxy-mode", "iptables",
+                "--cluster-cidr", self.pod_cidr,
+                "--conntrack-max-per-core", "0",  # no sysctl writes from inside a netns
+                "--healthz-bind-address", "127.0.0.1:10256",
+                "--metrics-bind-address", "127.0.0.1:10249",
+                "--v", "1",
+            ], logs / "kube-proxy.log")
         try:
             self._procs["etcd"].start(self._prefix())
             self._wait_etcd()
             self._procs["kube-apiserver"].start(self._prefix())
             self.wait_ready()
-            if "kube-controller-manager" in self._procs:
-                self._procs["kube-controller-manager"].start(self._prefix())
+            if self.with_kube_proxy:
+                self._register_node()
+            for extra in ("kube-controller-manager", "kube-proxy"):
+                if extra in self._procs:
+                    self._procs[extra].start(self._prefix())
         except BaseException:
             self.stop()
             raise
@@ -246,7 +264,7 @@ class ControlPlane:
         return self
 
     def stop(self) -> None:
-        for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
+        for name in ("kube-proxy", "kube-controller-manager", "kube-apiserver", "etcd"):
             proc = self._procs.get(name)
             if proc is not None:
                 proc.stop()
@@ -275,6 +293,23 @@ class ControlPlane:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _register_node(self) -> None:
+        """kube-proxy waits for its Node to learn the node IPs; there is no kubelet here."""
+        node = {
+            "apiVersion": "v1", "kind": "Node", "metadata": {"name": self.name},
+            "spec": {"podCIDR": self.pod_cidr, "podCIDRs": [self.pod_cidr]},
+        }
+        status, body = self.admin_request("POST", "/api/v1/nodes", node)
+        if status not in (201, 409):
+            raise ControlPlaneError(f"{self.name}: cannot register Node: HTTP {status} {body!r}")
+        patch = {"status": {"addresses": [{"type": "InternalIP", "address": self.host}]}}
+        status, body = self.admin_request(
+            "PATCH", f"/api/v1/nodes/{self.name}/status", patch,
+            content_type="application/merge-patch+json",
+        )
+        if status != 200:
+            raise ControlPlaneError(f"{self.name}: cannot set Node address: HTTP {status} {body!r}")
 
     # --- readiness ---------------------------------------------------------------------------
     def _prefix(self) -> list[str]:
@@ -324,14 +359,17 @@ class ControlPlane:
         ctx.load_cert_chain(str(admin.cert), str(admin.key))
         return ctx
 
-    def admin_request(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
+    def admin_request(
+        self, method: str, path: str, body: Any = None,
+        content_type: str = "application/json",
+    ) -> tuple[int, bytes]:
         """One HTTPS request as cluster-admin; used for readiness and set-up, not by isthmus."""
         conn = http.client.HTTPSConnection(
             self.host, self.api_port, context=self.admin_ssl_context(), timeout=10
         )
         try:
             payload = json.dumps(body).encode() if body is not None else None
-            headers = {"Content-Type": "application/json"} if payload else {}
+            headers = {"Content-Type": content_type} if payload else {}
             conn.request(method, path, body=payload, headers=headers)
             resp = conn.getresponse()
             return resp.status, resp.read()
