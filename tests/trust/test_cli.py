@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from isthmus.cli import cli as isthmus_cli
+from isthmus.errors import IsthmusError
 from isthmus.trust import TrustBundle, create_root
 from isthmus.trust.cli import group
 from isthmus.trust.files import load_root, write_private
@@ -27,15 +29,31 @@ def run(*args: str | Path) -> Result:
     return CliRunner().invoke(group, [str(a) for a in args], catch_exceptions=False)
 
 
-def isthmus(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """The installed command, as an operator runs it."""
-    return subprocess.run(
-        [str(ISTHMUS), "trust", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def isthmus(*args: str | Path, real: bool = False) -> Ran:
+    """``isthmus trust ARGS``. In-process by default (fast), with the error handling of
+    ``isthmus.cli.main``; ``real=True`` runs the installed command, as an operator does."""
+    if real:
+        done = subprocess.run(
+            [str(ISTHMUS), "trust", *map(str, args)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        return Ran(done.returncode, done.stdout, done.stderr)
+    result = CliRunner().invoke(group, [str(a) for a in args])
+    if isinstance(result.exception, IsthmusError):
+        return Ran(1, result.stdout, result.stderr + f"isthmus: error: {result.exception}\n")
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Ran(result.exit_code, result.stdout, result.stderr)
 
 
 def is_private(path: Path) -> bool:
@@ -58,7 +76,7 @@ def test_init_writes_key_0600_and_refuses_to_overwrite(root_dir: Path) -> None:
     assert stat.S_IMODE((root_dir / "root.crt").stat().st_mode) == 0o644
     before = key.read_bytes()
 
-    done = isthmus("init", "--trust-domain", "example.org", "--out", root_dir)
+    done = isthmus("init", "--trust-domain", "example.org", "--out", root_dir, real=True)
     assert done.returncode == 1
     assert done.stderr.startswith("isthmus: error: a root already exists at ")
     assert "--force" in done.stderr and len(done.stderr.strip().splitlines()) == 1
@@ -142,12 +160,11 @@ def test_cluster_ca_context_applies_through_the_kube_layer(
 def test_cluster_ca_context_without_kube_layer(
     root_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "isthmus.kube.apply", None)  # import fails
-    from isthmus.cli import main
-
-    with pytest.raises(SystemExit) as exited:
-        main(["trust", "cluster-ca", "--root", str(root_dir), "--cluster", "w", "--context", "x"])
-    assert exited.value.code == 1
+    monkeypatch.setitem(sys.modules, "isthmus.kube.apply", None)  # the import fails
+    done = isthmus("cluster-ca", "--root", root_dir, "--cluster", "w", "--context", "x")
+    assert done.returncode == 1
+    assert done.stderr.strip() == "isthmus: error: applying needs isthmus.kube (not available)"
+    assert done.stdout == ""
 
 
 def test_bundle_configmap_with_two_roots(root_dir: Path, tmp_path: Path) -> None:

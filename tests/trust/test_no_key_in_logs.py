@@ -6,13 +6,12 @@ import base64
 import json
 import logging
 import random
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import structlog
 import yaml
+from click.testing import CliRunner, Result
 from structlog.testing import capture_logs
 from trust_helpers import Pki, tls_for
 
@@ -24,9 +23,8 @@ from isthmus.trust import (
     create_cluster_ca,
     create_root,
 )
+from isthmus.trust.cli import group
 from isthmus.trust.files import save_root, write_private
-
-ISTHMUS = Path(sys.executable).parent / "isthmus"
 
 
 def secrets_of(keys: list[CertifiedKey]) -> list[str]:
@@ -87,14 +85,12 @@ def test_a_key_passed_to_a_logger_is_redacted() -> None:
 
 
 def test_cli_logs_at_debug_carry_no_key(tmp_path: Path) -> None:
-    def isthmus(*args: str | Path) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(ISTHMUS), "trust", "--log-level", "debug", *map(str, args)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
+    def isthmus(*args: str | Path) -> Result:
+        result = CliRunner().invoke(
+            group, ["--log-level", "debug", *map(str, args)], catch_exceptions=False
         )
+        assert result.exit_code == 0, result.output
+        return result
 
     logs = isthmus("init", "--trust-domain", "example.org", "--out", tmp_path / "r").stderr
     made = isthmus("cluster-ca", "--root", tmp_path / "r", "--cluster", "west")
@@ -113,7 +109,7 @@ def test_cli_logs_at_debug_carry_no_key(tmp_path: Path) -> None:
     ).stderr
     lines = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
     assert len(lines) >= 4  # JSON log lines on stderr
-    secret = yaml.safe_load(made.stdout)
+    secret = yaml.safe_load(made.stdout)  # stdout: the manifest alone
     keys = [
         (tmp_path / "r" / "root.key").read_text(),
         base64.b64decode(secret["data"]["tls.key"]).decode(),
