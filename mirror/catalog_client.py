@@ -1,0 +1,185 @@
+"""The catalog client: follow one peer's catalog, forever, and report what happens.
+
+How the channel reaches the peer is a ``Dialer``'s business: ``DirectDialer`` dials an
+address over mTLS (today, and in tests); a gateway dialer will carry the same channel
+through the local gateway's tunnel to the peer's inbound port. Either way the server name
+is pinned to ``isthmus-mirror.isthmus-system.<cluster>.isthmus`` so only that cluster's
+mirror is accepted.
+
+``follow`` resumes from the last (epoch, version) it saw after a reconnect; messages that do
+not validate are dropped one by one (never the whole batch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import grpc
+
+from isthmus.kube.backoff import Backoff
+from isthmus.logging import get_logger
+from isthmus.mirror.catalog_server import WATCH_METHOD
+from isthmus.mirror.model import CatalogEntry, LinkInfo, PortSpec, ServiceKey
+from isthmus.mirror.names import mirror_server_name
+from isthmus.mirror.wire import pb
+
+log = get_logger("isthmus.mirror.catalog_client")
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_PORT_NAME = re.compile(r"^([a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?)?$")
+
+
+class Dialer(Protocol):
+    """Makes the gRPC channel that reaches one linked peer's catalog."""
+
+    def channel(self, link: LinkInfo) -> Any: ...
+
+
+class DirectDialer:
+    """Dial the peer over mTLS at ``address(link)`` (default: the Link's first address)."""
+
+    def __init__(
+        self,
+        credentials: Callable[[], Any],
+        address: Callable[[LinkInfo], str] | None = None,
+    ) -> None:
+        self._credentials = credentials
+        self._address = address or (lambda link: f"{link.gateway_host}:{link.gateway_port}")
+
+    def channel(self, link: LinkInfo) -> Any:
+        return grpc.aio.secure_channel(
+            self._address(link),
+            self._credentials(),
+            options=[
+                ("grpc.ssl_target_name_override", mirror_server_name(link.cluster)),
+                ("grpc.keepalive_time_ms", 20_000),
+                ("grpc.initial_reconnect_backoff_ms", 200),
+                ("grpc.max_reconnect_backoff_ms", 2_000),
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ],
+        )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    cluster: str
+    epoch: str
+    version: int
+    entries: dict[ServiceKey, CatalogEntry]
+
+
+@dataclass(frozen=True)
+class Delta:
+    cluster: str
+    epoch: str
+    version: int
+    upserts: tuple[CatalogEntry, ...]
+    removed: tuple[ServiceKey, ...]
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    cluster: str
+    version: int
+
+
+@dataclass(frozen=True)
+class Down:
+    cluster: str
+    reason: str
+
+
+CatalogUpdate = Snapshot | Delta | Heartbeat | Down
+
+
+def entry_from_message(msg: pb.Service) -> CatalogEntry | None:
+    """Validate one service from the wire; None if it is not acceptable."""
+    if not (_DNS_LABEL.match(msg.namespace) and _DNS_LABEL.match(msg.name)):
+        return None
+    ports = []
+    for p in msg.ports:
+        if not 1 <= p.port <= 65535 or not _PORT_NAME.match(p.name):
+            return None
+        ports.append(PortSpec(port=p.port, name=p.name, app_protocol=p.app_protocol[:253]))
+    if not ports or len({p.port for p in ports}) != len(ports):
+        return None
+    return CatalogEntry(
+        namespace=msg.namespace, name=msg.name, ports=tuple(sorted(ports)),
+        ready_endpoints=msg.ready_endpoints, version=msg.version,
+        changed_at_ms=msg.changed_at_ms,
+    )
+
+
+def _entries(services: Any) -> list[CatalogEntry]:
+    out = []
+    for s in services:
+        entry = entry_from_message(s)
+        if entry is None:
+            log.warning("dropping invalid catalog entry", namespace=s.namespace, name=s.name)
+            continue
+        out.append(entry)
+    return out
+
+
+def describe_rpc_error(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        details = (exc.details() or "").splitlines()[0][:300]
+        return f"{exc.code().name}: {details}"
+    if isinstance(exc, TimeoutError):
+        return "DEADLINE_EXCEEDED: no message from the peer within the idle timeout"
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def follow(
+    link: LinkInfo,
+    dialer: Dialer,
+    report: Callable[[CatalogUpdate], None],
+    *,
+    idle_timeout: float = 30.0,
+    backoff: Backoff | None = None,
+    iterations: int | None = None,
+) -> None:
+    """Keep a Watch open on ``link``'s peer; call ``report`` for every update and outage."""
+    backoff = backoff or Backoff(initial=0.2, maximum=10.0)
+    epoch, version = "", 0
+    attempt = 0
+    done = 0
+    while iterations is None or done < iterations:
+        done += 1
+        channel = dialer.channel(link)
+        try:
+            call = channel.unary_stream(
+                WATCH_METHOD,
+                request_serializer=pb.WatchRequest.SerializeToString,
+                response_deserializer=pb.CatalogEvent.FromString,
+            )(pb.WatchRequest(epoch=epoch, version=version))
+            iterator = call.__aiter__()
+            while True:
+                msg = await asyncio.wait_for(iterator.__anext__(), idle_timeout)
+                attempt = 0
+                if msg.kind == pb.CatalogEvent.SNAPSHOT:
+                    epoch, version = msg.epoch, msg.version
+                    entries = {e.key: e for e in _entries(msg.services)}
+                    report(Snapshot(link.cluster, epoch, version, entries))
+                elif msg.kind == pb.CatalogEvent.DELTA:
+                    epoch, version = msg.epoch, msg.version
+                    removed = tuple(
+                        (k.namespace, k.name) for k in msg.removed
+                    )
+                    report(Delta(link.cluster, epoch, version, tuple(_entries(msg.services)),
+                                 removed))
+                elif msg.kind == pb.CatalogEvent.HEARTBEAT:
+                    report(Heartbeat(link.cluster, msg.version))
+        except StopAsyncIteration:
+            report(Down(link.cluster, "UNAVAILABLE: the peer closed the catalog stream"))
+        except (grpc.aio.AioRpcError, TimeoutError, OSError) as exc:
+            report(Down(link.cluster, describe_rpc_error(exc)))
+        finally:
+            await channel.close(grace=None)
+        delay = backoff.delay(attempt)
+        attempt += 1
+        await asyncio.sleep(delay)

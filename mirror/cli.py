@@ -1,0 +1,40 @@
+"""``isthmus mirror``: run the service-mirror controller."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from typing import Any
+
+import click
+
+from isthmus.kube.client import KubeApi
+from isthmus.logging import configure
+from isthmus.mirror.controller import MirrorController
+from isthmus.mirror.settings import MirrorSettings
+from isthmus.settings import click_options, load
+
+
+async def _run(settings: MirrorSettings) -> None:
+    api = await KubeApi.connect(settings.kubeconfig, settings.context)
+    try:
+        controller = MirrorController(api, settings)
+        task = asyncio.create_task(controller.run())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    finally:
+        await api.close()
+
+
+@click.command("mirror")
+@click_options(MirrorSettings)
+def command(**flags: Any) -> None:
+    """Run the service-mirror controller: serve this cluster's export catalog to linked
+    peers and import theirs as GlobalServices and mirror Services."""
+    settings = load(MirrorSettings, flags)
+    configure(settings.log_level)
+    asyncio.run(_run(settings))

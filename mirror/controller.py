@@ -1,0 +1,897 @@
+"""The mirror controller: watches, one dispatcher, per-key workers, link status.
+
+Shape (see STYLE.md, Linkerd's service mirror): watch consumers and catalog clients only
+update caches and enqueue typed events (``isthmus.mirror.events``); one dispatcher turns each
+event into state changes and *dirty service keys*; ``KeyedWorkers`` reconcile keys in
+parallel (bounded), one task per key at a time, so each object sees its changes in order.
+A reconcile is ``desired`` → ``plan`` → ``Applier.execute``: pure, pure, one writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from isthmus.exports import build_exports
+from isthmus.kube import errors as kube_errors
+from isthmus.kube.backoff import Backoff
+from isthmus.kube.client import JsonObj, KubeApi
+from isthmus.kube.reflector import Reflector, WatchSettings
+from isthmus.kube.resources import (
+    ENDPOINTSLICES,
+    GLOBALSERVICES,
+    LINKS,
+    NAMESPACES,
+    SERVICES,
+    Resource,
+)
+from isthmus.labels import (
+    EXPORT_LABEL,
+    GLOBAL_SERVICE_LABEL,
+    MIRROR_LABEL,
+    SLICE_SERVICE_LABEL,
+)
+from isthmus.logging import get_logger
+from isthmus.mirror import events as ev
+from isthmus.mirror.applier import Applier, vips_of
+from isthmus.mirror.catalog_client import (
+    CatalogUpdate,
+    Delta,
+    Dialer,
+    DirectDialer,
+    Down,
+    Heartbeat,
+    Snapshot,
+    follow,
+)
+from isthmus.mirror.catalog_server import CatalogServer
+from isthmus.mirror.certs import MirrorCertificates
+from isthmus.mirror.desired import desired, global_service_status, required_ports
+from isthmus.mirror.errors import MirrorError, RetryableError, WriteRejected
+from isthmus.mirror.export_catalog import ExportCatalog
+from isthmus.mirror.leader import LeaderElector
+from isthmus.mirror.metrics import MirrorMetrics, serve_metrics
+from isthmus.mirror.model import CatalogEntry, LinkInfo, ObjRef, PeerView, PortSpec, ServiceKey
+from isthmus.mirror.names import FIELD_MANAGER, GATEWAY_SERVICE, is_ours, link_owners
+from isthmus.mirror.plan import plan, plan_status, ref_of, status_changed, with_transition_times
+from isthmus.mirror.ports import PortAllocator, recovered_ports
+from isthmus.mirror.recorder import EventRecorder
+from isthmus.mirror.settings import MirrorSettings
+
+log = get_logger("isthmus.mirror.controller")
+
+
+def _rv(obj: JsonObj) -> int:
+    try:
+        return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class ObservedIndex:
+    """The mirror's own objects, by the service key they belong to."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[ServiceKey, dict[ObjRef, JsonObj]] = {}
+        self._key_of: dict[ObjRef, ServiceKey] = {}
+
+    def put(self, obj: JsonObj) -> ServiceKey | None:
+        ref = ref_of(obj)
+        if not is_ours(obj):
+            self.remove(ref)
+            return None
+        labels = obj["metadata"].get("labels") or {}
+        key = (ref[1], str(labels.get(GLOBAL_SERVICE_LABEL) or ""))
+        old_key = self._key_of.get(ref)
+        if old_key is not None and old_key != key:
+            self.remove(ref)
+        bucket = self.by_key.setdefault(key, {})
+        old = bucket.get(ref)
+        if old is None or _rv(obj) >= _rv(old):
+            bucket[ref] = obj
+        self._key_of[ref] = key
+        return key
+
+    def remove(self, ref: ObjRef) -> ServiceKey | None:
+        key = self._key_of.pop(ref, None)
+        if key is not None:
+            bucket = self.by_key.get(key, {})
+            bucket.pop(ref, None)
+            if not bucket:
+                self.by_key.pop(key, None)
+        return key
+
+    def for_key(self, key: ServiceKey) -> dict[ObjRef, JsonObj]:
+        return dict(self.by_key.get(key, {}))
+
+    def keys_of_cluster(self, cluster: str) -> set[ServiceKey]:
+        found = set()
+        for key, objs in self.by_key.items():
+            for obj in objs.values():
+                if cluster in link_owners(obj["metadata"].get("labels") or {}):
+                    found.add(key)
+                    break
+        return found
+
+
+@dataclass
+class PeerState:
+    link: LinkInfo
+    entries: dict[ServiceKey, CatalogEntry] = field(default_factory=dict)
+    up: bool | None = None  # None: not tried yet since start (recovered mirrors stay fresh)
+    synced: bool = False
+    reason: str = "connecting"
+    stale_since: float | None = None
+    epoch: str = ""
+    version: int = 0
+    last_message: dt.datetime | None = None
+    last_monotonic: float = 0.0
+    view: PeerView | None = None
+
+    def make_view(self) -> PeerView:
+        if self.view is None:
+            stale = None if self.up is not False else self.reason
+            self.view = PeerView(self.link, self.entries, stale)
+        return self.view
+
+
+class KeyedWorkers:
+    """Reconcile keys in parallel, one task per key at a time, task references kept."""
+
+    def __init__(
+        self,
+        tg: asyncio.TaskGroup,
+        handler: Callable[[ServiceKey], Awaitable[None]],
+        concurrency: int,
+    ) -> None:
+        self._tg = tg
+        self._handler = handler
+        self._limit = asyncio.Semaphore(concurrency)
+        self.running: dict[ServiceKey, asyncio.Task[None]] = {}
+        self._dirty: set[ServiceKey] = set()
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def submit(self, key: ServiceKey) -> None:
+        if key in self.running:
+            self._dirty.add(key)
+            return
+        self.idle.clear()
+        self.running[key] = self._tg.create_task(self._work(key))
+
+    @property
+    def pending(self) -> int:
+        return len(self.running)
+
+    async def _work(self, key: ServiceKey) -> None:
+        try:
+            while True:
+                self._dirty.discard(key)
+                async with self._limit:
+                    await self._handler(key)
+                if key not in self._dirty:
+                    return
+        finally:
+            self.running.pop(key, None)
+            if not self.running:
+                self.idle.set()
+
+
+@dataclass
+class LinkProblems:
+    conflicts: dict[ServiceKey, str] = field(default_factory=dict)
+    write_failures: dict[ServiceKey, str] = field(default_factory=dict)
+    missing_namespaces: dict[ServiceKey, str] = field(default_factory=dict)
+
+
+class MirrorController:
+    """One cluster's mirror: export catalog server, and import of every linked peer."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        settings: MirrorSettings,
+        *,
+        dialer: Dialer | None = None,
+        metrics: MirrorMetrics | None = None,
+    ) -> None:
+        self.api = api
+        self.settings = settings
+        self.metrics = metrics or MirrorMetrics()
+        self.identity = settings.identity or os.environ.get("HOSTNAME") or uuid.uuid4().hex[:12]
+        self.certs = MirrorCertificates(
+            api, settings.namespace, lifetime=dt.timedelta(hours=settings.leaf_hours)
+        )
+        self._dialer = dialer
+        self.catalog = ExportCatalog(history=settings.catalog_history)
+        self.queue: asyncio.Queue[ev.MirrorEvent] = asyncio.Queue()
+        self.links: dict[str, LinkInfo] = {}
+        self.peers: dict[str, PeerState] = {}
+        self.observed = ObservedIndex()
+        self.namespaces: set[str] = set()
+        self.gateway_addresses: tuple[str, ...] = ()
+        self.allocator = PortAllocator(*settings.ports)
+        self.problems: dict[str, LinkProblems] = {}
+        self.ready = asyncio.Event()
+        self.catalog_port = 0
+        self.metrics_port = 0
+        self.recorder = EventRecorder(api, self.identity)
+        self.applier = Applier(
+            api, self.metrics, attempts=settings.write_attempts,
+            on_written=self._written, on_deleted=self._deleted,
+        )
+        self.elector: LeaderElector | None = None
+        self.watch_settings = WatchSettings(
+            timeout_seconds=(max(1, settings.watch_timeout_seconds // 2),
+                             settings.watch_timeout_seconds),
+            backoff=Backoff(initial=0.2, maximum=5.0),
+        )
+        self.reflectors: dict[str, Reflector] = {}
+        self._subscriptions: dict[str, asyncio.Task[None]] = {}
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._own_rv: dict[ObjRef, int] = {}
+        self._export_slices: dict[ServiceKey, dict[str, JsonObj]] = {}
+        self._requeues: dict[ServiceKey, int] = {}
+        self._status_dirty: set[str] = set()
+        self._link_status_written: dict[str, dict[str, Any]] = {}
+        self._tg: asyncio.TaskGroup | None = None
+        self.workers: KeyedWorkers | None = None
+        self._started = False
+
+    # --- running ------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Serve metrics; take the Lease (if enabled); then run the controller until
+        cancelled (or ``LeadershipLost``)."""
+        runner = None
+        if self.settings.metrics_port >= 0:
+            runner = await serve_metrics(self.metrics, self.settings.metrics_host,
+                                         self.settings.metrics_port, self.ready.is_set)
+            self.metrics_port = runner.addresses[0][1] if runner.addresses else 0
+        try:
+            if self.settings.leader_election:
+                self.elector = LeaderElector(
+                    self.api, self.settings.namespace, self.settings.lease_name, self.identity,
+                    lease_seconds=self.settings.lease_seconds,
+                    renew_interval=self.settings.lease_renew_seconds,
+                    retry_interval=min(2.0, self.settings.lease_renew_seconds),
+                )
+                await self.elector.run(self.lead)
+            else:
+                await self.lead()
+        finally:
+            self.ready.clear()
+            self.metrics.leader.set(0)
+            if runner is not None:
+                await runner.cleanup()
+
+    @property
+    def leading(self) -> bool:
+        return self._started
+
+    async def lead(self) -> None:
+        self.metrics.leader.set(1)
+        await self.certs.start()
+        server: CatalogServer | None = None
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                self.workers = KeyedWorkers(tg, self._reconcile_guarded, self.settings.concurrency)
+                self._start_watches(tg)
+                await asyncio.gather(*(r.synced.wait() for r in self.reflectors.values()))
+                self._seed()
+                server = CatalogServer(
+                    self.catalog, cluster=self.certs.cluster,
+                    bundle=self._bundle, credentials=self.certs.server_credentials,
+                    is_linked=self._is_linked, metrics=self.metrics,
+                    heartbeat=self.settings.heartbeat_seconds,
+                )
+                self.catalog_port = await server.start(
+                    self.settings.catalog_host, self.settings.catalog_port
+                )
+                for link in list(self.links.values()):
+                    self._subscribe(link)
+                self.queue.put_nowait(ev.OrphanGcTriggered())
+                tg.create_task(self._dispatch())
+                tg.create_task(self._status_loop())
+                tg.create_task(self._ticker())
+                tg.create_task(self.certs.run())
+                self._started = True
+                self.ready.set()
+                log.info("mirror running", cluster=self.certs.cluster, catalog=self.catalog_port)
+        finally:
+            self._started = False
+            self.ready.clear()
+            if server is not None:
+                await asyncio.shield(server.stop(0.5))
+
+    def _bundle(self) -> Any:
+        if self.certs.bundle is None:
+            raise MirrorError("no trust bundle")
+        return self.certs.bundle
+
+    def _is_linked(self, cluster: str) -> bool:
+        return any(link.cluster == cluster for link in self.links.values())
+
+    def dialer(self) -> Dialer:
+        if self._dialer is None:
+            self._dialer = DirectDialer(self.certs.channel_credentials)
+        return self._dialer
+
+    # --- watches ------------------------------------------------------------------------
+    def _start_watches(self, tg: asyncio.TaskGroup) -> None:
+        specs: dict[str, tuple[Resource, str | None, Callable[[str, JsonObj], None]]] = {
+            "links": (LINKS, None, self._on_link),
+            "exports": (SERVICES, f"{EXPORT_LABEL}=true", self._on_export_service),
+            "slices": (ENDPOINTSLICES, None, self._on_slice),
+            "mirrors": (SERVICES, f"{MIRROR_LABEL}=true", self._on_mirror_object),
+            "globalservices": (GLOBALSERVICES, f"{MIRROR_LABEL}=true", self._on_mirror_object),
+            "namespaces": (NAMESPACES, None, self._on_namespace),
+        }
+        for name, (res, selector, handler) in specs.items():
+            reflector = Reflector(self.api, res, label_selector=selector,
+                                  settings=self.watch_settings)
+            self.reflectors[name] = reflector
+            self._watchers[name] = tg.create_task(self._consume(reflector, handler))
+
+    async def _consume(self, reflector: Reflector,
+                       handler: Callable[[str, JsonObj], None]) -> None:
+        async for kind, obj in reflector.events():
+            if obj is None:
+                continue
+            try:
+                handler(kind, obj)
+            except (MirrorError, ValueError, KeyError) as exc:
+                self.metrics.errors.labels(kind="watch_handler").inc()
+                log.warning("watch event not handled", error=str(exc), kind=kind)
+
+    def pause_watches(self) -> None:
+        """Stop consuming watches, keeping each reflector's cache and resourceVersion (the
+        next ``resume_watches`` continues from there: a test hook for 410 Gone)."""
+        for task in self._watchers.values():
+            task.cancel()
+
+    def resume_watches(self) -> None:
+        handlers = {
+            "links": self._on_link, "exports": self._on_export_service,
+            "slices": self._on_slice, "mirrors": self._on_mirror_object,
+            "globalservices": self._on_mirror_object, "namespaces": self._on_namespace,
+        }
+        assert self._tg is not None
+        for name, reflector in self.reflectors.items():
+            self._watchers[name] = self._tg.create_task(self._consume(reflector, handlers[name]))
+
+    def _on_link(self, kind: str, obj: JsonObj) -> None:
+        name = obj["metadata"]["name"]
+        if kind == "DELETED":
+            old = self.links.pop(name, None)
+            if old is not None:
+                self.queue.put_nowait(ev.LinkRemoved(old.name, old.uid, old.cluster))
+            return
+        try:
+            link = LinkInfo.from_object(obj)
+        except ValueError as exc:
+            log.warning("ignoring invalid Link", name=name, error=str(exc))
+            return
+        if self.links.get(name) != link:
+            self.links[name] = link
+            self.queue.put_nowait(ev.LinkUpserted(link))
+
+    def _export_changed(self, key: ServiceKey) -> None:
+        svc = self.reflectors["exports"].store.get(key)
+        slices = list(self._export_slices.get(key, {}).values())
+        exported = build_exports([svc], slices).get(key) if svc is not None else None
+        self.catalog.set(key, exported)
+        self.metrics.exported.set(len(self.catalog.entries))
+        self.metrics.local_catalog_version.set(self.catalog.version)
+
+    def _on_export_service(self, kind: str, obj: JsonObj) -> None:
+        meta = obj["metadata"]
+        self._export_changed((meta["namespace"], meta["name"]))
+
+    def _on_slice(self, kind: str, obj: JsonObj) -> None:
+        meta = obj["metadata"]
+        labels = meta.get("labels") or {}
+        if labels.get(MIRROR_LABEL) == "true" or (kind == "DELETED" and is_ours(obj)):
+            self._on_mirror_object(kind, obj)
+            return
+        owner = labels.get(SLICE_SERVICE_LABEL)
+        if not owner:
+            return
+        key = (meta["namespace"], owner)
+        bucket = self._export_slices.setdefault(key, {})
+        if kind == "DELETED":
+            bucket.pop(meta["name"], None)
+            if not bucket:
+                self._export_slices.pop(key, None)
+        else:
+            bucket[meta["name"]] = obj
+        if key == (self.settings.namespace, GATEWAY_SERVICE):
+            self._gateway_changed()
+        if key in self.reflectors["exports"].store:
+            self._export_changed(key)
+
+    def _gateway_changed(self) -> None:
+        addresses: set[str] = set()
+        for sl in self._export_slices.get((self.settings.namespace, GATEWAY_SERVICE), {}).values():
+            for ep in sl.get("endpoints") or []:
+                cond = ep.get("conditions") or {}
+                if cond.get("ready", True) is False or cond.get("terminating") is True:
+                    continue
+                addresses.update(ep.get("addresses") or [])
+        new = tuple(sorted(addresses))
+        if new != self.gateway_addresses:
+            self.gateway_addresses = new
+            self.queue.put_nowait(ev.GatewayEndpointsChanged())
+
+    def _on_mirror_object(self, kind: str, obj: JsonObj) -> None:
+        ref = ref_of(obj)
+        if kind == "DELETED":
+            key = self.observed.remove(ref)
+            own = self._own_rv.pop(ref, None)
+            if key is not None and own != -1:
+                self.queue.put_nowait(ev.MirrorObjectChanged(key))
+            return
+        key = self.observed.put(obj)
+        if key is not None and self._own_rv.get(ref) != _rv(obj):
+            self.queue.put_nowait(ev.MirrorObjectChanged(key))
+
+    def _on_namespace(self, kind: str, obj: JsonObj) -> None:
+        name = obj["metadata"]["name"]
+        if kind == "DELETED":
+            self.namespaces.discard(name)
+        elif name not in self.namespaces:
+            self.namespaces.add(name)
+            self.queue.put_nowait(ev.NamespaceAppeared(name))
+
+    def _written(self, obj: JsonObj) -> None:
+        self._own_rv[ref_of(obj)] = _rv(obj)
+        self.observed.put(obj)
+
+    def _deleted(self, ref: ObjRef) -> None:
+        self._own_rv[ref] = -1
+        self.observed.remove(ref)
+
+    # --- start-up -----------------------------------------------------------------------
+    def _seed(self) -> None:
+        """Recover port allocations and, per existing link, the catalog its mirrors show,
+        so a restart changes nothing until each peer answers (then its snapshot rules)."""
+        global_services = [
+            obj for objs in self.observed.by_key.values() for (kind, _, _), obj in objs.items()
+            if kind == "GlobalService"
+        ]
+        self.allocator = PortAllocator(*self.settings.ports, recovered_ports(global_services))
+        by_cluster = {link.cluster: link for link in self.links.values()}
+        for link in by_cluster.values():
+            self.peers[link.cluster] = PeerState(link)
+        for gs in global_services:
+            meta, spec = gs["metadata"], gs.get("spec") or {}
+            ports = {int(p["port"]): p for p in spec.get("ports") or []}
+            for endpoint in spec.get("endpoints") or []:
+                peer = self.peers.get(str(endpoint.get("cluster")))
+                if peer is None:
+                    continue
+                specs = []
+                for pinned in endpoint.get("pinnedPorts") or []:
+                    p = ports.get(int(pinned["port"]), {})
+                    specs.append(PortSpec(int(pinned["port"]), str(p.get("name") or ""),
+                                          str(p.get("appProtocol") or "")))
+                if specs:
+                    key = (meta["namespace"], meta["name"])
+                    peer.entries[key] = CatalogEntry(
+                        key[0], key[1], tuple(sorted(specs)),
+                        int(endpoint.get("readyEndpoints") or 0))
+        self._gateway_changed()
+
+    # --- subscriptions ------------------------------------------------------------------
+    def _subscribe(self, link: LinkInfo) -> None:
+        old = self._subscriptions.pop(link.cluster, None)
+        if old is not None:
+            old.cancel()
+        assert self._tg is not None
+
+        def report(update: CatalogUpdate) -> None:
+            self.queue.put_nowait(ev.PeerCatalogUpdated(update))
+
+        self._subscriptions[link.cluster] = self._tg.create_task(
+            follow(link, self.dialer(), report,
+                   idle_timeout=self.settings.idle_timeout_seconds,
+                   backoff=Backoff(initial=0.2, maximum=self.settings.reconnect_max_seconds))
+        )
+
+    # --- the dispatcher -----------------------------------------------------------------
+    async def _dispatch(self) -> None:
+        while True:
+            event = await self.queue.get()
+            try:
+                self.handle(event)
+            except MirrorError as exc:
+                self.metrics.errors.labels(kind="dispatch").inc()
+                log.warning("event not handled", event=type(event).__name__, error=str(exc))
+
+    def _submit(self, keys: Iterable[ServiceKey]) -> None:
+        assert self.workers is not None
+        for key in keys:
+            self.workers.submit(key)
+        self.metrics.queue_depth.set(self.workers.pending)
+
+    def handle(self, event: ev.MirrorEvent) -> None:
+        if isinstance(event, ev.LinkUpserted):
+            link = event.link
+            peer = self.peers.get(link.cluster)
+            if peer is None:
+                peer = self.peers[link.cluster] = PeerState(link)
+            changed = peer.link != link
+            peer.link = link
+            peer.view = None
+            if changed or link.cluster not in self._subscriptions:
+                self._subscribe(link)
+            self._status_dirty.add(link.cluster)
+            self._submit(set(peer.entries) | self.observed.keys_of_cluster(link.cluster))
+        elif isinstance(event, ev.LinkRemoved):
+            if self._is_linked(event.cluster):
+                return  # another Link names the same cluster
+            task = self._subscriptions.pop(event.cluster, None)
+            if task is not None:
+                task.cancel()
+            peer = self.peers.pop(event.cluster, None)
+            self.problems.pop(event.cluster, None)
+            self._link_status_written.pop(event.cluster, None)
+            keys = set(peer.entries) if peer else set()
+            self._submit(keys | self.observed.keys_of_cluster(event.cluster))
+            log.info("link removed", cluster=event.cluster, uid=event.uid)
+        elif isinstance(event, ev.PeerCatalogUpdated):
+            self._peer_update(event.update)
+        elif isinstance(event, ev.MirrorObjectChanged):
+            self._submit([event.key])
+        elif isinstance(event, ev.NamespaceAppeared):
+            self._submit({k for p in self.peers.values() for k in p.entries
+                          if k[0] == event.namespace})
+        elif isinstance(event, ev.GatewayEndpointsChanged):
+            self._submit(self._all_keys())
+        elif isinstance(event, ev.OrphanGcTriggered):
+            self._expire_stale()
+            self._submit(self._all_keys())
+
+    def _all_keys(self) -> set[ServiceKey]:
+        keys = set(self.observed.by_key)
+        for peer in self.peers.values():
+            keys.update(peer.entries)
+        return keys
+
+    def _expire_stale(self) -> None:
+        now = time.monotonic()
+        for peer in self.peers.values():
+            if peer.stale_since is None or not peer.entries:
+                continue
+            if now - peer.stale_since >= self.settings.stale_grace_seconds:
+                log.warning("stale grace period over, removing mirrors", peer=peer.link.cluster,
+                            services=len(peer.entries))
+                self._event_later(self._link_obj(peer.link), "StaleGraceExpired",
+                                  f"{len(peer.entries)} mirrors of unreachable {peer.link.cluster}"
+                                  " removed after the grace period", warning=True)
+                self._submit(set(peer.entries))
+                peer.entries = {}
+                peer.view = None
+
+    def _peer_update(self, update: CatalogUpdate) -> None:
+        peer = self.peers.get(update.cluster)
+        if peer is None:
+            return
+        now = _now()
+        self.metrics.sync_lag.labels(peer=update.cluster).set(0)
+        if isinstance(update, Down):
+            was_up = peer.up
+            peer.synced = False
+            if was_up is not False:
+                peer.up = False
+                peer.reason = update.reason
+                peer.stale_since = time.monotonic()
+                peer.view = None
+                self.metrics.peer_up.labels(peer=update.cluster).set(0)
+                log.warning("peer unreachable", peer=update.cluster, reason=update.reason)
+                self._event_later(self._link_obj(peer.link), "PeerUnreachable",
+                                  f"catalog of {update.cluster}: {update.reason}", warning=True)
+                self._submit(set(peer.entries))
+            elif peer.reason != update.reason:
+                peer.reason = update.reason
+            self._status_dirty.add(update.cluster)
+            return
+        peer.last_message = now
+        peer.last_monotonic = time.monotonic()
+        came_back = peer.up is not True
+        if came_back:
+            peer.up = True
+            peer.stale_since = None
+            peer.view = None
+            self.metrics.peer_up.labels(peer=update.cluster).set(1)
+        keys: set[ServiceKey] = set()
+        if isinstance(update, Snapshot):
+            old = peer.entries
+            keys = {k for k in set(old) | set(update.entries)
+                    if old.get(k) != update.entries.get(k)}
+            peer.entries = dict(update.entries)
+            peer.view = None
+            if not peer.synced:
+                self._event_later(self._link_obj(peer.link), "CatalogSynced",
+                                  f"catalog of {update.cluster} synced at version "
+                                  f"{update.version} ({len(update.entries)} services)")
+            peer.synced = True
+            peer.epoch, peer.version = update.epoch, update.version
+        elif isinstance(update, Delta):
+            for entry in update.upserts:
+                if peer.entries.get(entry.key) != entry:
+                    peer.entries[entry.key] = entry
+                    keys.add(entry.key)
+            for key in update.removed:
+                if peer.entries.pop(key, None) is not None:
+                    keys.add(key)
+            if not peer.synced:
+                self._event_later(self._link_obj(peer.link), "CatalogSynced",
+                                  f"catalog of {update.cluster} resumed at {update.version}")
+            peer.synced = True
+            peer.epoch, peer.version = update.epoch, update.version
+        elif isinstance(update, Heartbeat):
+            peer.version = max(peer.version, update.version)
+        self.metrics.catalog_version.labels(peer=update.cluster).set(peer.version)
+        if came_back:
+            keys |= set(peer.entries)
+        self._status_dirty.add(update.cluster)
+        self._submit(keys)
+
+    # --- reconcile ----------------------------------------------------------------------
+    def views(self) -> list[PeerView]:
+        return [p.make_view() for _, p in sorted(self.peers.items())]
+
+    async def _reconcile_guarded(self, key: ServiceKey) -> None:
+        try:
+            await self.reconcile(key)
+            self._requeues.pop(key, None)
+            self._clear_problem(key, "write_failures")
+        except RetryableError as exc:
+            count = self._requeues.get(key, 0) + 1
+            self._requeues[key] = count
+            if count <= self.settings.requeue_limit:
+                log.info("requeueing", key=key, attempt=count, error=str(exc))
+                assert self._tg is not None
+                self._tg.create_task(self._requeue_later(key, count))
+            else:
+                self._requeues.pop(key, None)
+                self._write_failed(key, str(exc))
+        except WriteRejected as exc:
+            self._write_failed(key, str(exc))
+        except MirrorError as exc:
+            self.metrics.errors.labels(kind="reconcile").inc()
+            log.warning("reconcile failed", key=key, error=str(exc))
+
+    async def _requeue_later(self, key: ServiceKey, count: int) -> None:
+        await asyncio.sleep(min(5.0, 0.2 * 2**count))
+        self._submit([key])
+
+    def _clusters_of(self, key: ServiceKey) -> set[str]:
+        clusters = {c for c, p in self.peers.items() if key in p.entries}
+        for obj in self.observed.for_key(key).values():
+            clusters.update(c for c in link_owners(obj["metadata"].get("labels") or {})
+                            if c in self.peers)
+        return clusters
+
+    def _write_failed(self, key: ServiceKey, message: str) -> None:
+        self.metrics.errors.labels(kind="write_failed").inc()
+        log.warning("writes for a service failed", key=key, error=message)
+        for cluster in self._clusters_of(key):
+            problems = self.problems.setdefault(cluster, LinkProblems())
+            if key not in problems.write_failures:
+                peer = self.peers.get(cluster)
+                if peer is not None:
+                    self._event_later(self._link_obj(peer.link), "WriteFailed",
+                                      f"{key[0]}/{key[1]}: {message}", warning=True)
+            problems.write_failures[key] = message
+            self._status_dirty.add(cluster)
+
+    def _clear_problem(self, key: ServiceKey, kind: str) -> None:
+        for cluster, problems in self.problems.items():
+            bucket: dict[ServiceKey, str] = getattr(problems, kind)
+            if bucket.pop(key, None) is not None:
+                self._status_dirty.add(cluster)
+
+    async def reconcile(self, key: ServiceKey) -> None:
+        """Make the objects of one service key what the peers' catalogs say."""
+        views = self.views()
+        needed = required_ports(views, [key])
+        ports = self.allocator.ensure(needed)
+        want = desired(views, gateway_addresses=self.gateway_addresses, ports=ports,
+                       namespaces=frozenset(self.namespaces), keys=[key])
+        ds = want.services.get(key)
+        wanted = ds.objects if ds is not None else {}
+        observed = self.observed.for_key(key)
+        actions = plan(observed, wanted)
+        outcome = await self.applier.execute(actions)
+        current = {**observed, **outcome.written}
+        for ref in outcome.deleted:
+            current.pop(ref, None)
+        self._record_missing(key, want.missing_namespaces)
+        self._record_conflicts(key, ds.clusters if ds else (), outcome.conflicts)
+        if ds is None:
+            self.allocator.release(key)
+            return
+        self.allocator.release(key, keep=needed)
+        gs_ref = next(r for r in wanted if r[0] == "GlobalService")
+        if gs_ref in outcome.conflicts:
+            return
+        status = global_service_status(ds, vips_of(current), list(outcome.conflicts.values()))
+        st = plan_status(wanted[gs_ref], status, current.get(gs_ref), _now())
+        if st is not None:
+            await self.applier.execute([st])
+        if outcome.written:
+            newest = max((p.entries[key].changed_at_ms for p in self.peers.values()
+                          if key in p.entries), default=0)
+            if newest:
+                self.metrics.export_to_mirror.observe(max(0.0, time.time() - newest / 1000))
+
+    def _record_missing(self, key: ServiceKey, missing: dict[str, frozenset[str]]) -> None:
+        for cluster, problems in self.problems.items():
+            if cluster not in missing and problems.missing_namespaces.pop(key, ""):
+                self._status_dirty.add(cluster)
+        for cluster in missing:
+            problems = self.problems.setdefault(cluster, LinkProblems())
+            if key not in problems.missing_namespaces:
+                problems.missing_namespaces[key] = key[0]
+                self._status_dirty.add(cluster)
+
+    def _record_conflicts(self, key: ServiceKey, clusters: Iterable[str],
+                          conflicts: dict[ObjRef, str]) -> None:
+        message = "; ".join(conflicts.values())
+        involved = set(clusters)
+        for cluster, problems in list(self.problems.items()):
+            if (cluster not in involved or not conflicts) and problems.conflicts.pop(key, ""):
+                self._status_dirty.add(cluster)
+        if not conflicts:
+            return
+        for cluster in involved:
+            problems = self.problems.setdefault(cluster, LinkProblems())
+            if problems.conflicts.get(key) != message:
+                if key not in problems.conflicts:
+                    peer = self.peers.get(cluster)
+                    if peer is not None:
+                        self._event_later(self._link_obj(peer.link), "MirrorConflict",
+                                          message, warning=True)
+                problems.conflicts[key] = message
+                self._status_dirty.add(cluster)
+        self.metrics.conflicts.set(sum(len(p.conflicts) for p in self.problems.values()))
+
+    # --- link status and Events -----------------------------------------------------------
+    def _link_obj(self, link: LinkInfo) -> JsonObj:
+        return {"apiVersion": "isthmus.io/v1alpha1", "kind": "Link",
+                "metadata": {"name": link.name, "uid": link.uid}}
+
+    def _event_later(self, regarding: JsonObj, reason: str, note: str,
+                     warning: bool = False) -> None:
+        if self._tg is None:
+            return
+        self._tg.create_task(self.recorder.emit(
+            regarding, reason=reason, note=note, action="Mirror", warning=warning))
+
+    def link_status(self, cluster: str) -> dict[str, Any]:
+        """Pure given the state: the status the Link of ``cluster`` should carry."""
+        peer = self.peers[cluster]
+        problems = self.problems.get(cluster, LinkProblems())
+        conditions = []
+        if peer.up is None:
+            conditions.append({"type": "Ready", "status": "Unknown", "reason": "Connecting",
+                               "message": "connecting to the peer's catalog"})
+        elif peer.up:
+            conditions.append({"type": "Ready", "status": "True", "reason": "Connected",
+                               "message": "catalog stream open"})
+        else:
+            conditions.append({"type": "Ready", "status": "False", "reason": "PeerUnreachable",
+                               "message": peer.reason[:1000]})
+        if peer.synced and peer.up:
+            conditions.append({"type": "Synced", "status": "True", "reason": "CatalogSynced",
+                               "message": f"catalog version {peer.version}"})
+        else:
+            reason = "PeerUnreachable" if peer.up is False else "NotSynced"
+            stale = " (mirrors kept, marked Stale)" if peer.up is False and peer.entries else ""
+            conditions.append({"type": "Synced", "status": "False", "reason": reason,
+                               "message": (peer.reason if peer.up is False
+                                           else "waiting for the catalog snapshot") + stale})
+        failures = {**problems.conflicts, **problems.write_failures}
+        if failures:
+            detail = "; ".join(f"{k[0]}/{k[1]}: {v}" for k, v in sorted(failures.items())[:5])
+            conditions.append({"type": "Conflict", "status": "True",
+                               "reason": "WriteFailed" if problems.write_failures
+                               else "NameTaken", "message": detail[:2000]})
+        else:
+            conditions.append({"type": "Conflict", "status": "False", "reason": "NoConflict",
+                               "message": ""})
+        if problems.missing_namespaces:
+            names = sorted(set(problems.missing_namespaces.values()))
+            conditions.append({"type": "NamespacesMissing", "status": "True",
+                               "reason": "NamespaceNotFound",
+                               "message": "not imported, namespace absent here: "
+                               + ", ".join(names[:20])})
+        else:
+            conditions.append({"type": "NamespacesMissing", "status": "False",
+                               "reason": "AllPresent", "message": ""})
+        imported = sum(1 for k in peer.entries
+                       if k[0] in self.namespaces and k not in problems.conflicts)
+        status: dict[str, Any] = {
+            "conditions": conditions,
+            "importedServices": imported,
+            "catalogVersion": peer.version,
+        }
+        if peer.last_message is not None:
+            status["lastSyncTime"] = peer.last_message.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return status
+
+    async def _status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.3)
+            now_m = time.monotonic()
+            for cluster, peer in self.peers.items():
+                if peer.last_monotonic:
+                    self.metrics.sync_lag.labels(peer=cluster).set(now_m - peer.last_monotonic)
+                self.metrics.imported.labels(peer=cluster).set(len(peer.entries))
+            dirty, self._status_dirty = self._status_dirty, set()
+            for cluster in sorted(dirty):
+                if cluster not in self.peers:
+                    continue
+                try:
+                    await self._write_link_status(cluster)
+                except kube_errors.KubeError as exc:
+                    self.metrics.errors.labels(kind="link_status").inc()
+                    log.warning("cannot write Link status", cluster=cluster, error=str(exc))
+                    self._status_dirty.add(cluster)
+
+    async def _write_link_status(self, cluster: str) -> None:
+        peer = self.peers[cluster]
+        status = self.link_status(cluster)
+        before = self._link_status_written.get(cluster)
+        compare = {k: v for k, v in status.items() if k != "lastSyncTime"}
+        if (before is not None and not status_changed(compare, before)
+                and status.get("lastSyncTime") == before.get("lastSyncTime")):
+            return
+        status["conditions"] = with_transition_times(
+            status["conditions"], (before or {}).get("conditions") or [], _now())
+        body = {"apiVersion": "isthmus.io/v1alpha1", "kind": "Link",
+                "metadata": {"name": peer.link.name}, "status": status}
+        with contextlib.suppress(kube_errors.NotFoundError):
+            await self.api.apply(LINKS, body, field_manager=FIELD_MANAGER, force=True,
+                                 subresource="status")
+        self._link_status_written[cluster] = status
+
+    async def _ticker(self) -> None:
+        grace_check = min(10.0, self.settings.stale_grace_seconds / 4)
+        last_resync = time.monotonic()
+        while True:
+            await asyncio.sleep(grace_check)
+            now = time.monotonic()
+            if any(p.stale_since is not None and p.entries
+                   and now - p.stale_since >= self.settings.stale_grace_seconds
+                   for p in self.peers.values()):
+                self.queue.put_nowait(ev.OrphanGcTriggered())
+            # lastSyncTime advances with heartbeats
+            self._status_dirty.update(c for c, p in self.peers.items() if p.up)
+            if now - last_resync >= self.settings.resync_seconds:
+                last_resync = now
+                self.queue.put_nowait(ev.OrphanGcTriggered())
+
+    async def wait_idle(self, timeout: float = 30.0) -> None:
+        """For tests and benchmarks: wait until no event or key is pending."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.queue.empty() and self.workers is not None and self.workers.idle.is_set():
+                await asyncio.sleep(0.05)
+                if self.queue.empty() and self.workers.idle.is_set():
+                    return
+            await asyncio.sleep(0.02)
+        raise TimeoutError("mirror did not become idle")

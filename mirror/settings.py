@@ -1,0 +1,64 @@
+"""Settings of the mirror controller (env ``ISTHMUS_MIRROR_<FIELD>`` or ``--<field>``)."""
+
+from __future__ import annotations
+
+import pydantic
+from pydantic_settings import SettingsConfigDict
+
+from isthmus.labels import SYSTEM_NAMESPACE
+from isthmus.settings import ComponentSettings
+
+
+class MirrorSettings(ComponentSettings):
+    model_config = SettingsConfigDict(env_prefix="ISTHMUS_MIRROR_", extra="forbid", frozen=True)
+
+    kubeconfig: str | None = pydantic.Field(
+        default=None, description="Kubeconfig file (default: in-cluster, or $KUBECONFIG).")
+    context: str | None = pydantic.Field(default=None, description="Kubeconfig context.")
+    namespace: str = pydantic.Field(
+        default=SYSTEM_NAMESPACE, description="Namespace of the CA Secret, bundle and Lease.")
+    catalog_host: str = pydantic.Field(
+        default="0.0.0.0", description="Address the gRPC catalog server binds.")  # noqa: S104
+    catalog_port: int = pydantic.Field(
+        default=15441, ge=0, le=65535, description="Port of the gRPC catalog server (0: any).")
+    metrics_host: str = pydantic.Field(
+        default="0.0.0.0", description="Address of /metrics, /healthz, /readyz.")  # noqa: S104
+    metrics_port: int = pydantic.Field(
+        default=9464, ge=-1, le=65535, description="Metrics port (0: any, -1: off).")
+    identity: str | None = pydantic.Field(
+        default=None, description="Lease holder identity (default: $HOSTNAME).")
+    leader_election: bool = pydantic.Field(
+        default=True, description="Take a Lease before writing (two replicas are safe).")
+    lease_name: str = pydantic.Field(default="isthmus-mirror", description="Lease name.")
+    lease_seconds: float = pydantic.Field(default=15.0, gt=0, description="Lease duration.")
+    lease_renew_seconds: float = pydantic.Field(default=5.0, gt=0, description="Renew period.")
+    stale_grace_seconds: float = pydantic.Field(
+        default=3600.0, gt=0,
+        description="How long mirrors of an unreachable peer are kept (Stale) before removal.")
+    resync_seconds: float = pydantic.Field(
+        default=300.0, gt=0, description="Period of the full resync / orphan GC.")
+    heartbeat_seconds: float = pydantic.Field(
+        default=10.0, gt=0, description="Catalog heartbeat period when nothing changes.")
+    idle_timeout_seconds: float = pydantic.Field(
+        default=35.0, gt=0, description="A peer stream silent this long is considered down.")
+    reconnect_max_seconds: float = pydantic.Field(
+        default=10.0, gt=0, description="Longest wait between catalog reconnects.")
+    port_range: str = pydantic.Field(
+        default="20000-29999", pattern=r"^\d+-\d+$",
+        description="Local gateway outbound ports the mirror allocates from.")
+    concurrency: int = pydantic.Field(
+        default=32, ge=1, description="Services reconciled in parallel.")
+    write_attempts: int = pydantic.Field(
+        default=5, ge=1, description="Attempts per API write (409/429/5xx/transport).")
+    requeue_limit: int = pydantic.Field(
+        default=3, ge=0, description="Times a service is requeued after its writes failed.")
+    catalog_history: int = pydantic.Field(
+        default=100_000, ge=1, description="Changes kept for catalog resume.")
+    watch_timeout_seconds: int = pydantic.Field(
+        default=300, ge=1, description="Longest single WATCH request.")
+    leaf_hours: float = pydantic.Field(default=24.0, gt=0, description="Leaf lifetime.")
+
+    @property
+    def ports(self) -> tuple[int, int]:
+        low, high = (int(x) for x in self.port_range.split("-"))
+        return low, high
