@@ -123,7 +123,7 @@ async def test_file_watch_picks_up_new_material_within_seconds(pki: Pki, tmp_pat
                 seen = await asyncio.to_thread(presented_chain, server.port, client_tls)
                 if fingerprint(seen.chain[0]) == new_leaf.fingerprint:
                     break
-                assert time.monotonic() - started < 3, "new leaf not served within 3 s"
+                assert time.monotonic() - started < 5, "new leaf not served within 5 s"
                 await asyncio.sleep(0.05)
             assert await roundtrip(reader, writer, "still") == f"{ident()} still"
             writer.close()
