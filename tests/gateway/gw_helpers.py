@@ -135,8 +135,10 @@ def settings(**over: Any) -> GatewaySettings:
 
 @contextlib.asynccontextmanager
 async def running(tls: ReloadableTls, snap: Snapshot | None = None,
-                  **over: Any) -> AsyncIterator[Gateway]:
-    gw = Gateway(settings(**over), tls, GatewayState(snap) if snap is not None else GatewayState())
+                  state: GatewayState | None = None, **over: Any) -> AsyncIterator[Gateway]:
+    if state is None:
+        state = GatewayState(snap) if snap is not None else GatewayState()
+    gw = Gateway(settings(**over), tls, state)
     await gw.start()
     try:
         yield gw

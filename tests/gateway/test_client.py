@@ -1,0 +1,77 @@
+"""open_tunnel / serve_forwarder: how the mirror reaches a peer's catalog."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from gw_helpers import MIRROR_SA, SYSTEM, Pki, echo_backend, link, running, snapshot
+from isthmus.api.models import GatewayAddress
+from isthmus.gateway import (
+    PeerIdentityError,
+    Status,
+    TunnelRefused,
+    open_tunnel,
+    serve_forwarder,
+)
+
+
+async def test_open_tunnel_catalog_for_mirror_only(pki: Pki) -> None:
+    catalog = await echo_backend(greet=b"catalog v1\n")
+    snap = snapshot(links=[link("west")], catalog=("127.0.0.1", catalog.port))
+    async with running(pki.tls("east"), snap) as east:
+        mirror = pki.tls("west", SYSTEM, MIRROR_SA)
+        r, w = await open_tunnel(GatewayAddress(host="127.0.0.1", port=east.inbound_port),
+                                 "catalog", mirror, cluster="east")
+        assert await asyncio.wait_for(r.readline(), 5) == b"catalog v1\n"
+        w.write(b"ping")
+        w.write_eof()
+        assert await asyncio.wait_for(r.read(), 5) == b"ping"
+        w.close()
+        # the west gateway's own identity may not read the catalog
+        with pytest.raises(TunnelRefused) as info:
+            await open_tunnel(("127.0.0.1", east.inbound_port), "catalog", pki.tls("west"))
+        assert info.value.status == Status.FORBIDDEN
+        # a mirror of an unlinked cluster neither
+        with pytest.raises(TunnelRefused) as info:
+            await open_tunnel(("127.0.0.1", east.inbound_port), "catalog",
+                              pki.tls("central", SYSTEM, MIRROR_SA))
+        assert info.value.status == Status.UNLINKED
+        # and the caller checks who answered
+        with pytest.raises(PeerIdentityError):
+            await open_tunnel(("127.0.0.1", east.inbound_port), "catalog", mirror,
+                              cluster="central")
+    assert catalog.accepts == 1
+    catalog.close()
+
+
+def _ident(x: bytes) -> bytes:
+    return x
+
+
+async def test_forwarder_carries_grpc_streaming(pki: Pki) -> None:
+    async def watch(request: bytes, _ctx: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        for i in range(20):
+            yield b"delta %d" % i
+
+    handler = grpc.method_handlers_generic_handler("isthmus.Catalog", {
+        "Watch": grpc.unary_stream_rpc_method_handler(watch, _ident, _ident),
+    })
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    snap = snapshot(links=[link("west")], catalog=("127.0.0.1", port))
+    try:
+        async with running(pki.tls("east"), snap) as east:
+            mirror = pki.tls("west", SYSTEM, MIRROR_SA)
+            async with await serve_forwarder(("127.0.0.1", 0), ("127.0.0.1", east.inbound_port),
+                                             "catalog", mirror, cluster="east") as fwd:
+                async with grpc.aio.insecure_channel(f"127.0.0.1:{fwd.port}") as channel:
+                    call = channel.unary_stream("/isthmus.Catalog/Watch", _ident, _ident)
+                    got = [m async for m in call(b"from:0", timeout=5)]
+                    assert got == [b"delta %d" % i for i in range(20)]
+    finally:
+        await server.stop(None)
