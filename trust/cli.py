@@ -138,7 +138,7 @@ def group(log_level: str) -> None:
     configure(log_level)
 
 
-@group.command()
+@group.command(short_help="Create the root CA (ECDSA P-256, 10 years).")
 @click.option("--trust-domain", required=True, help="SPIFFE trust domain, e.g. example.org.")
 @click.option(
     "--out",
@@ -155,7 +155,7 @@ def group(log_level: str) -> None:
 )
 @click.option("--force", is_flag=True, help="Replace a root that already exists in --out.")
 def init(trust_domain: str, out: Path, days: int, force: bool) -> None:
-    """Create the root CA (ECDSA P-256) in DIR.
+    """Create the root CA (ECDSA P-256) in the --out directory.
 
     root.key is written with mode 0600. Keep it offline: it is needed again only to sign
     cluster CAs. An existing root is never overwritten without --force.
@@ -170,7 +170,9 @@ def init(trust_domain: str, out: Path, days: int, force: bool) -> None:
     click.echo(f"valid until {root.cert.not_valid_after_utc.isoformat()}")
 
 
-@group.command("cluster-ca")
+@group.command(
+    "cluster-ca", short_help="Sign a cluster's intermediate CA; print or apply its Secret."
+)
 @click.option("--cluster", required=True, help="Cluster name (a DNS label), e.g. west.")
 @click.option(
     "--root",
@@ -212,7 +214,7 @@ def cluster_ca(
     _emit([secret], out=out, context=context, kubeconfig=kubeconfig, secret=True)
 
 
-@group.command()
+@group.command(short_help="Build the trust bundle ConfigMap from one or more roots.")
 @click.option(
     "--root",
     "roots",
@@ -300,7 +302,7 @@ def inspect(paths: tuple[Path, ...], bundle_path: Path | None, at: str | None) -
     click.echo("\n\n".join(blocks))
 
 
-@group.command()
+@group.command(short_help="Warn about expiring certificates, fail on expired ones.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--warn-days",
@@ -343,7 +345,7 @@ def check(paths: tuple[Path, ...], warn_days: int, at: str | None) -> None:
         click.get_current_context().exit(code)
 
 
-@group.command()
+@group.command(short_help="Issue one leaf SVID from a cluster CA (for tests, bootstrap).")
 @click.option(
     "--ca",
     "ca_path",

@@ -6,8 +6,9 @@ ID, checked afterwards by ``verify_peer``). Server contexts require a client cer
 
 ``ReloadableTls`` holds the current material and swaps it atomically:
 
-- ``server_context()`` returns one long-lived context to hand to ``asyncio.start_server``
-  or ``ssl.wrap_socket``; at each handshake its SNI callback moves the connection onto the
+- ``server_context()`` returns one long-lived context to hand to ``accept_tls`` (see
+  tls_stream.py: unlike ``asyncio.start_server(ssl=...)`` it sends refusal alerts) or to
+  ``SSLContext.wrap_socket``; at each handshake its SNI callback moves the connection onto the
   newest context, so new handshakes use the new certificate and bundle, while connections
   already open keep the context they were made with and are never dropped;
 - ``client_context()`` returns the newest client context; call it per connection.
