@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import ssl
 import struct
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from isthmus.gateway import wire
 
@@ -79,9 +79,8 @@ class Plain(asyncio.Protocol):
         self.pending: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
+        self.transport = t = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        t.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
 
     def data_received(self, data: bytes) -> None:
         tunnel = self.tunnel
@@ -155,10 +154,9 @@ class Tunnel(asyncio.Protocol):
 
     # --- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
-        peer = transport.get_extra_info("peername")
+        self.transport = t = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        t.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
+        peer = t.get_extra_info("peername")
         if peer:
             self.peername = f"{peer[0]}:{peer[1]}"
         if not self.server_side:

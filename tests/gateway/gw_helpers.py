@@ -239,3 +239,42 @@ async def pair(pki: Pki, **over: Any) -> AsyncIterator[Pair]:
                 yield Pair(pki, west, east, backend, port)
     finally:
         backend.close()
+
+
+# --- gateways as processes (CLI), for the network-namespace and load tests -----------------------
+def write_tls(pki: Pki, cluster: str, directory: Any) -> list[str]:
+    from pathlib import Path
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    leaf = pki.leaf(cluster)
+    (d / "tls.crt").write_bytes(leaf.chain_pem())
+    (d / "tls.key").write_bytes(leaf.key_pem())
+    (d / "tls.key").chmod(0o600)
+    (d / "roots.pem").write_bytes(pki.bundle.to_pem())
+    return ["--tls-cert", str(d / "tls.crt"), "--tls-key", str(d / "tls.key"),
+            "--trust-bundle", str(d / "roots.pem")]
+
+
+def write_routes(path: Any, *, services: list[Any] = (),  # type: ignore[assignment]
+                 slices: list[Any] = (), links: list[Any] = (),  # type: ignore[assignment]
+                 gss: list[Any] = ()) -> str:  # type: ignore[assignment]
+    import yaml
+    from pathlib import Path
+
+    Path(path).write_text(yaml.safe_dump({
+        "services": list(services), "endpointSlices": list(slices),
+        "links": list(links), "globalServices": list(gss)}))
+    return str(path)
+
+
+def proc_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def proc_rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
