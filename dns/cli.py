@@ -13,6 +13,7 @@ import uvloop
 from isthmus.api.models import GlobalService
 from isthmus.dns.errors import SourceError
 from isthmus.dns.feed import Feed, watch_kubernetes
+from isthmus.dns.metrics import serve_metrics
 from isthmus.dns.responder import Responder
 from isthmus.dns.server import DnsServer
 from isthmus.dns.settings import DnsSettings
@@ -70,6 +71,8 @@ async def serve(settings: DnsSettings) -> None:
             stopped.cancel()
         if not stop.is_set():
             await server.start()
+            if settings.metrics_port:
+                serve_metrics(responder, settings.listen_address, settings.metrics_port)
             stats = tasks.create_task(_log_stats(responder))
             await stop.wait()
             stats.cancel()

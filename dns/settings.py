@@ -49,6 +49,10 @@ class DnsSettings(ComponentSettings):
         default="isthmus-dns.isthmus-system.svc.cluster.local.",
         description="Name server in the apex NS and SOA records (outside the zone: no glue).",
     )
+    metrics_port: int = pydantic.Field(
+        default=0, ge=0, le=65535,
+        description="Serve Prometheus /metrics on this port (same address); 0 turns it off.",
+    )
     cache: bool = pydantic.Field(
         default=True, description="Precomputed-answer cache (turn off only to measure it)."
     )

@@ -247,55 +247,72 @@ def main() -> None:
     servers = args.servers.split(",")
     sizes = [int(s) for s in args.sizes.split(",")]
     rates = [int(r) for r in args.rates.split(",")]
-    results: dict[str, object] = {"runs": args.runs, "seconds": args.seconds,
-                                  "max": [], "latency": []}
+    results: dict[str, list[dict[str, object]]] = {"max": [], "latency": []}
     started = time.monotonic()
+    # A SIGTERM must still stop the servers we started (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     with tempfile.TemporaryDirectory(prefix="isthmus-bench-dns-") as tmp:
         folder = Path(tmp)
         for size in sizes:
             queries = query_file(folder, size)
-            for index, name in enumerate(servers):
-                server = FACTORIES[name](folder, size, BASE_PORT + 10 * index + sizes.index(size))
-                proc = run_server(server)
-                try:
-                    for mode in ("udp", "tcp"):
-                        dnsperf(server.port, queries, mode, 1.0)  # warm-up (caches, JIT-less)
-                        samples, cpu, losses = [], [], []
-                        for _ in range(args.runs):
+            # All four run at once, idle but for the one under load; runs go round-robin
+            # over the servers, so a burst of load from elsewhere on this shared machine
+            # hits each of them alike instead of one server's whole series.
+            running: dict[str, tuple[Server, subprocess.Popen[bytes]]] = {}
+            try:
+                for index, name in enumerate(servers):
+                    port = BASE_PORT + 10 * index + sizes.index(size)
+                    server = FACTORIES[name](folder, size, port)
+                    running[name] = (server, run_server(server))
+                for mode in ("udp", "tcp"):
+                    samples: dict[str, list[tuple[float, float, float]]] = {n: [] for n in servers}
+                    for server, _ in running.values():
+                        dnsperf(server.port, queries, mode, 1.0)  # warm-up
+                    for _ in range(args.runs):
+                        for name, (server, proc) in running.items():
                             before = cpu_seconds(proc.pid)
                             qps, lost = qps_of(dnsperf(server.port, queries, mode, args.seconds))
-                            cpu.append((cpu_seconds(proc.pid) - before) / args.seconds * 100)
-                            samples.append(qps)
-                            losses.append(lost)
+                            cpu = (cpu_seconds(proc.pid) - before) / args.seconds * 100
+                            samples[name].append((qps, cpu, lost))
+                    for name in servers:
+                        qs = [s[0] for s in samples[name]]
                         row = {"server": name, "size": size, "mode": mode,
-                               "qps": statistics.median(samples), "min": min(samples),
-                               "max": max(samples), "cpu_pct": statistics.median(cpu),
-                               "lost_pct": max(losses)}
-                        results["max"].append(row)  # type: ignore[attr-defined]
+                               "qps": statistics.median(qs), "min": min(qs), "max": max(qs),
+                               "cpu_pct": statistics.median(s[1] for s in samples[name]),
+                               "per_cpu_s": statistics.median(
+                                   s[0] / (s[1] / 100) for s in samples[name] if s[1]),
+                               "lost_pct": max(s[2] for s in samples[name])}
+                        results["max"].append(row)
                         print(json.dumps(row), flush=True)
-                        if size == max(sizes):
-                            for rate in rates:
-                                p50s, p99s, p999s = [], [], []
-                                for _ in range(args.runs):
-                                    lat = latencies_of(dnsperf(server.port, queries, mode,
-                                                               args.latency_seconds, rate=rate,
-                                                               verbose=True))
-                                    p50s.append(pct(lat, 50) * 1e3)
-                                    p99s.append(pct(lat, 99) * 1e3)
-                                    p999s.append(pct(lat, 99.9) * 1e3)
-                                lrow = {"server": name, "size": size, "mode": mode,
-                                        "rate": rate, "p50_ms": statistics.median(p50s),
-                                        "p99_ms": statistics.median(p99s),
-                                        "p99_spread": [min(p99s), max(p99s)],
-                                        "p999_ms": statistics.median(p999s)}
-                                results["latency"].append(lrow)  # type: ignore[attr-defined]
-                                print(json.dumps(lrow), flush=True)
-                finally:
+                    if size != max(sizes):
+                        continue
+                    for rate in rates:
+                        lat: dict[str, list[tuple[float, float, float]]] = {n: [] for n in servers}
+                        for _ in range(args.runs):
+                            for name, (server, _) in running.items():
+                                values = latencies_of(dnsperf(
+                                    server.port, queries, mode, args.latency_seconds,
+                                    rate=rate, verbose=True))
+                                lat[name].append((pct(values, 50) * 1e3, pct(values, 99) * 1e3,
+                                                  pct(values, 99.9) * 1e3))
+                        for name in servers:
+                            p99s = [x[1] for x in lat[name]]
+                            lrow = {"server": name, "size": size, "mode": mode, "rate": rate,
+                                    "p50_ms": statistics.median(x[0] for x in lat[name]),
+                                    "p99_ms": statistics.median(p99s),
+                                    "p99_spread": [min(p99s), max(p99s)],
+                                    "p999_ms": statistics.median(x[2] for x in lat[name])}
+                            results["latency"].append(lrow)
+                            print(json.dumps(lrow), flush=True)
+            finally:
+                for _, proc in running.values():
                     stop(proc)
-    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    summary = {"runs": args.runs, "seconds": args.seconds, **results,
+               "elapsed_s": round(time.monotonic() - started, 1),
+               "loadavg_after": os.getloadavg()}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=1))
-    print(markdown(results))
+    Path(args.out).write_text(json.dumps(summary, indent=1))
+    print(markdown(summary))
 
 
 def markdown(results: dict[str, object]) -> str:
@@ -319,9 +336,7 @@ def markdown(results: dict[str, object]) -> str:
 
             def per_cpu(server: str, size: int = size, mode: str = mode) -> float:
                 r = by.get((server, size, mode))
-                if not r or not float(r["cpu_pct"]):  # type: ignore[arg-type]
-                    return float("nan")
-                return float(r["qps"]) / (float(r["cpu_pct"]) / 100)  # type: ignore[arg-type]
+                return float(r["per_cpu_s"]) if r else float("nan")  # type: ignore[arg-type]
 
             lines.append(
                 f"| {size} | {mode.upper()} | {cell('isthmus')} | {cell('knot')} | "

@@ -96,3 +96,26 @@ def test_badvers_echoes_question_with_opt(snapshot: Snapshot) -> None:
         assert (opt_rr.edns_rcode, reply.header.rcode) == (1, 0)  # 16 = 1 << 4 | 0
         assert opt_rr.edns_ver == 0
         assert reply.q.qname.label[0] == b"Users"
+
+
+def test_every_verdict_is_counted_for_the_metrics(snapshot: Snapshot) -> None:
+    from prometheus_client import generate_latest
+
+    from isthmus.dns.metrics import registry_for
+
+    responder = Responder(snapshot)
+    qr = bytearray(GOOD)
+    qr[2] |= 0x80
+    for packet in (b"\x00", bytes(qr), with_counts(GOOD, qd=0),
+                   GOOD[:2] + bytes([GOOD[2] | (2 << 3)]) + GOOD[3:],
+                   query("example.com"), query("nope.shop.global"), GOOD, GOOD):
+        responder.handle(packet, udp=True)
+    outcomes = responder.stats.outcomes
+    assert outcomes["dropped_short"] == 1 and outcomes["dropped_qr"] == 1
+    assert outcomes["formerr"] == 1 and outcomes["notimp"] == 1
+    assert outcomes["refused"] == 1 and outcomes["nxdomain"] == 1
+    assert responder.stats.cache_hits == 1
+    text = generate_latest(registry_for(responder)).decode()
+    assert 'isthmus_dns_slow_path_outcomes_total{outcome="formerr"} 1.0' in text
+    assert "isthmus_dns_queries_total 8.0" in text
+    assert "isthmus_dns_cache_hits_total 1.0" in text
