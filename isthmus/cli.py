@@ -8,7 +8,6 @@ Subcommands live with the component they drive and are imported only when used, 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 from typing import Any
 
@@ -33,30 +32,27 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _available() -> dict[str, str]:
-    """Subcommands whose module exists in this build."""
-    found: dict[str, str] = {}
-    for name, (target, _help) in SUBCOMMANDS.items():
-        module = target.split(":", 1)[0]
-        if importlib.util.find_spec(module) is not None:
-            found[name] = target
-    return found
-
-
 class LazyGroup(click.Group):
-    """A click group whose subcommands are imported on first use."""
+    """A click group whose subcommands are imported on first use.
+
+    Listing imports nothing, and a component that fails to import breaks only its own
+    command, with a message saying so."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(_available())
+        return list(SUBCOMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = _available().get(cmd_name)
-        if target is None:
+        entry = SUBCOMMANDS.get(cmd_name)
+        if entry is None:
             return None
-        module_name, attr = target.split(":", 1)
-        command = getattr(importlib.import_module(module_name), attr)
+        module_name, attr = entry[0].split(":", 1)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise click.ClickException(f"{cmd_name}: this build cannot load it ({exc})") from exc
+        command = getattr(module, attr)
         if not isinstance(command, click.Command):
-            raise TypeError(f"{target} is not a click command")
+            raise TypeError(f"{entry[0]} is not a click command")
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

@@ -9,6 +9,7 @@ their own boundary.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
@@ -26,6 +27,8 @@ from isthmus.kube.resources import Resource
 JsonObj = dict[str, Any]
 
 _TIMEOUT = 30.0
+_THROTTLE_RETRIES = 10
+_MAX_RETRY_AFTER = 1.0
 _SERVICE_HOST_ENV = "KUBERNETES_SERVICE_HOST"
 
 
@@ -115,13 +118,23 @@ class KubeApi:
         body: Any = None,
         content_type: str = "application/json",
     ) -> JsonObj:
-        response = await self._send(method, path, query=query, body=body, content_type=content_type)
-        try:
-            data = await response.read()
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise errors.TransportError(f"{method} {path}: {exc!r}") from exc
-        finally:
-            response.release()
+        for attempt in range(_THROTTLE_RETRIES + 1):
+            response = await self._send(
+                method, path, query=query, body=body, content_type=content_type
+            )
+            try:
+                data = await response.read()
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                raise errors.TransportError(f"{method} {path}: {exc!r}") from exc
+            finally:
+                response.release()
+            # Like client-go: a 429 with Retry-After (throttling, or a new resource's cache
+            # still initialising) was not processed, so any verb may be sent again.
+            retry_after = response.headers.get("Retry-After")
+            if response.status == 429 and retry_after and attempt < _THROTTLE_RETRIES:
+                await asyncio.sleep(min(_MAX_RETRY_AFTER, _seconds(retry_after)))
+                continue
+            break
         if not 200 <= response.status < 300:
             raise errors.from_status(response.status, data)
         try:
@@ -245,6 +258,13 @@ def merge_kubeconfigs(paths: list[Path]) -> dict[str, Any]:
                     seen[section].add(entry.get("name"))
                     merged[section].append(entry)
     return merged
+
+
+def _seconds(retry_after: str) -> float:
+    try:
+        return max(0.05, float(retry_after))
+    except ValueError:
+        return _MAX_RETRY_AFTER
 
 
 def _query_value(value: Any) -> str:

@@ -39,11 +39,19 @@ LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease", namespaced=Tru
 CRDS = Resource(
     "apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False
 )
+DEPLOYMENTS = Resource("apps", "v1", "deployments", "Deployment", namespaced=True)
+NODES = Resource("", "v1", "nodes", "Node", namespaced=False)
+_RBAC = "rbac.authorization.k8s.io"
+CLUSTERROLES = Resource(_RBAC, "v1", "clusterroles", "ClusterRole", namespaced=False)
+CLUSTERROLEBINDINGS = Resource(_RBAC, "v1", "clusterrolebindings", "ClusterRoleBinding", False)
+ROLES = Resource(_RBAC, "v1", "roles", "Role", namespaced=True)
+ROLEBINDINGS = Resource(_RBAC, "v1", "rolebindings", "RoleBinding", namespaced=True)
 LINKS = Resource("isthmus.io", "v1alpha1", "links", "Link", namespaced=False)
 GLOBALSERVICES = Resource("isthmus.io", "v1alpha1", "globalservices", "GlobalService", True)
 
 _ALL = (NAMESPACES, SERVICES, SECRETS, CONFIGMAPS, SERVICEACCOUNTS, EVENTS, ENDPOINTSLICES,
-        LEASES, CRDS, LINKS, GLOBALSERVICES)
+        LEASES, CRDS, LINKS, GLOBALSERVICES, DEPLOYMENTS, NODES, CLUSTERROLES,
+        CLUSTERROLEBINDINGS, ROLES, ROLEBINDINGS)
 _BY_KIND = {(r.api_version, r.kind): r for r in _ALL}
 
 

@@ -1,0 +1,215 @@
+"""``isthmus check``: what is wrong with isthmus in one cluster, and how to fix it.
+
+Each check is a small function returning findings; ``run_checks`` reads the cluster once and
+calls them. Exit status follows ``isthmus trust check``: 0 all good, 3 warnings, 1 errors
+(an expired certificate is an error that names it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+import click
+from cryptography import x509
+
+from isthmus.api.crds import CRD_NAMES
+from isthmus.api.models import ConditionStatus, GlobalService, Link
+from isthmus.clusterinfo import CONFIGMAP_NAME, ClusterInfo
+from isthmus.errors import ConfigError, IsthmusError
+from isthmus.kube import errors as kube_errors
+from isthmus.kube.client import KubeApi
+from isthmus.kube.resources import CONFIGMAPS, CRDS, GLOBALSERVICES, LINKS, SECRETS
+from isthmus.labels import SYSTEM_NAMESPACE
+
+EXIT_OK, EXIT_ERROR, EXIT_WARNING = 0, 1, 3
+CERT_SECRETS = ("isthmus-cluster-ca", "isthmus-gateway-tls", "isthmus-mirror-tls")
+
+
+class Level(IntEnum):
+    OK = 0
+    WARNING = 1
+    ERROR = 2
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: Level
+    what: str
+    message: str
+
+    def line(self) -> str:
+        tag = {Level.OK: "ok", Level.WARNING: "WARNING", Level.ERROR: "ERROR"}[self.level]
+        return f"{tag:<8} {self.what}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What ``check`` reads from the cluster (None: absent)."""
+
+    crds: dict[str, dict[str, Any] | None]
+    cluster_info: dict[str, Any] | None
+    bundle: dict[str, Any] | None
+    secrets: dict[str, dict[str, Any] | None]
+    links: list[dict[str, Any]]
+    global_services: list[dict[str, Any]]
+
+
+def check_crds(obs: Observed) -> list[Finding]:
+    out = []
+    for name in CRD_NAMES:
+        crd = obs.crds.get(name)
+        conds = ((crd or {}).get("status") or {}).get("conditions") or []
+        if crd is None:
+            out.append(Finding(Level.ERROR, f"CRD {name}", "not installed (run isthmus install)"))
+        elif not any(c.get("type") == "Established" and c.get("status") == "True" for c in conds):
+            out.append(Finding(Level.ERROR, f"CRD {name}", "not established"))
+        else:
+            out.append(Finding(Level.OK, f"CRD {name}", "established"))
+    return out
+
+
+def check_identity(obs: Observed) -> list[Finding]:
+    what = f"ConfigMap {SYSTEM_NAMESPACE}/{CONFIGMAP_NAME}"
+    if obs.cluster_info is None:
+        return [Finding(Level.ERROR, what, "missing (run isthmus install)")]
+    try:
+        info = ClusterInfo.from_configmap(obs.cluster_info)
+    except ConfigError as exc:
+        return [Finding(Level.ERROR, what, str(exc))]
+    gateways = ", ".join(f"{a.host}:{a.port}" for a in info.gateway_addresses)
+    return [Finding(Level.OK, what, f"cluster {info.cluster}, gateway {gateways}")]
+
+
+def _certs(obj: dict[str, Any]) -> list[tuple[str, x509.Certificate]]:
+    from isthmus.trust.manifests import certs_in_object
+
+    found = []
+    for label, pem in certs_in_object(obj):
+        for index, cert in enumerate(x509.load_pem_x509_certificates(pem)):
+            found.append((f"{label}#{index + 1}" if index else label, cert))
+    return found
+
+
+def check_certificates(obs: Observed, now: dt.datetime, warn_days: int) -> list[Finding]:
+    from isthmus.trust.expiry import Level as TrustLevel
+    from isthmus.trust.expiry import check_expiry
+
+    out: list[Finding] = []
+    sources: list[tuple[str, dict[str, Any] | None]] = [
+        ("ConfigMap isthmus-trust-bundle", obs.bundle),
+        *((f"Secret {name}", obj) for name, obj in obs.secrets.items()),
+    ]
+    for what, obj in sources:
+        if obj is None:
+            hint = ("(is the mirror running? it issues leaves)" if what.endswith("-tls")
+                    else "(see isthmus trust --help)")
+            level = Level.WARNING if what.endswith("-tls") else Level.ERROR
+            out.append(Finding(level, what, f"missing {hint}"))
+            continue
+        try:
+            certs = _certs(obj)
+        except (IsthmusError, ValueError) as exc:
+            out.append(Finding(Level.ERROR, what, f"unreadable: {exc}"))
+            continue
+        for f in check_expiry(certs, now, dt.timedelta(days=warn_days)):
+            level = {TrustLevel.OK: Level.OK, TrustLevel.WARNING: Level.WARNING,
+                     TrustLevel.ERROR: Level.ERROR}[f.level]
+            out.append(Finding(level, f.label, f"{f.subject}: {f.message}"))
+    return out
+
+
+def check_links(obs: Observed) -> list[Finding]:
+    out = []
+    if not obs.links:
+        out.append(Finding(Level.WARNING, "Links", "none (run isthmus join)"))
+    for raw in obs.links:
+        link = Link.model_validate(raw)
+        ready = next((c for c in link.status.conditions if c.type == "Ready"), None)
+        what = f"Link {link.metadata.name}"
+        if ready is None:
+            out.append(Finding(Level.WARNING, what, "no status yet (is the mirror running?)"))
+        elif ready.status is not ConditionStatus.TRUE:
+            out.append(Finding(Level.WARNING, what, f"not ready: {ready.reason}: {ready.message}"))
+        else:
+            out.append(Finding(Level.OK, what,
+                               f"ready, {link.status.imported_services or 0} services imported"))
+    for raw in obs.global_services:
+        gs = GlobalService.model_validate(raw)
+        if gs.status.stale:
+            cond = gs.status.condition("Stale")
+            reason = f"{cond.reason}: {cond.message}" if cond else ""
+            out.append(Finding(Level.WARNING, f"GlobalService {gs.metadata.namespace}/"
+                               f"{gs.metadata.name}", f"stale ({reason})"))
+    return out
+
+
+def evaluate(obs: Observed, now: dt.datetime, warn_days: int = 30) -> list[Finding]:
+    """Pure: every finding for what was observed."""
+    return [*check_crds(obs), *check_identity(obs), *check_certificates(obs, now, warn_days),
+            *check_links(obs)]
+
+
+def exit_code(findings: list[Finding]) -> int:
+    worst = max((f.level for f in findings), default=Level.OK)
+    return {Level.OK: EXIT_OK, Level.WARNING: EXIT_WARNING, Level.ERROR: EXIT_ERROR}[worst]
+
+
+async def _get(api: KubeApi, res: Any, name: str, ns: str | None = None) -> dict[str, Any] | None:
+    try:
+        return await api.get(res, name, ns)
+    except kube_errors.NotFoundError:
+        return None
+
+
+async def observe(api: KubeApi) -> Observed:
+    from isthmus.trust.manifests import BUNDLE_CONFIGMAP
+
+    crds = {name: await _get(api, CRDS, name) for name in CRD_NAMES}
+    installed = all(crds.values())
+    return Observed(
+        crds=crds,
+        cluster_info=await _get(api, CONFIGMAPS, CONFIGMAP_NAME, SYSTEM_NAMESPACE),
+        bundle=await _get(api, CONFIGMAPS, BUNDLE_CONFIGMAP, SYSTEM_NAMESPACE),
+        secrets={n: await _get(api, SECRETS, n, SYSTEM_NAMESPACE) for n in CERT_SECRETS},
+        links=(await api.list(LINKS))["items"] if installed else [],
+        global_services=(await api.list(GLOBALSERVICES))["items"] if installed else [],
+    )
+
+
+async def _run(kubeconfig: str | None, context: str | None) -> Observed:
+    api = await KubeApi.connect(kubeconfig, context)
+    try:
+        return await observe(api)
+    finally:
+        await api.close()
+
+
+@click.command("check")
+@click.option("--context", default=None, help="Kubeconfig context (default: current).")
+@click.option("--kubeconfig", default=None, metavar="PATH[:PATH...]", help="Kubeconfig file(s).")
+@click.option("--warn-days", default=30, show_default=True, type=click.IntRange(min=0),
+              help="Warn about certificates expiring within this many days.")
+def command(context: str | None, kubeconfig: str | None, warn_days: int) -> None:
+    """Check one cluster: CRDs, identity, trust bundle, certificates, links.
+
+    \b
+    Exit status: 0 all good; 3 warnings only; 1 errors (an expired certificate is
+    an error that names it).
+    """
+    try:
+        observed = asyncio.run(_run(kubeconfig, context))
+    except kube_errors.KubeError as exc:
+        raise ConfigError(f"cannot read the cluster: {exc}") from exc
+    findings = evaluate(observed, dt.datetime.now(dt.UTC), warn_days)
+    for finding in findings:
+        click.echo(finding.line())
+    code = exit_code(findings)
+    if code == EXIT_ERROR:
+        errors = [f"{f.what} ({f.message})" for f in findings if f.level is Level.ERROR]
+        raise ConfigError(f"{len(errors)} problem(s): " + "; ".join(errors))
+    if code:
+        click.get_current_context().exit(code)

@@ -1,0 +1,101 @@
+"""isthmus check and status against a real cluster: certificates, links, exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+
+from click.testing import CliRunner
+
+from isthmus.cli import cli
+from isthmus.devcluster import ControlPlane
+from isthmus.kube.apply import apply, with_retries
+from isthmus.kube.client import KubeApi
+from isthmus.kube.resources import GLOBALSERVICES, LINKS, NAMESPACES
+from isthmus.trust import (
+    TrustBundle,
+    bundle_configmap,
+    cluster_ca_secret,
+    create_cluster_ca,
+    create_root,
+)
+
+INSTALL = ["install", "--cluster", "west", "--trust-domain", "example.org",
+           "--gateway-address", "192.0.2.10"]
+
+
+async def _cli(*args: str) -> tuple[int, str, str]:
+    result = await asyncio.to_thread(CliRunner().invoke, cli, list(args))
+    return result.exit_code, result.output, str(result.exception or "")
+
+
+async def test_check_and_status_walk_through(fresh_cluster: Callable[..., ControlPlane]) -> None:
+    cp = fresh_cluster()
+    target = ["--context", cp.context, "--kubeconfig", str(cp.kubeconfig)]
+
+    code, out, err = await _cli("check", *target)
+    assert code == 1 and "not installed" in out
+
+    code, out, err = await _cli(*INSTALL, *target)
+    assert code == 0, err
+    code, out, err = await _cli("check", *target)
+    assert code == 1
+    assert "ConfigMap isthmus-trust-bundle" in err  # missing bundle is an error that names it
+
+    api = await KubeApi.connect(cp.kubeconfig, cp.context)
+    try:
+        root = create_root("example.org", now=dt.datetime.now(dt.UTC) - dt.timedelta(days=100))
+        await apply(api, bundle_configmap(TrustBundle.of([root.cert])), force=True)
+        # 5 of 60 days left: inside the warning window (30 days, or a third of the lifetime).
+        days_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=55)
+        soon = create_cluster_ca(root, "west", lifetime=dt.timedelta(days=60), now=days_ago)
+        await apply(api, cluster_ca_secret(soon, root.cert_pem()), force=True)
+        code, out, err = await _cli("check", *target)
+        assert code == 3, (out, err)  # warnings only: CA expires soon, leaves not issued, no links
+        assert "WARNING" in out and "expires in" in out
+        assert "Links: none" in out
+
+        past = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
+        expired = create_cluster_ca(root, "west", lifetime=dt.timedelta(days=1), now=past)
+        await apply(api, cluster_ca_secret(expired, root.cert_pem()), force=True)
+        code, out, err = await _cli("check", *target)
+        assert code == 1
+        assert "Secret/isthmus-cluster-ca" in err and "expired" in out
+
+        # A link whose peer is unreachable, and an imported service marked Stale.
+        await with_retries(lambda: api.create(LINKS, {
+            "apiVersion": "isthmus.io/v1alpha1", "kind": "Link", "metadata": {"name": "east"},
+            "spec": {"cluster": "east", "trustDomain": "example.org",
+                     "gatewayAddresses": [{"host": "192.0.2.11"}]}}))
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        await api.apply(LINKS, {
+            "apiVersion": "isthmus.io/v1alpha1", "kind": "Link", "metadata": {"name": "east"},
+            "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "PeerUnreachable",
+                                       "message": "connect timeout", "lastTransitionTime": now}],
+                       "importedServices": 1}}, field_manager="test", subresource="status")
+        await api.create(NAMESPACES, {"metadata": {"name": "shop"}})
+        await with_retries(lambda: api.create(GLOBALSERVICES, {
+            "apiVersion": "isthmus.io/v1alpha1", "kind": "GlobalService",
+            "metadata": {"name": "users", "namespace": "shop"},
+            "spec": {"hosts": ["users.shop.global"], "ports": [{"port": 80}],
+                     "endpoints": [{"cluster": "east", "address": "192.0.2.11", "health": "Unhealthy"}]}},
+            namespace="shop"))
+        await api.apply(GLOBALSERVICES, {
+            "apiVersion": "isthmus.io/v1alpha1", "kind": "GlobalService",
+            "metadata": {"name": "users", "namespace": "shop"},
+            "status": {"vips": ["10.96.0.77"], "conditions": [
+                {"type": "Stale", "status": "True", "reason": "PeerUnreachable",
+                 "message": "east unreachable", "lastTransitionTime": now}]}},
+            field_manager="test", subresource="status")
+        code, out, err = await _cli("check", *target)
+        assert "Link east: not ready: PeerUnreachable" in out
+        assert "GlobalService shop/users: stale" in out
+
+        code, out, err = await _cli("status", *target)
+        assert code == 0, err
+        assert "east" in out and "no (PeerUnreachable)" in out
+        assert "users.shop.global" in out and "10.96.0.77" in out and "stale" in out
+        assert "east(unhealthy)" in out
+    finally:
+        await api.close()

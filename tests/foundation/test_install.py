@@ -1,0 +1,75 @@
+"""isthmus install renders every component and applies to a real API server, CoreDNS included."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import yaml
+from click.testing import CliRunner
+
+from isthmus.cli import cli
+from isthmus.devcluster import ControlPlane
+from isthmus.dns.coredns import parse_server_blocks
+from isthmus.kube.client import KubeApi
+from isthmus.kube.resources import CONFIGMAPS, NAMESPACES, SERVICEACCOUNTS, SERVICES
+
+COREFILE = """.:53 {
+    errors
+    health
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+       pods insecure
+       fallthrough in-addr.arpa ip6.arpa
+    }
+    forward . /etc/resolv.conf
+    cache 30
+}
+"""
+ARGS = ["install", "--cluster", "west", "--trust-domain", "example.org",
+        "--gateway-address", "192.0.2.10:15443", "--region", "eu", "--image", "reg.test/isthmus:1"]
+
+
+def test_render_prints_every_component_with_the_image() -> None:
+    result = CliRunner().invoke(cli, ARGS)
+    assert result.exit_code == 0, result.output
+    docs = [d for d in yaml.safe_load_all(result.output) if d]
+    kinds = [d["kind"] for d in docs]
+    assert kinds[0] == "Namespace" and kinds[1] == "CustomResourceDefinition"
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    assert set(deployments) == {"isthmus-mirror", "isthmus-gateway", "isthmus-dns"}
+    for dep in deployments.values():
+        assert {c["image"] for c in dep["spec"]["template"]["spec"]["containers"]} == {"reg.test/isthmus:1"}
+    info = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "isthmus-cluster")
+    assert info["data"]["gatewayAddresses"] == "192.0.2.10:15443"
+    assert all(d["metadata"].get("namespace") != "kube-system" for d in docs)
+
+
+def test_bad_input_is_a_clear_error() -> None:
+    result = CliRunner().invoke(cli, [*ARGS[:2], "West_1", *ARGS[3:]])
+    assert result.exit_code != 0
+    assert "cluster" in str(result.exception)
+
+
+async def test_apply_to_a_real_cluster_and_edit_coredns(
+    fresh_cluster: Callable[..., ControlPlane],
+) -> None:
+    cp = fresh_cluster()
+    api = await KubeApi.connect(cp.kubeconfig, cp.context)
+    try:
+        await api.create(CONFIGMAPS, {"metadata": {"name": "coredns", "namespace": "kube-system"},
+                                      "data": {"Corefile": COREFILE}}, namespace="kube-system")
+        args = [*ARGS, "--context", cp.context, "--kubeconfig", str(cp.kubeconfig)]
+        for _ in range(2):  # idempotent
+            result = await asyncio.to_thread(CliRunner().invoke, cli, args)
+            assert result.exit_code == 0, (result.output, result.exception)
+        await api.get(NAMESPACES, "isthmus-system")
+        for sa in ("isthmus-mirror", "isthmus-gateway", "isthmus-dns"):
+            await api.get(SERVICEACCOUNTS, sa, "isthmus-system")
+        dns_ip = (await api.get(SERVICES, "isthmus-dns", "isthmus-system"))["spec"]["clusterIP"]
+        corefile = (await api.get(CONFIGMAPS, "coredns", "kube-system"))["data"]["Corefile"]
+        blocks = parse_server_blocks(corefile)
+        assert sum(1 for b in blocks if "global" in " ".join(b.keys)) == 1, corefile
+        assert dns_ip in corefile
+        assert "kubernetes cluster.local" in corefile  # the rest is untouched
+    finally:
+        await api.close()
