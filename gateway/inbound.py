@@ -26,12 +26,13 @@ import ssl
 from typing import Any
 
 from isthmus.gateway.metrics import AccessLog, Metrics, record_stream
+from isthmus.gateway.peer_cache import PeerVerdicts
 from isthmus.gateway.route import Dial, Refused, route_inbound
 from isthmus.gateway.state import GatewayState
 from isthmus.gateway.tunnel import Plain, StreamStats, Tunnel
 from isthmus.gateway.wire import Status
 from isthmus.logging import get_logger
-from isthmus.trust import Refusal, ReloadableTls, verify_tls_peer
+from isthmus.trust import Refusal, ReloadableTls
 
 
 def _log() -> Any:
@@ -87,6 +88,7 @@ class InboundServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._servers: list[asyncio.Server] = []
         self._active = metrics.active.labels("inbound")
+        self.verdicts = PeerVerdicts()
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> asyncio.Server:
         loop = asyncio.get_running_loop()
@@ -115,7 +117,7 @@ class InboundServer:
 
     # --- TunnelOwner ----------------------------------------------------------------------
     def handshake_done(self, tunnel: Tunnel) -> None:
-        verdict = verify_tls_peer(tunnel.ssl, self.tls.bundle)
+        verdict = self.verdicts.verify(tunnel.ssl, self.tls.bundle)
         if isinstance(verdict, Refusal):
             self.metrics.handshake_failures.labels("inbound", "-", str(verdict.reason)).inc()
             _log().warning("peer refused", source=tunnel.peername, reason=str(verdict.reason),

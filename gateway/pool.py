@@ -19,15 +19,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from isthmus.gateway.errors import PeerIdentityError, TunnelError, TunnelRefused
+from isthmus.gateway.peer_cache import PeerVerdicts
 from isthmus.gateway.tunnel import Tunnel
 from isthmus.gateway.wire import Status
 from isthmus.labels import GATEWAY_SERVICE_ACCOUNT, SYSTEM_NAMESPACE
 from isthmus.logging import get_logger
-from isthmus.trust import Refusal, ReloadableTls, verify_tls_peer
+from isthmus.trust import Refusal, ReloadableTls
 
 
 def _log() -> Any:
     return get_logger("isthmus.gateway.pool")
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()  # nobody may be waiting any more (the client left)
 
 
 @dataclass
@@ -46,6 +52,7 @@ class PoolSettings:
     connect_timeout: float = 5.0
     handshake_timeout: float = 5.0
     open_timeout: float = 10.0
+    max_handshakes: int = 32  # concurrent new tunnels per peer; others wait for a slot
 
 
 class PeerPool:
@@ -70,11 +77,13 @@ class PeerPool:
         self.handshakes = 0
         self.closed = False
         self._filling: asyncio.Task[None] | None = None
+        self.verdicts = PeerVerdicts()
+        self._slots = asyncio.Semaphore(self.settings.max_handshakes)
 
     # --- TunnelOwner ----------------------------------------------------------------------
     def handshake_done(self, tunnel: Tunnel) -> None:
         ctx: _TunnelCtx = tunnel.context
-        verdict = verify_tls_peer(tunnel.ssl, self.tls.bundle)
+        verdict = self.verdicts.verify(tunnel.ssl, self.tls.bundle)
         error: Exception | None = None
         if isinstance(verdict, Refusal):
             error = PeerIdentityError(f"peer gateway {self.host}:{self.port} refused: {verdict}")
@@ -131,6 +140,7 @@ class PeerPool:
         """A new handshaken tunnel (not pooled yet)."""
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = loop.create_future()
+        ready.add_done_callback(_retrieve)
         tunnel = Tunnel(
             self.tls.client_context(),
             server_side=False,
@@ -163,16 +173,26 @@ class PeerPool:
 
     async def acquire(self) -> tuple[Tunnel, bool]:
         """A tunnel for one stream, and whether it came from the pool."""
+        pooled = self._take_idle()
+        if pooled is not None:
+            return pooled, True
+        async with self._slots:
+            pooled = self._take_idle()  # released while we waited for a slot
+            if pooled is not None:
+                return pooled, True
+            tunnel = await self.connect()
+        self._keep_warm()
+        return tunnel, False
+
+    def _take_idle(self) -> Tunnel | None:
         now = asyncio.get_running_loop().time()
         while self.idle:
             tunnel = self.idle.pop()
             if self._usable(tunnel, now):
                 self._keep_warm()
-                return tunnel, True
+                return tunnel
             tunnel.close()
-        tunnel = await self.connect()
-        self._keep_warm()
-        return tunnel, False
+        return None
 
     def release(self, tunnel: Tunnel) -> None:
         if self.closed or tunnel.closed or len(self.idle) >= self.settings.max_idle:

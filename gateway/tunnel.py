@@ -136,9 +136,8 @@ class Tunnel(asyncio.Protocol):
         self.peername: str = ""
         self.created = self.loop.time()
         self.last_io = self.created
-        self._timer: asyncio.TimerHandle | None = self.loop.call_later(
-            handshake_timeout, self._handshake_timeout
-        )
+        self.handshake_timeout = handshake_timeout
+        self._timer: asyncio.TimerHandle | None = None
         self._buf = b""
         self._data_left = 0
         self._hold = False  # parsing paused (the server is dialing)
@@ -156,6 +155,7 @@ class Tunnel(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = t = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         t.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
+        self._timer = self.loop.call_later(self.handshake_timeout, self._handshake_timeout)
         peer = t.get_extra_info("peername")
         if peer:
             self.peername = f"{peer[0]}:{peer[1]}"
