@@ -75,7 +75,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @dataclass
-class _Proc:
+class ManagedProcess:
+    """One child process with its log file; stopped by process group (TERM, then KILL)."""
+
     name: str
     argv: list[str]
     log_path: Path
@@ -137,7 +139,7 @@ class ControlPlane:
 
     api_port: int = 0
     etcd_port: int = 0
-    _procs: dict[str, _Proc] = field(default_factory=dict)
+    _procs: dict[str, ManagedProcess] = field(default_factory=dict)
     _owns_workdir: bool = False
 
     # --- paths and addresses -------------------------------------------------------------
@@ -192,7 +194,7 @@ class ControlPlane:
         logs = self.workdir / "logs"
         etcd_data = self.workdir / "etcd"
         self._procs = {
-            "etcd": _Proc("etcd", [
+            "etcd": ManagedProcess("etcd", [
                 str(bindir / "etcd"), "--name", self.name, "--data-dir", str(etcd_data),
                 "--listen-client-urls", self.etcd_url, "--advertise-client-urls", self.etcd_url,
                 "--listen-peer-urls", f"http://{self.host}:{peer_port}",
@@ -200,7 +202,7 @@ class ControlPlane:
                 "--initial-cluster", f"{self.name}=http://{self.host}:{peer_port}",
                 "--log-level", "warn", "--quota-backend-bytes", str(2 * 1024**3),
             ], logs / "etcd.log"),
-            "kube-apiserver": _Proc("kube-apiserver", [
+            "kube-apiserver": ManagedProcess("kube-apiserver", [
                 str(bindir / "kube-apiserver"),
                 "--etcd-servers", self.etcd_url,
                 "--bind-address", self.host, "--advertise-address", self.host,
@@ -222,7 +224,7 @@ class ControlPlane:
             ], logs / "kube-apiserver.log"),
         }
         if self.with_controller_manager:
-            self._procs["kube-controller-manager"] = _Proc("kube-controller-manager", [
+            self._procs["kube-controller-manager"] = ManagedProcess("kube-controller-manager", [
                 str(bindir / "kube-controller-manager"),
                 "--kubeconfig", str(kcm_config),
                 "--authentication-kubeconfig", str(kcm_config),
@@ -236,7 +238,7 @@ class ControlPlane:
                 "--v", "1",
             ], logs / "kube-controller-manager.log")
         if self.with_kube_proxy:
-            self._procs["kube-proxy"] = _Proc("kube-proxy", [
+            self._procs["kube-proxy"] = ManagedProcess("kube-proxy", [
                 str(bindir / "kube-proxy"),
                 "--kubeconfig", str(self.kubeconfig),
                 "--hostname-override", self.name,
