@@ -91,7 +91,7 @@ def command(**flags: Any) -> None:
             try:
                 admin = settings.admin_address if index == 0 else ""
                 _run_one(settings.model_copy(update={"admin_address": admin}))
-            except BaseException:  # noqa: BLE001
+            except BaseException:
                 code = 1
             finally:
                 os._exit(code)

@@ -83,7 +83,7 @@ class _ForwardedClient(Plain):
     async def _run(self) -> None:
         try:
             await _glue(self.forwarder.pool, self.forwarder.target, self)
-        except (TunnelError, OSError, Exception) as exc:  # noqa: BLE001
+        except (TunnelError, OSError, Exception) as exc:
             get_logger("isthmus.gateway.client").warning(
                 "forwarded connection failed", target=self.forwarder.target, error=str(exc))
             if self.transport is not None:

@@ -120,11 +120,15 @@ async def run_file_feed(
     re-read when it changes."""
     seen: float | None = None
     version = 0
+
+    def read() -> tuple[float, Any]:
+        mtime = path.stat().st_mtime
+        return mtime, (yaml.safe_load(path.read_text()) if mtime != seen else None) or {}
+
     while True:
         try:
-            mtime = path.stat().st_mtime
+            mtime, docs = await asyncio.to_thread(read)
             if mtime != seen:
-                docs = yaml.safe_load(path.read_text()) or {}
                 version += 1
                 state.swap(snapshot_from_documents(docs, catalog_address, version))
                 seen = mtime
@@ -159,7 +163,7 @@ async def watch_tls_secret(
     while True:
         await asyncio.sleep(interval)
         try:
-            bundle = bundle_path.read_bytes() if bundle_path else None
+            bundle = await asyncio.to_thread(bundle_path.read_bytes) if bundle_path else None
             tls.update(await load_tls_secret(api, name, namespace, bundle))
         except (KubeError, MaterialError, OSError) as exc:
             _log().error("tls secret not reloaded, keeping the current material", error=str(exc))

@@ -40,7 +40,7 @@ class PeerHealth:
         self.eject_after = eject_after
         self.probe_interval = probe_interval
         self.jitter = jitter
-        self.rng = rng or random.Random()
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
         self.failures: dict[PeerKey, int] = {}
         self.ejected: dict[PeerKey, float] = {}
         self._probes: dict[PeerKey, asyncio.Task[None]] = {}
@@ -73,9 +73,9 @@ class PeerHealth:
             attempts += 1
             try:
                 await probe()
-            except (OSError, TimeoutError, asyncio.TimeoutError):
+            except (OSError, TimeoutError):
                 continue
-            except Exception as exc:  # noqa: BLE001 - a probe must never kill the loop
+            except Exception as exc:
                 _log().debug("probe error", error=str(exc))
                 continue
             self.ejected.pop(key, None)

@@ -171,7 +171,8 @@ class InboundServer:
             self.dial_attempts += 1
             try:
                 await asyncio.wait_for(
-                    loop.create_connection(lambda p=plain: p, host, port), self.connect_timeout
+                    loop.create_connection(lambda: plain, host, port),  # noqa: B023 - awaited here
+                    self.connect_timeout,
                 )
             except (OSError, TimeoutError) as exc:
                 reason = "timeout" if isinstance(exc, TimeoutError) else "refused"

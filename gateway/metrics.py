@@ -68,6 +68,9 @@ class AccessLog:
     def write(self, direction: str, stats: StreamStats, now: float) -> None:
         if not self.enabled:
             return
+        outbound = direction == "outbound"
+        sent = stats.bytes_to_tunnel if outbound else stats.bytes_from_tunnel
+        received = stats.bytes_from_tunnel if outbound else stats.bytes_to_tunnel
         self._log.info(
             "connection",
             direction=direction,
@@ -75,8 +78,8 @@ class AccessLog:
             target=stats.target,
             peer_cluster=stats.peer_cluster,
             upstream=stats.upstream,
-            bytes_sent=stats.bytes_to_tunnel if direction == "outbound" else stats.bytes_from_tunnel,
-            bytes_received=stats.bytes_from_tunnel if direction == "outbound" else stats.bytes_to_tunnel,
+            bytes_sent=sent,
+            bytes_received=received,
             duration_ms=round((now - stats.started) * 1000, 3),
             result=stats.result,
             reason=stats.reason or None,

@@ -66,7 +66,7 @@ class OutboundServer:
         metrics: Metrics,
         access_log: AccessLog,
         *,
-        host: str = "0.0.0.0",
+        host: str = "0.0.0.0",  # noqa: S104 - a gateway listens for the pod network
         locality: tuple[str, str] = ("", ""),
         max_connections: int = 10000,
         reuse_port: bool = False,

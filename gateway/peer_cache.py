@@ -15,12 +15,14 @@ import time
 
 from isthmus.trust import PeerIdentity, Refusal, TrustBundle, peer_chain_der, verify_peer
 
+_Key = tuple[tuple[bytes, ...], tuple[str, ...]]
+
 
 class PeerVerdicts:
     def __init__(self, ttl: float = 10.0, size: int = 1024) -> None:
         self.ttl = ttl
         self.size = size
-        self._memo: dict[tuple[tuple[bytes, ...], tuple[str, ...]], tuple[float, PeerIdentity]] = {}
+        self._memo: dict[_Key, tuple[float, PeerIdentity]] = {}
 
     def verify(self, endpoint: ssl.SSLObject, bundle: TrustBundle) -> PeerIdentity | Refusal:
         chain = tuple(peer_chain_der(endpoint))

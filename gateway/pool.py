@@ -109,7 +109,8 @@ class PeerPool:
     def handshake_failed(self, tunnel: Tunnel, exc: BaseException) -> None:
         ctx: _TunnelCtx = tunnel.context
         if not ctx.ready.done():
-            ctx.ready.set_exception(TunnelError(f"TLS handshake with {self.host}:{self.port}: {exc}"))
+            where = f"{self.host}:{self.port}"
+            ctx.ready.set_exception(TunnelError(f"TLS handshake with {where}: {exc}"))
 
     def open_requested(self, tunnel: Tunnel, raw_target: bytes) -> None:  # pragma: no cover
         tunnel.abort("protocol_error")

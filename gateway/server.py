@@ -84,8 +84,7 @@ class Gateway:
 
     async def listeners_synced(self) -> None:
         """Wait until outbound listeners match the latest snapshot (tests use it)."""
-        while self._sync_task is not None and not self._sync_task.done():
-            await asyncio.sleep(0)
+        if self._sync_task is not None:
             await asyncio.wait([self._sync_task])
 
     def ready(self) -> tuple[bool, str]:
@@ -160,10 +159,10 @@ class Gateway:
         self.outbound.stop_accepting()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while loop.time() < deadline and (
-            self.inbound.active_streams or self.outbound.active_streams
-        ):
+        busy = self.inbound.active_streams or self.outbound.active_streams
+        while loop.time() < deadline and busy:
             await asyncio.sleep(0.05)
+            busy = self.inbound.active_streams or self.outbound.active_streams
         await self.close()
 
     async def close(self) -> None:

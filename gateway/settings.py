@@ -10,7 +10,7 @@ from pydantic_settings import SettingsConfigDict
 from isthmus.settings import ComponentSettings
 
 
-def parse_address(value: str, default_host: str = "0.0.0.0") -> tuple[str, int]:
+def parse_address(value: str, default_host: str = "0.0.0.0") -> tuple[str, int]:  # noqa: S104
     host, sep, port = value.rpartition(":")
     if not sep:
         host, port = default_host, value
@@ -28,7 +28,8 @@ class GatewaySettings(ComponentSettings):
         default="0.0.0.0:15443", description="Inbound mTLS listener, host:port."
     )
     outbound_host: str = pydantic.Field(
-        default="0.0.0.0", description="Address the per-service outbound listeners bind."
+        default="0.0.0.0",  # noqa: S104
+        description="Address the per-service outbound listeners bind."
     )
     admin_address: str = pydantic.Field(
         default="0.0.0.0:15021", description="Admin HTTP listener host:port ('' disables)."

@@ -79,7 +79,7 @@ class Snapshot:
         return {
             "version": self.version,
             "links": {c: lc.trust_domain for c, lc in sorted(self.links.items())},
-            "catalog": "%s:%d" % self.catalog_address if self.catalog_address else None,
+            "catalog": "{}:{}".format(*self.catalog_address) if self.catalog_address else None,
             "inbound": [
                 {
                     "service": f"{e.name}.{e.namespace}",

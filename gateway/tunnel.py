@@ -52,8 +52,18 @@ class TunnelOwner(Protocol):
 class StreamStats:
     """Per stream: what the access log and the metrics need."""
 
-    __slots__ = ("started", "target", "service", "peer_cluster", "source", "upstream",
-                 "bytes_to_tunnel", "bytes_from_tunnel", "result", "reason")
+    __slots__ = (
+        "bytes_from_tunnel",
+        "bytes_to_tunnel",
+        "peer_cluster",
+        "reason",
+        "result",
+        "service",
+        "source",
+        "started",
+        "target",
+        "upstream",
+    )
 
     def __init__(self, started: float, source: str = "") -> None:
         self.started = started
@@ -165,9 +175,8 @@ class Tunnel(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.last_io = self.loop.time()
         self._in.write(data)
-        if not self.handshaken:
-            if not self._step_handshake():
-                return
+        if not self.handshaken and not self._step_handshake():
+            return
         chunks = []
         eof = False
         read = self.ssl.read
@@ -265,7 +274,10 @@ class Tunnel(asyncio.Protocol):
         self._flush()
 
     def send_open(self, target: str | bytes) -> None:
-        frame = wire.open_frame_raw(target) if isinstance(target, bytes) else wire.open_frame(target)
+        if isinstance(target, bytes):
+            frame = wire.open_frame_raw(target)
+        else:
+            frame = wire.open_frame(target)
         self.in_stream = True
         self.sent_end = self.got_end = False
         self._send(frame)
@@ -352,9 +364,13 @@ class Tunnel(asyncio.Protocol):
                     return
                 self.got_end = True
                 plain = self.plain
-                if plain is not None and plain.transport is not None and not plain.lost:
-                    if plain.transport.can_write_eof():
-                        plain.transport.write_eof()
+                if (
+                    plain is not None
+                    and plain.transport is not None
+                    and not plain.lost
+                    and plain.transport.can_write_eof()
+                ):
+                    plain.transport.write_eof()
                 self._maybe_done()
             elif kind == wire.RESET:
                 self.abort("reset_by_peer")

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from gw_helpers import Pki  # noqa: E402
+from gw_helpers import Pki
 
 
 @pytest.fixture(scope="session")

@@ -259,8 +259,9 @@ def write_tls(pki: Pki, cluster: str, directory: Any) -> list[str]:
 def write_routes(path: Any, *, services: list[Any] = (),  # type: ignore[assignment]
                  slices: list[Any] = (), links: list[Any] = (),  # type: ignore[assignment]
                  gss: list[Any] = ()) -> str:  # type: ignore[assignment]
-    import yaml
     from pathlib import Path
+
+    import yaml
 
     Path(path).write_text(yaml.safe_dump({
         "services": list(services), "endpointSlices": list(slices),

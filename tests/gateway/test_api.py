@@ -13,6 +13,7 @@ from types import MappingProxyType
 import pytest
 import yaml
 from gw_helpers import TD, Pki, echo_backend, endpoint_slice, link, running, service
+
 from isthmus.api.crds import install_crds
 from isthmus.devcluster import ControlPlane
 from isthmus.gateway import Status, TunnelRefused
@@ -95,7 +96,7 @@ async def test_feed_runs_as_gateway_service_account(cluster: ControlPlane, api: 
     ensure_namespace(cluster, unique)
     secret = leaf_secret(pki.leaf("east"), "isthmus-gateway-tls", "isthmus-system")
     secret["data"]["ca.crt"] = base64.b64encode(pki.bundle.to_pem()).decode()
-    status, _ = cluster.admin_request(
+    _status, _ = cluster.admin_request(
         "DELETE", "/api/v1/namespaces/isthmus-system/secrets/isthmus-gateway-tls")
     admin_post(cluster, "/api/v1/namespaces/isthmus-system/secrets", secret)
     admin_post(cluster, "/api/v1/namespaces/isthmus-system/secrets",

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 from gw_helpers import MIRROR_SA, SYSTEM, Pki, echo_backend, link, running, snapshot
+
 from isthmus.api.models import GatewayAddress
 from isthmus.gateway import (
     PeerIdentityError,
@@ -67,11 +68,11 @@ async def test_forwarder_carries_grpc_streaming(pki: Pki) -> None:
     try:
         async with running(pki.tls("east"), snap) as east:
             mirror = pki.tls("west", SYSTEM, MIRROR_SA)
-            async with await serve_forwarder(("127.0.0.1", 0), ("127.0.0.1", east.inbound_port),
-                                             "catalog", mirror, cluster="east") as fwd:
-                async with grpc.aio.insecure_channel(f"127.0.0.1:{fwd.port}") as channel:
-                    call = channel.unary_stream("/isthmus.Catalog/Watch", _ident, _ident)
-                    got = [m async for m in call(b"from:0", timeout=5)]
-                    assert got == [b"delta %d" % i for i in range(20)]
+            fwd = await serve_forwarder(("127.0.0.1", 0), ("127.0.0.1", east.inbound_port),
+                                        "catalog", mirror, cluster="east")
+            async with fwd, grpc.aio.insecure_channel(f"127.0.0.1:{fwd.port}") as channel:
+                call = channel.unary_stream("/isthmus.Catalog/Watch", _ident, _ident)
+                got = [m async for m in call(b"from:0", timeout=5)]
+                assert got == [b"delta %d" % i for i in range(20)]
     finally:
         await server.stop(None)

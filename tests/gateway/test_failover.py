@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from gw_helpers import (
     Pki,
     east_snapshot,
     echo_backend,
     free_port,
-    gs_endpoint,
     global_service,
+    gs_endpoint,
     link,
     running,
     snapshot,
@@ -132,9 +133,7 @@ async def test_no_healthy_upstream_counted(pki: Pki) -> None:
                        probe_interval=30) as west:
         for _ in range(3):
             r, w = await asyncio.open_connection("127.0.0.1", port)
-            try:
+            with contextlib.suppress(ConnectionResetError):
                 assert await asyncio.wait_for(r.read(), 3) == b""
-            except ConnectionResetError:
-                pass
             w.close()
         assert counter(west.metrics.no_healthy_upstream, service="echo.shop") == 2

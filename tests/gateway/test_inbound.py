@@ -14,6 +14,7 @@ from gw_helpers import (
     open_fds,
     running,
 )
+
 from isthmus.gateway import Status, TunnelRefused
 from isthmus.gateway.pool import PeerPool
 from isthmus.gateway.wire import open_frame_raw
@@ -74,8 +75,8 @@ async def test_other_root_gets_unknown_ca(pki: Pki, other_pki: Pki) -> None:
         from pathlib import Path
 
         with tempfile.TemporaryDirectory() as d:
-            Path(d, "c").write_bytes(leaf.chain_pem())
-            Path(d, "k").write_bytes(leaf.key_pem())
+            Path(d, "c").write_bytes(leaf.chain_pem())  # noqa: ASYNC240
+            Path(d, "k").write_bytes(leaf.key_pem())  # noqa: ASYNC240
             ctx2.load_cert_chain(Path(d, "c"), Path(d, "k"))
         reason = await asyncio.to_thread(blocking_handshake, east.inbound_port, ctx2)
         assert "UNKNOWN_CA" in reason

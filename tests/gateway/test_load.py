@@ -65,12 +65,12 @@ async def test_load(pki: Pki, tmp_path: Path) -> None:
                                                    [gs_endpoint("east", east_port)])])
     common = ["--admin-address", "", "--no-access-log", "--pool-idle-ttl", "3",
               "--max-connections", "20000"]
-    logs = [open(tmp_path / n, "wb") for n in ("east.log", "west.log")]  # noqa: SIM115
-    east = subprocess.Popen([ISTHMUS, "gateway", "--routes-file", east_routes,
+    logs = [open(tmp_path / n, "wb") for n in ("east.log", "west.log")]  # noqa: SIM115, ASYNC230
+    east = subprocess.Popen([ISTHMUS, "gateway", "--routes-file", east_routes,  # noqa: ASYNC220
                              "--inbound-address", f"127.0.0.1:{east_port}", *common,
                              *write_tls(pki, "east", tmp_path / "e")],
                             stdout=logs[0], stderr=logs[0])
-    west = subprocess.Popen([ISTHMUS, "gateway", "--routes-file", west_routes,
+    west = subprocess.Popen([ISTHMUS, "gateway", "--routes-file", west_routes,  # noqa: ASYNC220
                              "--inbound-address", "127.0.0.1:0", "--outbound-host",
                              "127.0.0.1", *common, *write_tls(pki, "west", tmp_path / "w")],
                             stdout=logs[1], stderr=logs[1])
@@ -94,7 +94,7 @@ async def test_load(pki: Pki, tmp_path: Path) -> None:
                 if await asyncio.wait_for(r.read(), 30) != b"":
                     errors.append(f"concurrent {i}: trailing bytes")
                 w.close()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 errors.append(f"concurrent {i}: {exc!r}")
                 opened.abort() if False else None
 
@@ -125,7 +125,7 @@ async def test_load(pki: Pki, tmp_path: Path) -> None:
                     errors.append(f"rate {i}: wrong echo")
                 w.close()
                 done["new"] += 1
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 errors.append(f"rate {i}: {exc!r}")
 
         async def persistent(i: int) -> None:
@@ -140,7 +140,7 @@ async def test_load(pki: Pki, tmp_path: Path) -> None:
                     done["persistent"] += 1
                     await asyncio.sleep(0.05)
                 w.close()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 errors.append(f"persistent {i}: {exc!r}")
 
         tasks = [asyncio.ensure_future(persistent(i)) for i in range(PERSISTENT)]

@@ -3,6 +3,7 @@ pair; plus SIGTERM draining of a real process."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -68,8 +69,8 @@ def sh(*args: str) -> None:
 
 
 def have_netns() -> bool:
-    return os.geteuid() == 0 and subprocess.run(["ip", "netns", "list"],
-                                                capture_output=True).returncode == 0
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, check=False)
+    return os.geteuid() == 0 and listed.returncode == 0
 
 
 @pytest.fixture
@@ -92,15 +93,12 @@ def namespaces() -> Iterator[tuple[str, str, str, str]]:
         yield west, east, west_ip, east_ip
     finally:
         for ns in (west, east):
-            subprocess.run(["ip", "netns", "pids", ns], capture_output=True)
-            pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True,
+            pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, check=False,
                                   text=True).stdout.split()
             for pid in pids:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
 
 
 def test_pair_across_network_namespaces(namespaces: tuple[str, str, str, str], pki: Pki,
@@ -137,7 +135,7 @@ def test_pair_across_network_namespaces(namespaces: tuple[str, str, str, str], p
                         "--drain-timeout", "5", *write_tls(pki, "west", tmp_path / "west"),
                         log="west.log")
         result = subprocess.run(["ip", "netns", "exec", west, PYTHON, "-c", CLIENT, "20080"],
-                                capture_output=True, text=True, timeout=40)
+                                capture_output=True, text=True, timeout=40, check=False)
         assert result.stdout.strip() == "OK", (
             result.stderr + (tmp_path / "west.log").read_text()[-3000:]
             + (tmp_path / "east.log").read_text()[-3000:])

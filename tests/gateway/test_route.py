@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from gw_helpers import TD, endpoint_slice, gs_endpoint, link, service, snapshot
+
 from isthmus.gateway.route import Dial, Refused, order_peers, route_inbound
 from isthmus.gateway.snapshot import build_snapshot
 from isthmus.gateway.wire import BadTarget, Status, Target, normalize_target
@@ -141,7 +142,7 @@ def test_order_peers_health_locality_weight() -> None:
     order = [p.cluster for p in order_peers(r, set(), ("eu", "a"))]
     assert order == ["zone", "region", "far", "sick"]
     ejected = {("zone", "127.0.0.1", 3)}
-    assert [p.cluster for p in order_peers(r, ejected, ("eu", "a"))][0] == "region"
+    assert next(p.cluster for p in order_peers(r, ejected, ("eu", "a"))) == "region"
     assert order_peers(_route([gs_endpoint("a", 1)]), {("a", "127.0.0.1", 1)}, ("", "")) == ()
 
 
