@@ -237,3 +237,18 @@ async def test_dig_any_is_minimal(live: DnsServer) -> None:
         run, dig, "@127.0.0.1", "-p", str(live.port), "users.shop.global", "ANY",
         "+noall", "+answer", "+time=2", "+tries=1")
     assert out.strip().splitlines() == ["users.shop.global.\t5\tIN\tA\t10.96.0.10"]
+
+
+async def test_qr_set_gets_no_reply_from_the_server(live: DnsServer) -> None:
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, ("127.0.0.1", live.port))
+    response_like = bytearray(query("users.shop.global", msg_id=555))
+    response_like[2] |= 0x80  # QR=1: a reply to us would invite reflection loops
+    await loop.sock_sendall(sock, bytes(response_like))
+    await loop.sock_sendall(sock, query("users.shop.global", msg_id=556))
+    first = await asyncio.wait_for(loop.sock_recv(sock, 4096), 2)
+    assert DNSRecord.parse(first).header.id == 556
+    sock.close()
+    assert live.responder.stats.outcomes["dropped_qr"] == 1
