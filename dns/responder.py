@@ -46,6 +46,7 @@ log = get_logger("isthmus.dns.responder")
 
 DEFAULT_EDNS_SIZE = 1232  # the DNS flag day 2020 value: no IP fragmentation
 MIN_UDP = 512
+MAX_TCP = 65535
 RCODE_SERVFAIL = 2
 TC = 0x0200
 _OPT_PREFIX = b"\x00\x00\x29"  # root owner, type OPT
@@ -111,14 +112,15 @@ def respond(
     wire = bytes(reply.pack())
     if stats is not None:
         stats.outcomes[_RCODE_NAMES.get(reply.header.rcode, "other")] += 1
+    limit = MAX_TCP  # the two-byte TCP length prefix
     if udp:
         limit = MIN_UDP
         if query.edns is not None:
             limit = max(MIN_UDP, min(query.edns.udp_size, edns_size))
-        if len(wire) > limit:
-            if stats is not None:
-                stats.outcomes["truncated"] += 1
-            return _truncated(reply)
+    if len(wire) > limit:
+        if stats is not None:
+            stats.outcomes["truncated"] += 1
+        return _truncated(reply)
     return wire
 
 

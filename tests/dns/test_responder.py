@@ -194,3 +194,10 @@ def test_internal_error_becomes_servfail(snapshot: Snapshot, monkeypatch: pytest
     assert reply is not None
     parsed = DNSRecord.parse(reply)
     assert (parsed.header.id, parsed.header.rcode) == (99, RCODE.SERVFAIL)
+
+
+def test_tcp_reply_over_64k_is_truncated_not_broken() -> None:
+    responder = Responder(big_snapshot(4200), use_cache=False)  # ~67 kB of A records
+    wire = responder.handle(query("wide.lab.global"), udp=False)
+    assert wire is not None and len(wire) <= 65535
+    assert DNSRecord.parse(wire).header.tc == 1
