@@ -13,13 +13,14 @@ import uvloop
 
 from isthmus.api.models import GlobalService
 from isthmus.dns.errors import SourceError
-from isthmus.dns.feed import Feed, watch_kubernetes
+from isthmus.dns.feed import Feed, connect_kubernetes, watch_kubernetes
 from isthmus.dns.metrics import serve_metrics
 from isthmus.dns.responder import Responder
 from isthmus.dns.server import DnsServer
 from isthmus.dns.settings import DnsSettings
 from isthmus.dns.snapshot import SnapshotHolder
 from isthmus.dns.static_file import load_services
+from isthmus.errors import IsthmusError
 from isthmus.logging import configure, get_logger
 from isthmus.settings import click_options, load
 
@@ -56,12 +57,13 @@ async def serve(settings: DnsSettings) -> None:
 
     server = DnsServer(responder, settings.listen_address, settings.port,
                        tcp_idle=settings.tcp_idle_timeout, max_tcp=settings.max_tcp_connections)
+    api = None if static is not None else await connect_kubernetes(settings.kubeconfig,
+                                                                   settings.context)
     async with asyncio.TaskGroup() as tasks:
         feed_task = None
-        if static is None:
+        if api is not None:
             feed = Feed(holder)
-            feed_task = tasks.create_task(watch_kubernetes(
-                feed, settings.kubeconfig, settings.context, settings.namespace))
+            feed_task = tasks.create_task(watch_kubernetes(feed, api, settings.namespace))
             # Open the port only with the full list: before it, every name would be NXDOMAIN
             # (and cached as such by clients for the negative TTL).
             log.info("dns_waiting_for_globalservices")
@@ -85,6 +87,8 @@ async def serve(settings: DnsSettings) -> None:
         if feed_task is not None:
             feed_task.cancel()
     await server.close()
+    if api is not None:
+        await api.close()
 
 
 async def _log_stats(responder: Responder) -> None:
@@ -116,5 +120,15 @@ def command(**flags: Any) -> None:
     parent = click.get_current_context().parent  # `isthmus --log-format` chooses the format
     log_format = parent.params.get("log_format", "json") if parent is not None else "json"
     configure(settings.log_level, json=log_format == "json")
-    with contextlib.suppress(KeyboardInterrupt):
-        uvloop.run(serve(settings))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            uvloop.run(serve(settings))
+    except ExceptionGroup as group:
+        # A task of ours failed on purpose (an IsthmusError): show it like any other.
+        ours = group.subgroup(IsthmusError)
+        if ours is None:
+            raise
+        first: BaseException = ours
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from group

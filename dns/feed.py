@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pydantic
 
 from isthmus.api.models import GlobalService
 from isthmus.dns.snapshot import SnapshotHolder
 from isthmus.logging import get_logger
+
+if TYPE_CHECKING:
+    from isthmus.kube.client import KubeApi
 
 log = get_logger("isthmus.dns.feed")
 
@@ -99,16 +102,19 @@ class Feed:
             self.rebuild()
 
 
-async def watch_kubernetes(feed: Feed, kubeconfig: str | None, context: str | None,
-                           namespace: str | None = None) -> None:
+async def connect_kubernetes(kubeconfig: str | None, context: str | None) -> KubeApi:
+    """The API connection for ``watch_kubernetes``; a bad kubeconfig raises ``KubeError``
+    here, before anything is started, so the CLI can print it and exit."""
+    from isthmus.kube.client import KubeApi  # only when a cluster is used
+
+    return await KubeApi.connect(kubeconfig, context)
+
+
+async def watch_kubernetes(feed: Feed, api: KubeApi, namespace: str | None = None) -> None:
     """Feed from the GlobalServices of a real cluster, until cancelled. ``feed.synced``
-    is set after the first full list (the CLI opens its port only then)."""
-    from isthmus.kube.client import KubeApi
+    is set after the first full list (the CLI opens its port only then). The reflector
+    retries lost watches and re-lists on its own; ``api`` stays the caller's to close."""
     from isthmus.kube.reflector import Reflector
     from isthmus.kube.resources import GLOBALSERVICES
 
-    api = await KubeApi.connect(kubeconfig, context)
-    try:
-        await feed.run(Reflector(api, GLOBALSERVICES, namespace))
-    finally:
-        await api.close()
+    await feed.run(Reflector(api, GLOBALSERVICES, namespace))

@@ -140,3 +140,12 @@ def test_bad_static_file_is_a_clean_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "isthmus: error:" in result.stderr and "not a valid GlobalService" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_bad_kubeconfig_is_a_clean_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [ISTHMUS, "dns", "--port", "0", "--kubeconfig", str(tmp_path / "missing")],
+        check=False, capture_output=True, text=True, timeout=20)
+    assert result.returncode == 1
+    assert "isthmus: error: cannot load Kubernetes configuration" in result.stderr
+    assert "Traceback" not in result.stderr

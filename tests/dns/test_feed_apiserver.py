@@ -1,12 +1,18 @@
-"""The feed against a real API server: GlobalServices written with the real client reach
-answers through the real reflector (issue 4: "tests write them directly into a real API
-server"). One private control plane, so the DNS suite does not start the shared three."""
+"""The feed and the CLI against a real API server: GlobalServices written with the real
+client reach answers through the real reflector (issue 4: "tests write them directly into a
+real API server"). One private control plane for this module, so the DNS suite does not
+start the shared three."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sys
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +20,7 @@ from dns_fixtures import global_service, query
 from dnslib import RCODE, DNSRecord
 
 from isthmus.api.crds import install_crds
-from isthmus.devcluster import ControlPlane
+from isthmus.devcluster import ControlPlane, ControlPlaneError, find_binaries
 from isthmus.dns.feed import Feed
 from isthmus.dns.responder import Responder
 from isthmus.dns.snapshot import SnapshotConfig, SnapshotHolder
@@ -23,6 +29,22 @@ from isthmus.kube.reflector import Reflector
 from isthmus.kube.resources import GLOBALSERVICES, NAMESPACES
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.timeout(120)]
+ISTHMUS = str(Path(sys.executable).with_name("isthmus"))
+
+
+@pytest.fixture(scope="module")
+def dns_cluster() -> Iterator[ControlPlane]:
+    try:
+        find_binaries()
+    except ControlPlaneError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(exc))
+    cp = ControlPlane(f"dns{uuid.uuid4().hex[:5]}").start()
+    try:
+        yield cp
+    finally:
+        cp.stop()
 
 
 def answer(responder: Responder, name: str) -> tuple[int, list[str]]:
@@ -32,10 +54,8 @@ def answer(responder: Responder, name: str) -> tuple[int, list[str]]:
     return parsed.header.rcode, [str(r.rdata) for r in parsed.rr]
 
 
-async def test_globalservice_writes_reach_answers(
-    fresh_cluster: Callable[..., ControlPlane], unique: str
-) -> None:
-    cp = fresh_cluster()
+async def test_globalservice_writes_reach_answers(dns_cluster: ControlPlane, unique: str) -> None:
+    cp = dns_cluster
     api = await KubeApi.connect(cp.kubeconfig, cp.context)
     try:
         await install_crds(api)
@@ -78,3 +98,41 @@ async def test_globalservice_writes_reach_answers(
             task.cancel()
     finally:
         await api.close()
+
+
+async def test_cli_serves_a_cluster_once_listed(dns_cluster: ControlPlane, unique: str) -> None:
+    api = await KubeApi.connect(dns_cluster.kubeconfig, dns_cluster.context)
+    try:
+        await install_crds(api)
+        await api.create(NAMESPACES, {"metadata": {"name": unique}})
+        body = global_service("orders", unique).to_wire()
+        body.pop("status")
+        created = await api.create(GLOBALSERVICES, body, namespace=unique)
+        created["status"] = {"vips": ["10.96.6.6"]}
+        await api.request("PUT", GLOBALSERVICES.path(unique, "orders") + "/status",
+                          body=created)
+    finally:
+        await api.close()
+    proc = await asyncio.create_subprocess_exec(
+        ISTHMUS, "dns", "--listen-address", "127.0.0.1", "--port", "0",
+        "--kubeconfig", str(dns_cluster.kubeconfig), "--context", dns_cluster.context,
+        stderr=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stderr is not None
+        events = []
+        while True:
+            line = await asyncio.wait_for(proc.stderr.readline(), 30)
+            assert line, f"responder exited: {events}"
+            event = json.loads(line)
+            events.append(event["event"])
+            if event["event"] == "dns_listening":
+                port = int(event["port"])
+                break
+        # The port opened only after the first full list: the name is there at once.
+        assert events.index("dns_waiting_for_globalservices") < events.index("dns_listening")
+        raw = await asyncio.to_thread(
+            DNSRecord.question(f"orders.{unique}.global").send, "127.0.0.1", port, timeout=2)
+        assert [str(r.rdata) for r in DNSRecord.parse(raw).rr] == ["10.96.6.6"]
+    finally:
+        proc.terminate()
+        await proc.wait()
