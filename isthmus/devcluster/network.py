@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from isthmus.devcluster.controlplane import ControlPlaneError
 
-WAN_CIDR = ipaddress.ip_network("10.250.0.0/24")
+WAN_CIDR = ipaddress.IPv4Network("10.250.0.0/24")
 
 
 def _run(*argv: str) -> None:
@@ -56,8 +56,13 @@ class ClusterNet:
 @dataclass
 class RigNetwork:
     prefix: str = "isthmus"
+    # Two rigs (the demo and the e2e test) may run at once: give each its own WAN.
+    wan_cidr: ipaddress.IPv4Network = WAN_CIDR
     clusters: dict[str, ClusterNet] = field(default_factory=dict)
-    host_ip: str = str(WAN_CIDR.network_address + 1)
+
+    @property
+    def host_ip(self) -> str:
+        return str(self.wan_cidr.network_address + 1)
 
     @property
     def wan_ns(self) -> str:
@@ -73,7 +78,7 @@ class RigNetwork:
             host_if = f"{self.prefix[:8]}-h"
             _run("ip", "link", "add", host_if, "type", "veth", "peer", "name", "h0",
                  "netns", self.wan_ns)
-            _run("ip", "addr", "add", f"{self.host_ip}/{WAN_CIDR.prefixlen}", "dev", host_if)
+            _run("ip", "addr", "add", f"{self.host_ip}/{self.wan_cidr.prefixlen}", "dev", host_if)
             _run("ip", "link", "set", host_if, "up")
             _ns(self.wan_ns, "ip", "link", "set", "h0", "master", "br0", "up")
             for i, name in enumerate(names):
@@ -85,13 +90,13 @@ class RigNetwork:
 
     def _add_cluster(self, name: str, index: int) -> ClusterNet:
         netns = f"{self.prefix}-{name}"
-        wan_ip = str(WAN_CIDR.network_address + 10 + index)
+        wan_ip = str(self.wan_cidr.network_address + 10 + index)
         _run("ip", "netns", "add", netns)
         _ns(netns, "ip", "link", "set", "lo", "up")
         _ns(self.wan_ns, "ip", "link", "add", f"c{index}", "type", "veth", "peer", "name",
             "eth0", "netns", netns)
         _ns(self.wan_ns, "ip", "link", "set", f"c{index}", "master", "br0", "up")
-        _ns(netns, "ip", "addr", "add", f"{wan_ip}/{WAN_CIDR.prefixlen}", "dev", "eth0")
+        _ns(netns, "ip", "addr", "add", f"{wan_ip}/{self.wan_cidr.prefixlen}", "dev", "eth0")
         _ns(netns, "ip", "link", "set", "eth0", "up")
         # Service VIPs need a route before kube-proxy's DNAT can apply. An on-link default
         # (no gateway) keeps everything on the rig's own bridge: nothing leaves the rig.

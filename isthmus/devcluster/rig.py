@@ -21,6 +21,7 @@ kube-proxy, both gateways and mutual TLS.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import subprocess
@@ -56,10 +57,13 @@ class RigCluster:
 
 
 class Rig:
-    def __init__(self, names: list[str], workdir: Path, prefix: str = "isthmus") -> None:
+    def __init__(
+        self, names: list[str], workdir: Path, prefix: str = "isthmus",
+        wan_cidr: str = "10.250.0.0/24",
+    ) -> None:
         self.names = names
         self.workdir = workdir
-        self.network = RigNetwork(prefix=prefix)
+        self.network = RigNetwork(prefix=prefix, wan_cidr=ipaddress.IPv4Network(wan_cidr))
         self.clusters: dict[str, RigCluster] = {}
 
     # --- helpers -------------------------------------------------------------------------------
