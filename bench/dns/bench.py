@@ -271,10 +271,19 @@ def main() -> None:
                     for _ in range(args.runs):
                         for name, (server, proc) in running.items():
                             before = cpu_seconds(proc.pid)
-                            qps, lost = qps_of(dnsperf(server.port, queries, mode, args.seconds))
+                            try:
+                                out = dnsperf(server.port, queries, mode, args.seconds)
+                            except subprocess.CalledProcessError as exc:
+                                # e.g. dnsmasq refusing TCP connections past its child limit
+                                print(f"# {name} {mode}: dnsperf failed: {exc.stdout[-300:]}",
+                                      flush=True)
+                                continue
+                            qps, lost = qps_of(out)
                             cpu = (cpu_seconds(proc.pid) - before) / args.seconds * 100
                             samples[name].append((qps, cpu, lost))
                     for name in servers:
+                        if not samples[name]:
+                            continue
                         qs = [s[0] for s in samples[name]]
                         row = {"server": name, "size": size, "mode": mode,
                                "qps": statistics.median(qs), "min": min(qs), "max": max(qs),
