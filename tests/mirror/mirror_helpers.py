@@ -238,6 +238,12 @@ class Mesh:
         member = self.members[name]
         if member.task is not None:
             member.task.cancel()
+            done, _ = await asyncio.wait([member.task], timeout=10)
+            if not done:
+                import sys
+                for t in asyncio.all_tasks():
+                    t.print_stack(limit=3, file=sys.stderr)
+                raise AssertionError(f"mirror of {name} did not stop")
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await member.task
         member.task = None

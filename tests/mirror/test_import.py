@@ -11,7 +11,7 @@ from mirror_helpers import (
     export_service,
 )
 
-from isthmus.kube.resources import ENDPOINTSLICES
+from isthmus.kube.resources import ENDPOINTSLICES, LINKS, SERVICES
 
 
 async def test_export_is_imported(mesh: Mesh, unique: str) -> None:
@@ -45,8 +45,7 @@ async def test_export_is_imported(mesh: Mesh, unique: str) -> None:
     assert not set(pinned.values()) & set(outbound.values())
 
     labels = gs["metadata"]["labels"]
-    link_uid = (await east.admin.get(__import__("isthmus.kube.resources", fromlist=["LINKS"]).LINKS,
-                                     "west"))["metadata"]["uid"]
+    link_uid = (await east.admin.get(LINKS, "west"))["metadata"]["uid"]
     assert labels["isthmus.io/mirror"] == "true"
     assert labels["isthmus.io/peer-cluster"] == "west"
     assert labels["isthmus.io/link-uid"] == link_uid
@@ -79,3 +78,167 @@ async def test_export_is_imported(mesh: Mesh, unique: str) -> None:
     await eventually(link_synced, what="Link east/west synced")
     # nothing in the cluster that is not linked to west
     assert await mesh.gs("central", unique, "users") is None
+
+
+async def _export_and_wait(mesh: Mesh, src: str, dst: str, ns: str, name: str) -> None:
+    await export_service(mesh[src].admin, ns, name)
+
+    async def there() -> bool:
+        return await mesh.gs(dst, ns, name) is not None
+
+    await eventually(there, what=f"{ns}/{name} from {src} in {dst}")
+
+
+async def test_missing_empty_or_other_label_exports_nothing(mesh: Mesh, unique: str) -> None:
+    for m in ("west", "east"):
+        await ensure_namespace(mesh[m].admin, unique)
+    await export_service(mesh["west"].admin, unique, "nolabel", label=None)
+    await export_service(mesh["west"].admin, unique, "empty", label="")
+    await export_service(mesh["west"].admin, unique, "false", label="false")
+    await export_service(mesh["west"].admin, unique, "yes", label="yes")
+    # a positive control exported after them: once it is in, the others had their chance
+    await _export_and_wait(mesh, "west", "east", unique, "control")
+    for name in ("nolabel", "empty", "false", "yes"):
+        assert await mesh.gs("east", unique, name) is None, name
+    exported = {k for k in mesh["west"].c.catalog.entries if k[0] == unique}
+    assert exported == {(unique, "control")}
+
+
+async def test_export_to_annotation_restricts_importers(mesh: Mesh, unique: str) -> None:
+    for m in ("west", "east", "central"):
+        await ensure_namespace(mesh[m].admin, unique)
+    east = mesh["east"].admin
+    await export_service(east, unique, "for-west", annotations={"isthmus.io/export-to": "west"})
+    await export_service(east, unique, "for-central",
+                         annotations={"isthmus.io/export-to": "Central, other"})
+    await export_service(east, unique, "for-nobody", annotations={"isthmus.io/export-to": ""})
+    await _export_and_wait(mesh, "east", "west", unique, "for-all")
+    await _export_and_wait(mesh, "east", "central", unique, "for-all-2")
+    assert await mesh.gs("west", unique, "for-west") is not None
+    assert await mesh.gs("west", unique, "for-central") is None
+    assert await mesh.gs("central", unique, "for-central") is not None
+    assert await mesh.gs("central", unique, "for-west") is None
+    for m in ("west", "central"):
+        assert await mesh.gs(m, unique, "for-nobody") is None
+    # narrowing the annotation later withdraws the import
+    await export_service(east, unique, "for-west", annotations={"isthmus.io/export-to": "central"})
+
+    async def moved() -> bool:
+        assert await mesh.gs("west", unique, "for-west") is None
+        assert await mesh.gs("central", unique, "for-west") is not None
+        return True
+
+    await eventually(moved, what="export-to change applied")
+
+
+async def test_no_daisy_chain(mesh: Mesh, unique: str) -> None:
+    """west → east is imported; central (linked to east only) never sees it, even when
+    someone labels east's mirror Service for export."""
+    for m in ("west", "east", "central"):
+        await ensure_namespace(mesh[m].admin, unique)
+    await _export_and_wait(mesh, "west", "east", unique, "chain")
+    mirror = await mesh.svc("east", unique, "chain-global")
+    assert mirror is not None
+    await mesh["east"].admin.request(
+        "PATCH", SERVICES.path(unique, "chain-global"),
+        body={"metadata": {"labels": {"isthmus.io/export": "true"}}},
+        content_type="application/merge-patch+json")
+    await _export_and_wait(mesh, "east", "central", unique, "control")
+    assert await mesh.gs("central", unique, "chain") is None
+    assert await mesh.gs("central", unique, "chain-global") is None
+    assert all(k[0] != unique or k[1] == "control" for k in mesh["east"].c.catalog.entries)
+
+
+async def test_conflicting_ports_merge_deterministically(mesh: Mesh, unique: str) -> None:
+    for m in ("west", "east", "central"):
+        await ensure_namespace(mesh[m].admin, unique)
+    await export_service(mesh["west"].admin, unique, "dup", ports=[("http", 80)])
+    await export_service(mesh["central"].admin, unique, "dup",
+                         ports=[("web", 80), ("metrics", 9100)])
+
+    async def merged() -> dict:
+        gs = await mesh.gs("east", unique, "dup")
+        assert gs is not None and len(gs["spec"]["endpoints"]) == 2
+        assert condition(gs, "PortConflict")["status"] == "True"
+        return gs
+
+    gs = await eventually(merged, what="merged GlobalService")
+    # union by port; "central" sorts first, so its name for port 80 wins
+    assert [(p["name"], p["port"]) for p in gs["spec"]["ports"]] == [("web", 80), ("metrics", 9100)]
+    assert [e["cluster"] for e in gs["spec"]["endpoints"]] == ["central", "west"]
+    pinned = {e["cluster"]: sorted(p["port"] for p in e["pinnedPorts"])
+              for e in gs["spec"]["endpoints"]}
+    assert pinned == {"central": [80, 9100], "west": [80]}
+    assert "central" in condition(gs, "PortConflict")["message"]
+    assert gs["spec"]["hosts"] == [f"dup.{unique}.global", f"dup.{unique}.central.global",
+                                   f"dup.{unique}.west.global"]
+    labels = gs["metadata"]["labels"]
+    assert "isthmus.io/peer-cluster" not in labels
+    assert {"link.isthmus.io/west", "link.isthmus.io/central"} <= set(labels)
+
+
+async def test_local_object_with_the_mirror_name_is_not_overwritten(
+    mesh: Mesh, unique: str
+) -> None:
+    for m in ("west", "east"):
+        await ensure_namespace(mesh[m].admin, unique)
+    east = mesh["east"].admin
+    local = await east.apply(SERVICES, {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "taken-global", "namespace": unique, "labels": {"team": "mine"}},
+        "spec": {"ports": [{"port": 1234}], "selector": {"app": "mine"}},
+    }, field_manager="someone-else")
+    await export_service(mesh["west"].admin, unique, "taken")
+
+    async def conflicted() -> dict:
+        gs = await mesh.gs("east", unique, "taken")
+        assert gs is not None
+        assert condition(gs, "Conflict")["status"] == "True"
+        return gs
+
+    gs = await eventually(conflicted, what="Conflict condition")
+    assert "taken-global" in condition(gs, "Conflict")["message"]
+    after = await east.get(SERVICES, "taken-global", unique)
+    assert after["metadata"]["labels"] == {"team": "mine"}
+    assert after["spec"]["selector"] == {"app": "mine"}
+    assert after["metadata"]["resourceVersion"] == local["metadata"]["resourceVersion"]
+    assert await mesh.svc("east", unique, "taken-west-global") is not None  # pinned still works
+
+    async def link_says() -> bool:
+        status = (await east.get(LINKS, "west")).get("status") or {}
+        assert condition(status, "Conflict")["status"] == "True"
+        return True
+
+    await eventually(link_says, what="Link Conflict condition")
+    # the owner removes their Service: the mirror takes the name
+    await east.delete(SERVICES, "taken-global", unique)
+    await export_service(mesh["west"].admin, unique, "taken", ports=[("http", 8081)])
+
+    async def resolved() -> bool:
+        gs = await mesh.gs("east", unique, "taken")
+        assert gs is not None and condition(gs, "Conflict")["status"] == "False"
+        svc = await mesh.svc("east", unique, "taken-global")
+        assert svc is not None and svc["metadata"]["labels"].get("isthmus.io/mirror") == "true"
+        return True
+
+    await eventually(resolved, what="conflict resolved")
+
+
+async def test_missing_namespace_waits_then_imports(mesh: Mesh, unique: str) -> None:
+    await ensure_namespace(mesh["west"].admin, unique)
+    await export_service(mesh["west"].admin, unique, "later")
+
+    async def reported() -> bool:
+        status = (await mesh["east"].admin.get(LINKS, "west")).get("status") or {}
+        cond = condition(status, "NamespacesMissing")
+        assert cond.get("status") == "True" and unique in cond["message"], cond
+        return True
+
+    await eventually(reported, what="NamespacesMissing")
+    assert await mesh.gs("east", unique, "later") is None
+    await ensure_namespace(mesh["east"].admin, unique)
+
+    async def imported() -> bool:
+        return await mesh.gs("east", unique, "later") is not None
+
+    await eventually(imported, what="import after the namespace appeared")

@@ -1,0 +1,326 @@
+"""The Mirror controller lines of RELIABILITY.md that the shared three-cluster mesh can
+show: peers down at start and mid-run, deletions while the controller was down, unlink,
+write faults (409/5xx), leader election and least privilege."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from mirror_helpers import (
+    Mesh,
+    condition,
+    ensure_namespace,
+    eventually,
+    export_service,
+)
+
+from isthmus.kube import errors as kube_errors
+from isthmus.kube.client import JsonObj, KubeApi
+from isthmus.kube.resources import (
+    ENDPOINTSLICES,
+    EVENTS,
+    GLOBALSERVICES,
+    LINKS,
+    NAMESPACES,
+    SECRETS,
+    SERVICES,
+    Resource,
+)
+from isthmus.mirror import remove_link_objects
+
+
+async def _imported(mesh: Mesh, dst: str, ns: str, name: str) -> dict[str, Any]:
+    async def there() -> dict[str, Any] | None:
+        return await mesh.gs(dst, ns, name)
+
+    return await eventually(there, what=f"{ns}/{name} in {dst}")
+
+
+async def test_peer_down_mid_run_goes_stale_then_fresh(mesh: Mesh, unique: str) -> None:
+    for m in ("west", "east"):
+        await ensure_namespace(mesh[m].admin, unique)
+    await export_service(mesh["west"].admin, unique, "api")
+    await _imported(mesh, "east", unique, "api")
+    await mesh.stop("west")
+    try:
+        async def stale() -> dict[str, Any]:
+            gs = await mesh.gs("east", unique, "api")
+            assert gs is not None
+            cond = condition(gs, "Stale")
+            assert cond["status"] == "True" and cond["reason"] == "PeerUnreachable"
+            assert cond["message"].startswith("west: ")
+            assert gs["spec"]["endpoints"][0]["health"] == "Unhealthy"
+            return gs
+
+        await eventually(stale, what="Stale")
+        assert await mesh.svc("east", unique, "api-global") is not None  # kept
+
+        async def link_down() -> bool:
+            status = await mesh.link_status("east", "west")
+            assert condition(status, "Synced")["status"] == "False"
+            assert condition(status, "Ready")["reason"] == "PeerUnreachable"
+            return True
+
+        await eventually(link_down, what="Link not synced")
+    finally:
+        await mesh.start("west")
+
+    async def fresh() -> bool:
+        gs = await mesh.gs("east", unique, "api")
+        assert gs is not None
+        assert condition(gs, "Stale")["status"] == "False"
+        assert gs["spec"]["endpoints"][0]["health"] == "Healthy"
+        status = await mesh.link_status("east", "west")
+        assert condition(status, "Synced")["status"] == "True"
+        return True
+
+    await eventually(fresh, what="Fresh again")
+    events = await mesh["east"].admin.list(EVENTS, "default")
+    reasons = {e["reason"] for e in events["items"]
+               if (e.get("regarding") or {}).get("name") == "west"}
+    assert {"PeerUnreachable", "CatalogSynced"} <= reasons
+
+
+async def test_peer_unreachable_at_start_other_links_served(mesh: Mesh, unique: str) -> None:
+    from isthmus.devcluster.controlplane import free_port
+
+    for m in ("west", "east"):
+        await ensure_namespace(mesh[m].admin, unique)
+    await mesh.link("east", "ghost", port=free_port())
+    try:
+        await mesh.stop("east")
+        await mesh.start("east")
+        await export_service(mesh["west"].admin, unique, "still")
+        await _imported(mesh, "east", unique, "still")
+
+        async def ghost_not_synced() -> bool:
+            status = await mesh.link_status("east", "ghost")
+            cond = condition(status, "Synced")
+            assert cond.get("status") == "False", cond
+            assert cond.get("reason") == "PeerUnreachable", cond
+            assert "UNAVAILABLE" in cond["message"]
+            return True
+
+        await eventually(ghost_not_synced, what="ghost Link not synced")
+        status = await mesh.link_status("east", "west")
+        assert condition(status, "Synced")["status"] == "True"
+    finally:
+        await mesh.unlink("east", "ghost")
+
+
+async def test_service_deleted_while_controller_down_is_removed(mesh: Mesh, unique: str) -> None:
+    for m in ("west", "east"):
+        await ensure_namespace(mesh[m].admin, unique)
+    await export_service(mesh["west"].admin, unique, "gone")
+    await export_service(mesh["west"].admin, unique, "stays")
+    await _imported(mesh, "east", unique, "gone")
+    await _imported(mesh, "east", unique, "stays")
+    await mesh.stop("east")
+    await mesh["west"].admin.delete(SERVICES, "gone", unique)
+    await asyncio.sleep(0.5)
+    await mesh.start("east")
+
+    async def removed() -> bool:
+        for name in ("gone", "gone-global", "gone-west-global"):
+            assert await mesh.svc("east", unique, name) is None, name
+        assert await mesh.gs("east", unique, "gone") is None
+        return True
+
+    await eventually(removed, what="orphan removed on resync")
+    assert await mesh.gs("east", unique, "stays") is not None
+    assert await mesh.svc("east", unique, "stays-global") is not None
+
+
+async def _mirror_names(api: KubeApi, ns: str) -> set[tuple[str, str]]:
+    found = set()
+    for res in (SERVICES, ENDPOINTSLICES, GLOBALSERVICES):
+        for item in (await api.list(res, ns))["items"]:
+            found.add((res.kind, item["metadata"]["name"]))
+    return found
+
+
+async def test_unlink_removes_exactly_that_links_objects(mesh: Mesh, unique: str) -> None:
+    for m in ("west", "east", "central"):
+        await ensure_namespace(mesh[m].admin, unique)
+    east = mesh["east"].admin
+    await export_service(mesh["central"].admin, unique, "only-c")
+    await export_service(mesh["central"].admin, unique, "both")
+    await export_service(mesh["west"].admin, unique, "both")
+    await export_service(mesh["west"].admin, unique, "only-w")
+    await export_service(east, unique, "local")  # east's own exported Service
+
+    async def both_merged() -> bool:
+        gs = await mesh.gs("east", unique, "both")
+        assert gs is not None and len(gs["spec"]["endpoints"]) == 2
+        return await mesh.gs("east", unique, "only-c") is not None and \
+            await mesh.gs("east", unique, "only-w") is not None
+
+    await eventually(both_merged, what="imports from west and central")
+    before = await _mirror_names(east, unique)
+    central_link = await east.get(LINKS, "central")
+
+    await mesh.unlink("east", "central")
+
+    async def cleaned() -> bool:
+        now = await _mirror_names(east, unique)
+        expected = before - {
+            ("GlobalService", "only-c"), ("Service", "only-c-global"),
+            ("EndpointSlice", "only-c-global"), ("Service", "only-c-central-global"),
+            ("EndpointSlice", "only-c-central-global"), ("Service", "both-central-global"),
+            ("EndpointSlice", "both-central-global"),
+        }
+        assert now == expected, (sorted(now - expected), sorted(expected - now))
+        gs = await mesh.gs("east", unique, "both")
+        assert gs is not None
+        assert [e["cluster"] for e in gs["spec"]["endpoints"]] == ["west"]
+        assert "link.isthmus.io/central" not in gs["metadata"]["labels"]
+        return True
+
+    await eventually(cleaned, what="central's objects removed")
+    assert await east.get(SERVICES, "local", unique)
+    # the CLI path, with or without a controller: nothing left, twice harmless
+    assert await remove_link_objects(east, central_link["metadata"]["uid"]) == 0
+    assert await remove_link_objects(east, "central") == 0
+
+    # restore the mesh; then remove the link's objects with the controller stopped
+    await mesh.link("east", "central")
+    await eventually(both_merged, what="re-imported")
+    await mesh.stop("east")
+    try:
+        await mesh.unlink("east", "central")
+        removed = await remove_link_objects(east, "central")
+        assert removed == 10  # only-c: 5 deleted; both: pinned pair deleted, 3 shared stripped
+        now = await _mirror_names(east, unique)
+        assert ("GlobalService", "only-c") not in now
+        assert ("Service", "both-central-global") not in now
+        gs = await mesh.gs("east", unique, "both")
+        assert gs is not None and [e["cluster"] for e in gs["spec"]["endpoints"]] == ["west"]
+        assert await remove_link_objects(east, "central") == 0
+    finally:
+        await mesh.link("east", "central")
+        await mesh.start("east")
+    await eventually(both_merged, what="re-imported after restart")
+
+
+class FaultyApi(KubeApi):
+    """The real API, except that applies of objects whose name contains ``flaky`` fail with
+    ``status`` the first ``failures`` times (or always, with failures=-1)."""
+
+    def __init__(self, inner: KubeApi, status: int, failures: int) -> None:
+        super().__init__(inner._client, inner.name)
+        self.status = status
+        self.failures = failures
+        self.injected = 0
+
+    async def apply(self, res: Resource, obj: JsonObj, **kwargs: Any) -> JsonObj:
+        if "flaky" in obj["metadata"]["name"] and self.failures != 0:
+            self.failures -= 1 if self.failures > 0 else 0
+            self.injected += 1
+            raise kube_errors.from_status(self.status, {
+                "code": self.status, "reason": "Injected", "message": "injected fault"})
+        return await super().apply(res, obj, **kwargs)
+
+    async def close(self) -> None:  # the inner client is shared
+        return None
+
+
+async def test_write_faults_bounded_retries_then_condition_and_event(
+    mesh: Mesh, unique: str
+) -> None:
+    for m in ("west", "east"):
+        await ensure_namespace(mesh[m].admin, unique)
+    member = mesh["east"]
+    await mesh.stop("east")
+    assert member.api is not None
+    faulty = FaultyApi(member.api, 500, failures=-1)
+    await mesh.start("east", api=faulty)
+    try:
+        # transient: a 409 twice, then fine → imported
+        await export_service(mesh["west"].admin, unique, "flaky-a")
+
+        async def failed() -> bool:
+            status = await mesh.link_status("east", "west")
+            cond = condition(status, "Conflict")
+            assert cond.get("reason") == "WriteFailed", cond
+            assert "flaky-a" in cond["message"]
+            return True
+
+        await eventually(failed, timeout=30, what="WriteFailed condition")
+        # bounded: 3 attempts per write, 1 requeue (6 per reconcile; the export took two
+        # catalog changes, Service then EndpointSlice), then it stops
+        await asyncio.sleep(3)
+        injected = faulty.injected
+        await asyncio.sleep(2)
+        assert faulty.injected == injected <= 2 * 3 * 2
+        events = await mesh["east"].admin.list(EVENTS, "default")
+        assert any(e["reason"] == "WriteFailed" and "flaky-a" in e["note"]
+                   for e in events["items"])
+        # the fault heals (409 twice, then fine): the next change goes through
+        faulty.status, faulty.failures = 409, 2
+        await export_service(mesh["west"].admin, unique, "flaky-a", ports=[("http", 81)])
+        await _imported(mesh, "east", unique, "flaky-a")
+
+        async def cleared() -> bool:
+            status = await mesh.link_status("east", "west")
+            assert condition(status, "Conflict")["status"] == "False"
+            return True
+
+        await eventually(cleared, what="condition cleared")
+    finally:
+        await mesh.stop("east")
+        await mesh.start("east")
+
+
+async def test_two_replicas_one_writes(mesh: Mesh, unique: str) -> None:
+    for m in ("east", "central"):
+        await ensure_namespace(mesh[m].admin, unique)
+    await mesh.stop("central")
+    member = mesh["central"]
+    try:
+        a = await mesh.start("central", wait=False, leader_election=True, identity="replica-a")
+        task_a = member.task
+        await mesh.wait_ready("central")
+        b = await mesh.start("central", wait=False, leader_election=True, identity="replica-b")
+        task_b = member.task
+        await export_service(mesh["east"].admin, unique, "led")
+        await _imported(mesh, "central", unique, "led")
+        await asyncio.sleep(0.5)
+        assert a.ready.is_set() and not b.ready.is_set()
+        written = a.metrics.objects_written
+        assert sum(s.value for m in written.collect() for s in m.samples
+                   if s.name.endswith("_total")) > 0
+        assert not any(s.value for m in b.metrics.objects_written.collect() for s in m.samples)
+        # the leader goes away (releases the Lease): the standby takes over
+        assert task_a is not None
+        task_a.cancel()
+        await asyncio.gather(task_a, return_exceptions=True)
+        member.controller, member.task = b, task_b
+        await mesh.wait_ready("central", timeout=15)
+        await export_service(mesh["east"].admin, unique, "after")
+        await _imported(mesh, "central", unique, "after")
+        assert any(s.value for m in b.metrics.objects_written.collect() for s in m.samples)
+    finally:
+        await mesh.stop("central")
+        await mesh.start("central")
+
+
+async def test_service_account_is_least_privilege(mesh: Mesh) -> None:
+    api = mesh["west"].api
+    assert api is not None
+    forbidden = [
+        api.list(SECRETS, "isthmus-system"),
+        api.get(SECRETS, "isthmus-cluster-ca", "kube-system"),
+        api.list(SECRETS, "default"),
+        api.create(NAMESPACES, {"metadata": {"name": "nope"}}),
+        api.delete(LINKS, "east"),
+    ]
+    for call in forbidden:
+        try:
+            await call
+        except kube_errors.ForbiddenError:
+            continue
+        raise AssertionError("the mirror's ServiceAccount may do more than it needs")
+    # and what it needs, it can do (the whole suite runs the controllers as this account)
+    assert await api.get(SECRETS, "isthmus-cluster-ca", "isthmus-system")
+    assert (await api.list(LINKS))["items"]
