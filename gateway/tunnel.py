@@ -36,6 +36,7 @@ READ_MAX = 1 << 18
 WRITE_HIGH = 1 << 20
 WRITE_LOW = 1 << 18
 _HEAD = struct.Struct("!I")
+_READ_VIEW = memoryview(bytearray(READ_MAX))  # one loop per thread: shared safely
 
 
 class TunnelOwner(Protocol):
@@ -177,12 +178,16 @@ class Tunnel(asyncio.Protocol):
         self._in.write(data)
         if not self.handshaken and not self._step_handshake():
             return
-        chunks = []
+        # Decrypt into one preallocated buffer: SSLObject.read(n) alone would allocate n
+        # bytes per call for at most one 16 KiB record.
+        view = _READ_VIEW
+        size = len(view)
+        got = 0
         eof = False
         read = self.ssl.read
-        while True:
+        while got < size:
             try:
-                chunk = read(READ_MAX)
+                n = read(size - got, view[got:])
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:
@@ -191,14 +196,17 @@ class Tunnel(asyncio.Protocol):
             except ssl.SSLError:
                 self.abort("tls_error")
                 return
-            if not chunk:
+            if not n:
                 eof = True
                 break
-            chunks.append(chunk)
+            got += n
         if self._out.pending:
             self._flush()
-        if chunks:
-            self._feed(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        if got:
+            self._feed(bytes(view[:got]))
+            if got == size and not self.closed:  # more may be buffered in the BIO
+                self.data_received(b"")
+                return
         if eof and not self.closed:
             self._peer_eof()
 
@@ -290,8 +298,19 @@ class Tunnel(asyncio.Protocol):
             self.stats.bytes_to_tunnel += len(data)
         self.last_io = self.loop.time()
         n = len(data)
-        if n <= wire.MAX_FRAME:
+        if n <= 4096:
             self._send(b"".join((wire.data_head(n), data)))
+        elif n <= wire.MAX_FRAME:
+            # two records, no copy of a large payload
+            if self.closed:
+                return
+            try:
+                self.ssl.write(wire.data_head(n))
+                self.ssl.write(data)
+            except ssl.SSLError:
+                self.abort("tls_error")
+                return
+            self._flush()
         else:
             view = memoryview(data)
             for i in range(0, n, wire.MAX_FRAME):
@@ -309,7 +328,7 @@ class Tunnel(asyncio.Protocol):
             left = self._data_left
             if left:
                 take = min(left, n - pos)
-                piece = data if (pos == 0 and take == n) else data[pos : pos + take]
+                piece = data if (pos == 0 and take == n) else memoryview(data)[pos : pos + take]
                 self._data_left = left - take
                 pos += take
                 plain = self.plain
