@@ -177,6 +177,10 @@ async def follow(
         except StopAsyncIteration:
             report(Down(link.cluster, "UNAVAILABLE: the peer closed the catalog stream"))
         except (grpc.aio.AioRpcError, TimeoutError, OSError) as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # grpc turns our own cancellation into a CANCELLED status: stop for real
+                raise asyncio.CancelledError from exc
             report(Down(link.cluster, describe_rpc_error(exc)))
         finally:
             await channel.close(grace=None)

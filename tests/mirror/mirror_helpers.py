@@ -240,10 +240,12 @@ class Mesh:
             member.task.cancel()
             done, _ = await asyncio.wait([member.task], timeout=10)
             if not done:
-                import sys
+                stuck = []
                 for t in asyncio.all_tasks():
-                    t.print_stack(limit=3, file=sys.stderr)
-                raise AssertionError(f"mirror of {name} did not stop")
+                    frames = [f"{f.f_code.co_filename.rsplit('/', 1)[-1]}:{f.f_lineno}"
+                              f":{f.f_code.co_name}" for f in t.get_stack()]
+                    stuck.append(f"{t.get_name()} {frames}")
+                raise AssertionError(f"mirror of {name} did not stop: " + "\n".join(stuck))
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await member.task
         member.task = None
