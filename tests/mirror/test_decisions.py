@@ -1,0 +1,231 @@
+"""Tables for the pure parts: desired(), plan(), statuses, port allocation, the catalog log."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from isthmus.exports import ExportedPort, ExportedService
+from isthmus.mirror.desired import MERGED, PortKey, desired, global_service_status, port_names
+from isthmus.mirror.export_catalog import ExportCatalog
+from isthmus.mirror.model import CatalogEntry, LinkInfo, PeerView, PortSpec
+from isthmus.mirror.names import fit, mirror_service_name, pinned_service_name
+from isthmus.mirror.plan import Apply, Conflict, Delete, plan, plan_status
+from isthmus.mirror.ports import PortAllocator, PortsExhausted, recovered_ports
+
+
+def link(cluster: str) -> LinkInfo:
+    return LinkInfo(name=cluster, uid=f"uid-{cluster}", cluster=cluster, trust_domain="td",
+                    gateway_host=f"gw.{cluster}", gateway_port=15443)
+
+
+def entry(name: str = "users", ns: str = "shop", ports: tuple[tuple[str, int], ...] = (("http", 80),),
+          ready: int = 1) -> CatalogEntry:
+    return CatalogEntry(ns, name, tuple(PortSpec(p, n) for n, p in ports), ready)
+
+
+def peer(cluster: str, *entries: CatalogEntry, stale: str | None = None) -> PeerView:
+    return PeerView(link(cluster), {e.key: e for e in entries}, stale)
+
+
+def run_desired(*peers: PeerView, namespaces: frozenset[str] | None = None) -> Any:
+    keys = set()
+    for p in peers:
+        keys.update(p.entries)
+    from isthmus.mirror.desired import required_ports
+
+    alloc = PortAllocator(20000, 20100)
+    ports = alloc.ensure(required_ports(list(peers), keys))
+    return desired(list(peers), gateway_addresses=["10.0.0.2", "10.0.0.1"], ports=ports,
+                   namespaces=namespaces)
+
+
+def test_one_exporter_gives_five_objects() -> None:
+    d = run_desired(peer("west", entry()))
+    ds = d.services[("shop", "users")]
+    assert sorted(ds.objects) == [
+        ("EndpointSlice", "shop", "users-global"), ("EndpointSlice", "shop", "users-west-global"),
+        ("GlobalService", "shop", "users"), ("Service", "shop", "users-global"),
+        ("Service", "shop", "users-west-global")]
+    gs = ds.objects[("GlobalService", "shop", "users")]
+    assert gs["spec"]["hosts"] == ["users.shop.global", "users.shop.west.global"]
+    assert gs["spec"]["endpoints"][0]["health"] == "Healthy"
+    sl = ds.objects[("EndpointSlice", "shop", "users-global")]
+    assert [e["addresses"] for e in sl["endpoints"]] == [["10.0.0.1"], ["10.0.0.2"]]
+    assert sl["metadata"]["labels"]["kubernetes.io/service-name"] == "users-global"
+
+
+@pytest.mark.parametrize(
+    ("stale", "ready", "health"),
+    [
+        pytest.param(None, 2, "Healthy", id="fresh-ready"),
+        pytest.param(None, 0, "Unhealthy", id="fresh-no-ready-endpoints"),
+        pytest.param("UNAVAILABLE: down", 2, "Unhealthy", id="stale"),
+    ],
+)
+def test_endpoint_health(stale: str | None, ready: int, health: str) -> None:
+    d = run_desired(peer("west", entry(ready=ready), stale=stale))
+    ds = d.services[("shop", "users")]
+    assert ds.objects[("GlobalService", "shop", "users")]["spec"]["endpoints"][0]["health"] == health
+    status = global_service_status(ds, {}, [])
+    stale_cond = next(c for c in status["conditions"] if c["type"] == "Stale")
+    assert stale_cond["status"] == ("True" if stale else "False")
+    if stale:
+        assert stale_cond["message"] == "west: UNAVAILABLE: down"
+
+
+def test_conflicting_ports_first_cluster_wins_and_is_reported() -> None:
+    d = run_desired(peer("west", entry(ports=(("http", 80),))),
+                    peer("central", entry(ports=(("web", 80), ("metrics", 9100)))))
+    ds = d.services[("shop", "users")]
+    gs = ds.objects[("GlobalService", "shop", "users")]
+    assert [(p["name"], p["port"]) for p in gs["spec"]["ports"]] == [("web", 80), ("metrics", 9100)]
+    assert [e["cluster"] for e in gs["spec"]["endpoints"]] == ["central", "west"]
+    assert ds.port_conflict is not None and "central" in ds.port_conflict
+    # order of the peers does not matter
+    d2 = run_desired(peer("central", entry(ports=(("web", 80), ("metrics", 9100)))),
+                     peer("west", entry(ports=(("http", 80),))))
+    assert d2.services[("shop", "users")].objects == ds.objects
+
+
+def test_same_ports_no_conflict() -> None:
+    d = run_desired(peer("west", entry()), peer("east", entry()))
+    assert d.services[("shop", "users")].port_conflict is None
+
+
+def test_missing_namespace_is_reported_not_imported() -> None:
+    d = run_desired(peer("west", entry(), entry(ns="other")), namespaces=frozenset({"shop"}))
+    assert set(d.services) == {("shop", "users")}
+    assert d.missing_namespaces == {"west": frozenset({"other"})}
+
+
+@pytest.mark.parametrize(
+    ("ports", "names"),
+    [
+        pytest.param([PortSpec(80)], [""], id="single-unnamed-ok"),
+        pytest.param([PortSpec(80), PortSpec(81)], ["p80", "p81"], id="several-unnamed"),
+        pytest.param([PortSpec(80, "a"), PortSpec(81, "a")], ["a", "p81"], id="repeated"),
+    ],
+)
+def test_port_names(ports: list[PortSpec], names: list[str]) -> None:
+    assert port_names(ports) == names
+
+
+def test_long_names_fit_and_stay_unique() -> None:
+    long = "s" * 60
+    assert len(mirror_service_name(long)) <= 63
+    assert len(pinned_service_name(long, "c" * 63)) <= 63
+    assert pinned_service_name(long, "a") != pinned_service_name(long, "b")
+    assert fit("short") == "short"
+
+
+def _ours(obj: dict[str, Any], **labels: str) -> dict[str, Any]:
+    out = {**obj, "metadata": {**obj["metadata"], "uid": "u1", "resourceVersion": "5",
+                               "labels": {**obj["metadata"]["labels"], **labels}}}
+    return out
+
+
+def _service_want() -> dict[str, Any]:
+    d = run_desired(peer("west", entry()))
+    return d.services[("shop", "users")].objects[("Service", "shop", "users-global")]
+
+
+REF = ("Service", "shop", "users-global")
+
+
+@pytest.mark.parametrize(
+    ("observed", "wanted", "expected"),
+    [
+        pytest.param({}, True, [Apply], id="absent-create"),
+        pytest.param({REF: "same"}, True, [], id="same-nothing"),
+        pytest.param({REF: "changed-port"}, True, [Apply], id="changed-apply"),
+        pytest.param({REF: "extra-owner"}, True, [Apply], id="stale-owner-label-apply"),
+        pytest.param({REF: "not-ours"}, True, [Conflict], id="not-ours-conflict"),
+        pytest.param({REF: "other-mirror"}, True, [Conflict], id="other-mirror-conflict"),
+        pytest.param({REF: "same"}, False, [Delete], id="unwanted-delete"),
+        pytest.param({REF: "not-ours"}, False, [], id="unwanted-not-ours-untouched"),
+    ],
+)
+def test_plan_table(observed: dict[Any, str], wanted: bool, expected: list[type]) -> None:
+    want = _service_want()
+    variants = {
+        "same": _ours(want) | {"spec": {**want["spec"], "clusterIP": "10.96.0.9"}},
+        "changed-port": _ours(want) | {"spec": {**want["spec"], "ports": []}},
+        "extra-owner": _ours(want, **{"link.isthmus.io/east": "uid-east"}),
+        "not-ours": {**want, "metadata": {**want["metadata"], "labels": {"team": "x"}}},
+        "other-mirror": _ours(want, **{"isthmus.io/global-service": "other"}),
+    }
+    obs = {ref: variants[name] for ref, name in observed.items()}
+    actions = plan(obs, {REF: want} if wanted else {})
+    assert [type(a) for a in actions] == expected
+    if expected == [Apply] and not observed:
+        assert actions[0].check_first  # type: ignore[union-attr]
+    if expected == [Delete]:
+        assert actions[0].uid == "u1"  # type: ignore[union-attr]
+
+
+def test_status_transition_times_kept_when_unchanged() -> None:
+    ds = run_desired(peer("west", entry())).services[("shop", "users")]
+    gs = ds.objects[("GlobalService", "shop", "users")]
+    t0 = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    status = global_service_status(ds, {"users-global": "10.96.0.5"}, [])
+    first = plan_status(gs, status, None, t0)
+    assert first is not None
+    observed = {**gs, "status": first.obj["status"]}
+    assert plan_status(gs, status, observed, t0 + dt.timedelta(hours=1)) is None
+    stale = run_desired(peer("west", entry(), stale="down")).services[("shop", "users")]
+    later = plan_status(gs, global_service_status(stale, {"users-global": "10.96.0.5"}, []),
+                        observed, t0 + dt.timedelta(hours=1))
+    assert later is not None
+    times = {c["type"]: c["lastTransitionTime"] for c in later.obj["status"]["conditions"]}
+    assert times["Stale"] == "2030-01-01T01:00:00Z"
+    assert times["PortConflict"] == "2030-01-01T00:00:00Z"
+
+
+def test_ports_recovered_from_global_services_stay_put() -> None:
+    gs = {"metadata": {"namespace": "shop", "name": "users"},
+          "spec": {"ports": [{"port": 80, "outboundPort": 20007}],
+                   "endpoints": [{"cluster": "west",
+                                  "pinnedPorts": [{"port": 80, "outboundPort": 20003}]}]}}
+    found = recovered_ports([gs])
+    assert found == {PortKey("shop", "users", MERGED, 80): 20007,
+                     PortKey("shop", "users", "west", 80): 20003}
+    alloc = PortAllocator(20000, 20010, found)
+    got = alloc.ensure([*found, PortKey("shop", "users", "east", 80)])
+    assert got[PortKey("shop", "users", MERGED, 80)] == 20007
+    assert got[PortKey("shop", "users", "east", 80)] not in (20003, 20007)
+    alloc.release(("shop", "users"))
+    assert alloc.by_key == {}
+
+
+def test_ports_exhausted() -> None:
+    alloc = PortAllocator(20000, 20001)
+    alloc.ensure([PortKey("a", "b", "", 1), PortKey("a", "b", "", 2)])
+    with pytest.raises(PortsExhausted):
+        alloc.ensure([PortKey("a", "b", "", 3)])
+
+
+def _export(name: str, allowed: frozenset[str] | None = None, port: int = 80) -> ExportedService:
+    return ExportedService(namespace="shop", name=name, ports=(ExportedPort(port=port),),
+                           allowed_clusters=allowed)
+
+
+def test_catalog_resume_filters_and_expires() -> None:
+    cat = ExportCatalog(history=3)
+    cat.set(("shop", "a"), _export("a"))
+    cat.set(("shop", "b"), _export("b", frozenset({"east"})))
+    version, entries = cat.snapshot("west")
+    assert [e.name for e in entries] == ["a"] and version == 2
+    cat.set(("shop", "a"), _export("a", port=81))
+    cat.set(("shop", "b"), _export("b", frozenset({"west"})))
+    changes = cat.changes_since(2, "west")
+    assert changes is not None
+    assert [e.name for e in changes.upserts] == ["a", "b"] and changes.removed == ()
+    assert cat.set(("shop", "a"), _export("a", port=81)) is False  # no change, no version
+    cat.set(("shop", "b"), None)
+    changes = cat.changes_since(4, "west")
+    assert changes is not None and changes.removed == (("shop", "b"),)
+    assert cat.changes_since(0, "west") is None  # older than the log: snapshot instead
+    assert cat.changes_since(99, "west") is None  # from the future (another epoch)
