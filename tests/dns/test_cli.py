@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -107,10 +109,18 @@ def ask(port: int, name: str) -> DNSRecord:
 def test_process_serves_the_file_reloads_on_sighup_and_stops_on_sigterm(tmp_path: Path) -> None:
     path = tmp_path / "services.yaml"
     path.write_text(yaml.safe_dump_all(objects()))
-    proc, port = start(path)
+    with socket.socket() as probe:  # a free port for /metrics
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
+    proc, port = start(path, "--metrics-port", str(metrics_port))
     try:
         reply = ask(port, "users.shop.global")
         assert [(str(r.rdata), r.ttl) for r in reply.rr] == [("10.96.0.10", 7)]  # env TTL
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        assert "isthmus_dns_queries_total 1.0" in text
+        assert 'isthmus_dns_slow_path_outcomes_total{outcome="noerror"} 1.0' in text
         path.write_text(yaml.safe_dump_all([global_service("users", "shop", ["10.9.9.9"])
                                             .to_wire()]))
         proc.send_signal(signal.SIGHUP)
