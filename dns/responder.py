@@ -2,8 +2,9 @@
 
 ``respond`` parses with ``wire.parse_query``, decides with ``resolver.resolve``, then adds
 the transport framing: the OPT record for an EDNS query (our buffer size, DO copied, RFC
-3225) and, over UDP, TC=1 with an empty answer when the reply exceeds the client's limit
-(512 without EDNS, else min(client buffer, ours), never below 512; RFC 6891 §6.2.5).
+3225) and TC=1 with an empty answer when the reply exceeds the limit: over UDP the
+client's (512 without EDNS, else min(client buffer, ours), never below 512; RFC 6891
+§6.2.5), over TCP the 65 535 bytes a length prefix can say.
 
 ``Responder`` puts a precomputed-answer cache in front of it, in two tiers:
 
