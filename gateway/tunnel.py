@@ -32,11 +32,14 @@ from isthmus.gateway import wire
 if TYPE_CHECKING:
     from isthmus.trust import PeerIdentity
 
-READ_MAX = 1 << 18
+READ_MAX = 1 << 20
 WRITE_HIGH = 1 << 20
 WRITE_LOW = 1 << 18
 _HEAD = struct.Struct("!I")
 _READ_VIEW = memoryview(bytearray(READ_MAX))  # one loop per thread: shared safely
+# Every socket reads into this one buffer (BufferedProtocol): its bytes are consumed before
+# buffer_updated() returns (copied into the TLS BIO, or encrypted), so sharing is safe.
+_RECV_VIEW = memoryview(bytearray(READ_MAX))
 
 
 class TunnelOwner(Protocol):
@@ -79,7 +82,7 @@ class StreamStats:
         self.reason = ""
 
 
-class Plain(asyncio.Protocol):
+class Plain(asyncio.BufferedProtocol):
     """The plain TCP side of a stream."""
 
     def __init__(self) -> None:
@@ -92,6 +95,16 @@ class Plain(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = t = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         t.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _RECV_VIEW
+
+    def buffer_updated(self, nbytes: int) -> None:
+        tunnel = self.tunnel
+        if tunnel is not None:
+            tunnel.send_data(_RECV_VIEW[:nbytes])
+        else:
+            self.data_received(bytes(_RECV_VIEW[:nbytes]))
 
     def data_received(self, data: bytes) -> None:
         tunnel = self.tunnel
@@ -122,7 +135,7 @@ class Plain(asyncio.Protocol):
             self.tunnel.resume_reading("plain")
 
 
-class Tunnel(asyncio.Protocol):
+class Tunnel(asyncio.BufferedProtocol):
     """One TLS connection between gateways, carrying streams one after another."""
 
     def __init__(
@@ -173,7 +186,13 @@ class Tunnel(asyncio.Protocol):
         if not self.server_side:
             self._step_handshake()
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _RECV_VIEW
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(_RECV_VIEW[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
         self.last_io = self.loop.time()
         self._in.write(data)
         if not self.handshaken and not self._step_handshake():
@@ -293,7 +312,7 @@ class Tunnel(asyncio.Protocol):
     def send_status(self, status: wire.Status) -> None:
         self._send(wire.status_frame(status))
 
-    def send_data(self, data: bytes) -> None:
+    def send_data(self, data: bytes | memoryview) -> None:
         if self.stats is not None:
             self.stats.bytes_to_tunnel += len(data)
         self.last_io = self.loop.time()

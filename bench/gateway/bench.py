@@ -139,8 +139,8 @@ def nginx_backend_conf(d: Path) -> Path:
     conf = d / "backend.conf"
     conf.write_text(f"""
 daemon off; worker_processes 1; pid {d}/backend.pid; error_log {d}/backend.err warn;
-worker_rlimit_nofile 65536;
-events {{ worker_connections 30000; }}
+worker_rlimit_nofile 20000;
+events {{ worker_connections 19000; }}
 http {{
   access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
   server {{ listen 127.0.0.1:{B_HTTP} backlog=8192; location / {{ root {www}; }} }}
@@ -152,8 +152,8 @@ http {{
 def nginx_pair_confs(d: Path) -> tuple[Path, Path]:
     east_in, west_http, west_iperf = PORTS["nginx"]
     head = ("load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n"
-            "daemon off; worker_processes 1; worker_rlimit_nofile 65536;\n"
-            "events { worker_connections 30000; }\n")
+            "daemon off; worker_processes 1; worker_rlimit_nofile 20000;\n"
+            "events { worker_connections 19000; }\n")
     east = d / "nginx-east.conf"
     east.write_text(head + f"""pid {d}/ne.pid; error_log {d}/ne.err warn;
 stream {{
@@ -187,7 +187,7 @@ stream {{
 def haproxy_confs(d: Path) -> tuple[Path, Path]:
     east_in, west_http, west_iperf = PORTS["haproxy"]
     common = """global
-  maxconn 30000
+  maxconn 9000
   nbthread 1
   ssl-default-bind-options ssl-min-ver TLSv1.3
   ssl-default-server-options ssl-min-ver TLSv1.3
