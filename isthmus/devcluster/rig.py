@@ -33,6 +33,7 @@ from typing import Any
 
 from isthmus.devcluster.controlplane import ControlPlane, ControlPlaneError, ManagedProcess
 from isthmus.devcluster.network import ClusterNet, RigNetwork
+from isthmus.dns.netns_resolv import write_netns_resolv_conf
 from isthmus.logging import get_logger
 
 log = get_logger("isthmus.devcluster.rig")
@@ -175,9 +176,7 @@ class Rig:
         dns_kc = self._sa_kubeconfig(c, "isthmus-dns")
         self._spawn(c, "dns", ["dns", "--kubeconfig", str(dns_kc),
                                "--listen-address", "127.0.0.1", "--port", "53"])
-        resolv = Path("/etc/netns") / c.net.netns / "resolv.conf"
-        resolv.parent.mkdir(parents=True, exist_ok=True)
-        resolv.write_text("# written by the isthmus rig\nnameserver 127.0.0.1\noptions timeout:1\n")
+        write_netns_resolv_conf(c.net.netns, "127.0.0.1")
 
     def _wait_secret(self, c: RigCluster, name: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
