@@ -10,6 +10,7 @@ becomes ``WriteRejected``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -53,7 +54,12 @@ class Applier:
         backoff: Backoff | None = None,
         on_written: Callable[[JsonObj], None] | None = None,
         on_deleted: Callable[[ObjRef], None] | None = None,
+        verify_absent: bool = True,
     ) -> None:
+        """``verify_absent=False`` trusts the caller's complete watch cache that a name is
+        free (no GET before creating); the controller watches every Service, EndpointSlice
+        and GlobalService, so it passes False."""
+        self.verify_absent = verify_absent
         self.api = api
         self.metrics = metrics
         self.attempts = attempts
@@ -71,17 +77,33 @@ class Applier:
             raise WriteRejected(f"{what}: {exc}") from exc
 
     async def execute(self, actions: Sequence[Action]) -> Outcome:
+        """Run ``actions`` in their order, except that consecutive actions of one stage
+        (Services and EndpointSlices; the GlobalService; status; deletes) run together."""
         outcome = Outcome()
+        stages: list[list[Action]] = []
         for action in actions:
-            if isinstance(action, Conflict):
-                outcome.conflicts[action.ref] = action.message
-            elif isinstance(action, Apply):
-                await self._apply(action, outcome)
-            elif isinstance(action, ApplyStatus):
-                await self._apply_status(action.obj, outcome)
-            elif isinstance(action, Delete):
-                await self._delete(action.ref, action.uid, outcome)
+            if stages and _stage(stages[-1][0]) == _stage(action):
+                stages[-1].append(action)
+            else:
+                stages.append([action])
+        for stage in stages:
+            results = await asyncio.gather(
+                *(self._one(a, outcome) for a in stage), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
         return outcome
+
+    async def _one(self, action: Action, outcome: Outcome) -> None:
+        if isinstance(action, Conflict):
+            outcome.conflicts[action.ref] = action.message
+        elif isinstance(action, Apply):
+            await self._apply(action, outcome)
+        elif isinstance(action, ApplyStatus):
+            await self._apply_status(action.obj, outcome)
+        elif isinstance(action, Delete):
+            await self._delete(action.ref, action.uid, outcome)
 
     async def _apply(self, action: Apply, outcome: Outcome) -> None:
         obj = action.obj
@@ -90,7 +112,7 @@ class Applier:
         meta = obj["metadata"]
         ref: ObjRef = (kind, meta["namespace"], meta["name"])
         what = f"apply {kind} {meta['namespace']}/{meta['name']}"
-        if action.check_first:
+        if action.check_first and self.verify_absent:
             try:
                 have = await self._call(
                     f"get {kind}", lambda: self.api.get(res, meta["name"], meta["namespace"])
@@ -138,6 +160,15 @@ class Applier:
         self.metrics.objects_written.labels(kind=kind, action="delete").inc()
         outcome.deleted.append(ref)
         self._on_deleted(ref)
+
+
+def _stage(action: Action) -> int:
+    if isinstance(action, Delete):
+        return 3
+    if isinstance(action, ApplyStatus):
+        return 2
+    kind = action.obj["kind"] if isinstance(action, Apply) else action.ref[0]
+    return 1 if kind == "GlobalService" else 0
 
 
 def vips_of(objects: Mapping[ObjRef, JsonObj]) -> dict[str, str]:

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from isthmus.exports import build_exports
+from isthmus.exports import build_exports, is_exported
 from isthmus.kube import errors as kube_errors
 from isthmus.kube.backoff import Backoff
 from isthmus.kube.client import JsonObj, KubeApi
@@ -33,7 +33,6 @@ from isthmus.kube.resources import (
     Resource,
 )
 from isthmus.labels import (
-    EXPORT_LABEL,
     GLOBAL_SERVICE_LABEL,
     MIRROR_LABEL,
     SLICE_SERVICE_LABEL,
@@ -111,6 +110,10 @@ class ObservedIndex:
             if not bucket:
                 self.by_key.pop(key, None)
         return key
+
+    @property
+    def refs(self) -> dict[ObjRef, ServiceKey]:
+        return self._key_of
 
     def for_key(self, key: ServiceKey) -> dict[ObjRef, JsonObj]:
         return dict(self.by_key.get(key, {}))
@@ -219,6 +222,8 @@ class MirrorController:
         self.links: dict[str, LinkInfo] = {}
         self.peers: dict[str, PeerState] = {}
         self.observed = ObservedIndex()
+        self.foreign: dict[ObjRef, JsonObj] = {}
+        self._conflict_refs: dict[ObjRef, ServiceKey] = {}
         self.namespaces: set[str] = set()
         self.gateway_addresses: tuple[str, ...] = ()
         self.allocator = PortAllocator(*settings.ports)
@@ -229,7 +234,7 @@ class MirrorController:
         self.recorder = EventRecorder(api, self.identity)
         self.applier = Applier(
             api, self.metrics, attempts=settings.write_attempts,
-            on_written=self._written, on_deleted=self._deleted,
+            on_written=self._written, on_deleted=self._deleted, verify_absent=False,
         )
         self.elector: LeaderElector | None = None
         self.watch_settings = WatchSettings(
@@ -332,10 +337,9 @@ class MirrorController:
     def _start_watches(self, tg: asyncio.TaskGroup) -> None:
         specs: dict[str, tuple[Resource, str | None, Callable[[str, JsonObj], None]]] = {
             "links": (LINKS, None, self._on_link),
-            "exports": (SERVICES, f"{EXPORT_LABEL}=true", self._on_export_service),
+            "services": (SERVICES, None, self._on_service),
             "slices": (ENDPOINTSLICES, None, self._on_slice),
-            "mirrors": (SERVICES, f"{MIRROR_LABEL}=true", self._on_mirror_object),
-            "globalservices": (GLOBALSERVICES, f"{MIRROR_LABEL}=true", self._on_mirror_object),
+            "globalservices": (GLOBALSERVICES, None, self._on_mirror_object),
             "namespaces": (NAMESPACES, None, self._on_namespace),
         }
         for name, (res, selector, handler) in specs.items():
@@ -363,9 +367,9 @@ class MirrorController:
 
     def resume_watches(self) -> None:
         handlers = {
-            "links": self._on_link, "exports": self._on_export_service,
-            "slices": self._on_slice, "mirrors": self._on_mirror_object,
-            "globalservices": self._on_mirror_object, "namespaces": self._on_namespace,
+            "links": self._on_link, "services": self._on_service,
+            "slices": self._on_slice, "globalservices": self._on_mirror_object,
+            "namespaces": self._on_namespace,
         }
         assert self._tg is not None
         for name, reflector in self.reflectors.items():
@@ -388,16 +392,21 @@ class MirrorController:
             self.queue.put_nowait(ev.LinkUpserted(link))
 
     def _export_changed(self, key: ServiceKey) -> None:
-        svc = self.reflectors["exports"].store.get(key)
+        svc = self.reflectors["services"].store.get(key)
         slices = list(self._export_slices.get(key, {}).values())
         exported = build_exports([svc], slices).get(key) if svc is not None else None
         self.catalog.set(key, exported)
         self.metrics.exported.set(len(self.catalog.entries))
         self.metrics.local_catalog_version.set(self.catalog.version)
 
-    def _on_export_service(self, kind: str, obj: JsonObj) -> None:
+    def _on_service(self, kind: str, obj: JsonObj) -> None:
+        """Every Service: exported ones feed the catalog, mirrors the observed index, and
+        any other is remembered so a mirror never takes its name."""
         meta = obj["metadata"]
-        self._export_changed((meta["namespace"], meta["name"]))
+        key = (meta["namespace"], meta["name"])
+        if is_exported(obj) or key in self.catalog.entries:
+            self._export_changed(key)
+        self._on_mirror_object(kind, obj)
 
     def _on_slice(self, kind: str, obj: JsonObj) -> None:
         meta = obj["metadata"]
@@ -418,7 +427,9 @@ class MirrorController:
             bucket[meta["name"]] = obj
         if key == (self.settings.namespace, GATEWAY_SERVICE):
             self._gateway_changed()
-        if key in self.reflectors["exports"].store:
+        if key in self.catalog.entries or is_exported(
+            self.reflectors["services"].store.get(key) or {}
+        ):
             self._export_changed(key)
 
     def _gateway_changed(self) -> None:
@@ -436,6 +447,20 @@ class MirrorController:
 
     def _on_mirror_object(self, kind: str, obj: JsonObj) -> None:
         ref = ref_of(obj)
+        if not is_ours(obj):
+            # someone else's object: remembered (by reference) so plan() sees the name taken
+            was_ours = self.observed.remove(ref)
+            if kind == "DELETED":
+                self.foreign.pop(ref, None)
+                waiting = self._conflict_refs.pop(ref, None)
+                if waiting is not None:  # a mirror wanted this name: take it now
+                    self.queue.put_nowait(ev.MirrorObjectChanged(waiting))
+            else:
+                self.foreign[ref] = obj
+            if was_ours is not None:
+                self.queue.put_nowait(ev.MirrorObjectChanged(was_ours))
+            return
+        self.foreign.pop(ref, None)
         if kind == "DELETED":
             key = self.observed.remove(ref)
             own = self._own_rv.pop(ref, None)
@@ -714,6 +739,7 @@ class MirrorController:
         ds = want.services.get(key)
         wanted = ds.objects if ds is not None else {}
         observed = self.observed.for_key(key)
+        observed.update({ref: self.foreign[ref] for ref in wanted if ref in self.foreign})
         actions = plan(observed, wanted)
         outcome = await self.applier.execute(actions)
         current = {**observed, **outcome.written}
@@ -721,6 +747,8 @@ class MirrorController:
             current.pop(ref, None)
         self._record_missing(key, want.missing_namespaces)
         self._record_conflicts(key, ds.clusters if ds else (), outcome.conflicts)
+        for ref in outcome.conflicts:
+            self._conflict_refs[ref] = key
         if ds is None:
             self.allocator.release(key)
             return

@@ -47,7 +47,7 @@ class MirrorSettings(ComponentSettings):
         default="20000-29999", pattern=r"^\d+-\d+$",
         description="Local gateway outbound ports the mirror allocates from.")
     concurrency: int = pydantic.Field(
-        default=32, ge=1, description="Services reconciled in parallel.")
+        default=64, ge=1, description="Services reconciled in parallel.")
     write_attempts: int = pydantic.Field(
         default=5, ge=1, description="Attempts per API write (409/429/5xx/transport).")
     requeue_limit: int = pydantic.Field(

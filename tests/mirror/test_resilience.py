@@ -83,8 +83,8 @@ async def test_gone_410_relists_and_converges_without_spurious_writes(
 
     await eventually(converged, what="final set = exported set")
     await cb.wait_idle()
-    assert ca.reflectors["exports"].lists == lists_a["exports"] + 1, "expected one re-list"
-    assert cb.reflectors["mirrors"].lists == lists_b["mirrors"] + 1
+    assert ca.reflectors["services"].lists == lists_a["services"] + 1, "expected one re-list"
+    assert cb.reflectors["services"].lists == lists_b["services"] + 1
     assert {k[1] for k in ca.catalog.entries if k[0] == ns} == expected
     # exactly: 3 new services x (merged + pinned) + the repaired s4-global; 2 gone x 5 objects
     assert _writes(cb, "apply", "Service") - applies == 3 * 2 + 1

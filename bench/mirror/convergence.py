@@ -1,0 +1,284 @@
+"""Mirror convergence benchmark (not a test): label N Services for export in one cluster,
+time until the peer has each one's GlobalService *and* mirror Service; then delete them all
+and time until both are gone. Reports p50/p99/max and the controllers' resident memory.
+
+Two real control planes; both mirrors run as separate processes (``isthmus mirror``) as
+their ServiceAccount, catalog over gRPC/mTLS on loopback.
+
+    .venv/bin/python bench/mirror/convergence.py --sizes 10,100,1000 [--resync 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "mirror"))
+
+from mirror_helpers import Mesh, Pki, ensure_namespace  # noqa: E402
+
+from isthmus.devcluster import ControlPlane  # noqa: E402
+from isthmus.devcluster.controlplane import free_port  # noqa: E402
+from isthmus.kube.client import KubeApi  # noqa: E402
+from isthmus.kube.reflector import Reflector  # noqa: E402
+from isthmus.kube.resources import GLOBALSERVICES, SERVICES  # noqa: E402
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - loopback
+        return str(r.read().decode())
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+class Controller:
+    def __init__(self, name: str, kubeconfig: Path, catalog_port: int) -> None:
+        self.name = name
+        self.metrics_port = free_port()
+        env = {
+            **os.environ,
+            "ISTHMUS_MIRROR_KUBECONFIG": str(kubeconfig),
+            "ISTHMUS_MIRROR_CATALOG_HOST": "127.0.0.1",
+            "ISTHMUS_MIRROR_CATALOG_PORT": str(catalog_port),
+            "ISTHMUS_MIRROR_METRICS_HOST": "127.0.0.1",
+            "ISTHMUS_MIRROR_METRICS_PORT": str(self.metrics_port),
+            "ISTHMUS_MIRROR_LEADER_ELECTION": "false",
+            "ISTHMUS_MIRROR_LOG_LEVEL": "warning",
+            "ISTHMUS_MIRROR_PORT_RANGE": "20000-60000",
+        }
+        self.log = tempfile.NamedTemporaryFile(prefix=f"mirror-{name}-", suffix=".log",  # noqa: SIM115
+                                               delete=False)
+        self.proc = subprocess.Popen([str(ROOT / ".venv/bin/isthmus"), "mirror"], env=env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.metrics_port}/readyz", timeout=1) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    async def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} mirror not ready; log {self.log.name}")
+            await asyncio.sleep(0.2)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+async def _gather_limited(coros: list[Any], limit: int = 64) -> None:
+    sem = asyncio.Semaphore(limit)
+
+    async def one(c: Any) -> None:
+        async with sem:
+            await c
+
+    await asyncio.gather(*(one(c) for c in coros))
+
+
+class Seen:
+    """Watch the importing cluster: when each GlobalService / mirror Service appears/goes."""
+
+    def __init__(self, api: KubeApi, ns: str) -> None:
+        self.gs = Reflector(api, GLOBALSERVICES, ns)
+        self.svc = Reflector(api, SERVICES, ns, label_selector="isthmus.io/mirror=true")
+        self.added: dict[tuple[str, str], float] = {}
+        self.deleted: dict[tuple[str, str], float] = {}
+        self.tasks = [asyncio.create_task(self._run(self.gs, "gs")),
+                      asyncio.create_task(self._run(self.svc, "svc"))]
+
+    async def _run(self, reflector: Reflector, kind: str) -> None:
+        async for event, obj in reflector.events():
+            if obj is None:
+                continue
+            name = obj["metadata"]["name"]
+            if kind == "svc":
+                if not name.endswith("-global") or name.count("-") > 1:
+                    continue  # pinned mirrors are not timed
+                name = name[: -len("-global")]
+            now = time.monotonic()
+            if event == "ADDED":
+                self.added.setdefault((kind, name), now)
+            elif event == "DELETED":
+                self.deleted.setdefault((kind, name), now)
+
+    def both(self, which: dict[tuple[str, str], float], name: str) -> float | None:
+        a, b = which.get(("gs", name)), which.get(("svc", name))
+        return max(a, b) if a is not None and b is not None else None
+
+    async def stop(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def run_size(mesh: Mesh, n: int, importer_pid: int, exporter_pid: int) -> dict[str, Any]:
+    west, east = mesh["west"].admin, mesh["east"].admin
+    ns = f"bench-{n}-{int(time.time()) % 100000}"
+    await ensure_namespace(west, ns)
+    await ensure_namespace(east, ns)
+    names = [f"svc{i:05d}" for i in range(n)]
+    await _gather_limited([west.create(SERVICES, {
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"ports": [{"name": "http", "port": 80}]}}, ns) for name in names])
+    seen = Seen(east, ns)
+    await seen.gs.synced.wait()
+    await seen.svc.synced.wait()
+    t0: dict[str, float] = {}
+
+    async def label(name: str) -> None:
+        t0[name] = time.monotonic()
+        await west.request("PATCH", SERVICES.path(ns, name),
+                           body={"metadata": {"labels": {"isthmus.io/export": "true"}}},
+                           content_type="application/merge-patch+json")
+
+    start = time.monotonic()
+    await _gather_limited([label(name) for name in names])
+    while any(seen.both(seen.added, name) is None for name in names):
+        if time.monotonic() - start > 600:
+            raise RuntimeError("convergence timed out")
+        await asyncio.sleep(0.05)
+    add = [seen.both(seen.added, name) - t0[name] for name in names]  # type: ignore[operator]
+    add_total = max(seen.both(seen.added, name) for name in names) - start  # type: ignore[type-var]
+    mem_importer, mem_exporter = rss_mb(importer_pid), rss_mb(exporter_pid)
+
+    t0.clear()
+
+    async def delete(name: str) -> None:
+        t0[name] = time.monotonic()
+        await west.delete(SERVICES, name, ns)
+
+    start = time.monotonic()
+    await _gather_limited([delete(name) for name in names])
+    while any(seen.both(seen.deleted, name) is None for name in names):
+        if time.monotonic() - start > 600:
+            raise RuntimeError("delete convergence timed out")
+        await asyncio.sleep(0.05)
+    dele = [seen.both(seen.deleted, name) - t0[name] for name in names]  # type: ignore[operator]
+    await seen.stop()
+    return {"n": n, "add": add, "add_total": add_total, "del": dele,
+            "rss_importer": mem_importer, "rss_exporter": mem_exporter}
+
+
+async def resync(mesh: Mesh, n: int, kubeconfig: Path, catalog_port: int,
+                 exporter_pid: int) -> dict[str, float]:
+    """Import ``n`` services, then restart the importer and time a full resync."""
+    west, east = mesh["west"].admin, mesh["east"].admin
+    ns = f"resync-{n}"
+    await ensure_namespace(west, ns)
+    await ensure_namespace(east, ns)
+    await _gather_limited([west.create(SERVICES, {
+        "metadata": {"name": f"r{i:05d}", "namespace": ns,
+                     "labels": {"isthmus.io/export": "true"}},
+        "spec": {"ports": [{"name": "http", "port": 80}]}}, ns) for i in range(n)])
+    importer = Controller("east-resync", kubeconfig, catalog_port)
+    start = time.monotonic()
+    await importer.wait_ready(120)
+    while True:
+        items = (await east.list(GLOBALSERVICES, ns))["items"]
+        if len(items) == n and all((i.get("status") or {}).get("vips") for i in items):
+            break
+        await asyncio.sleep(1)
+    first = time.monotonic() - start
+    rss_first = rss_mb(importer.proc.pid)
+    importer.stop()
+    importer = Controller("east-resync2", kubeconfig, catalog_port)
+    start = time.monotonic()
+    await importer.wait_ready(120)
+    ready = time.monotonic() - start
+    # idle = no pending keys: read the gauge
+    while True:
+        text = await asyncio.to_thread(_get, f"http://127.0.0.1:{importer.metrics_port}/metrics")
+        pending = [ln for ln in text.splitlines() if ln.startswith("isthmus_mirror_pending_keys")]
+        written = sum(float(ln.split()[-1]) for ln in text.splitlines()
+                      if ln.startswith("isthmus_mirror_objects_written_total"))
+        if pending and float(pending[0].split()[-1]) == 0 and time.monotonic() - start > ready + 1:
+            break
+        await asyncio.sleep(0.2)
+    total = time.monotonic() - start - 0.2
+    rss = rss_mb(importer.proc.pid)
+    importer.stop()
+    return {"n": n, "initial_import_s": first, "rss_initial_mb": rss_first,
+            "resync_ready_s": ready, "resync_idle_s": total, "resync_writes": written,
+            "rss_after_resync_mb": rss, "rss_exporter_mb": rss_mb(exporter_pid)}
+
+
+def fmt(values: list[float]) -> str:
+    return (f"{statistics.median(values) * 1000:7.0f} {pct(values, 0.99) * 1000:7.0f} "
+            f"{max(values) * 1000:7.0f}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="10,100,1000")
+    parser.add_argument("--resync", type=int, default=0, help="also time a full resync of N")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    workdir = Path(tempfile.mkdtemp(prefix="isthmus-bench-"))
+    cps = [ControlPlane("west", service_cidr="10.96.0.0/12").start(),
+           ControlPlane("east", service_cidr="10.112.0.0/12").start()]
+    mesh = Mesh(Pki(), workdir)
+    procs: list[Controller] = []
+    try:
+        for cp in cps:
+            await mesh.add(cp)
+        await mesh.link("west", "east")
+        await mesh.link("east", "west")
+        exporter = Controller("west", mesh["west"].sa_kubeconfig, mesh["west"].catalog_port)
+        importer = Controller("east", mesh["east"].sa_kubeconfig, mesh["east"].catalog_port)
+        procs += [exporter, importer]
+        await exporter.wait_ready()
+        await importer.wait_ready()
+        rows = []
+        for n in sizes:
+            rows.append(await run_size(mesh, n, importer.proc.pid, exporter.proc.pid))
+        print("\nconvergence (ms): label → GlobalService + mirror Service in the peer")
+        print(f"{'N':>6} | {'add p50':>7} {'p99':>7} {'max':>7} | {'del p50':>7} {'p99':>7} "
+              f"{'max':>7} | burst s | RSS imp/exp MB")
+        for r in rows:
+            print(f"{r['n']:>6} | {fmt(r['add'])} | {fmt(r['del'])} | {r['add_total']:7.2f} | "
+                  f"{r['rss_importer']:.0f}/{r['rss_exporter']:.0f}")
+        if args.resync:
+            importer.stop()
+            procs.remove(importer)
+            res = await resync(mesh, args.resync, mesh["east"].sa_kubeconfig,
+                               mesh["east"].catalog_port, exporter.proc.pid)
+            print("\nfull resync:", " ".join(f"{k}={v:.1f}" for k, v in res.items()))
+    finally:
+        for p in procs:
+            p.stop()
+        await mesh.close()
+        for cp in cps:
+            cp.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
