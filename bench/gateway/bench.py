@@ -12,8 +12,8 @@ Backends: nginx (http, a 1 KiB file) and an iperf3 server. Each figure is the me
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
+import math
 import os
 import re
 import resource
@@ -209,12 +209,13 @@ backend be_iperf
 """)
     west = d / "haproxy-west.cfg"
     text = common
+    verify = "verify required"
     for port, sni, name in ((west_http, "http.east", "http"), (west_iperf, "iperf.east", "iperf")):
         text += f"""frontend f_{name}
   bind 127.0.0.1:{port}
   default_backend b_{name}
 backend b_{name}
-  server e 127.0.0.1:{east_in} ssl crt {d}/west.pem ca-file {d}/roots.pem verify required sni str({sni})
+  server e 127.0.0.1:{east_in} ssl crt {d}/west.pem ca-file {d}/roots.pem {verify} sni str({sni})
 """
     west.write_text(text)
     return west, east
@@ -265,8 +266,8 @@ def start_path(name: str, d: Path, procs: Procs, workers: int) -> list[int]:
     started: list[subprocess.Popen[bytes]] = []
     if name == "nginx":
         west, east = nginx_pair_confs(d)
-        started.append(procs.start(CORE_SUT, ["nginx", "-c", str(east), "-p", str(d)], d / "ne.log"))
-        started.append(procs.start(CORE_SUT, ["nginx", "-c", str(west), "-p", str(d)], d / "nw.log"))
+        for conf, log in ((east, "ne.log"), (west, "nw.log")):
+            started.append(procs.start(CORE_SUT, ["nginx", "-c", str(conf), "-p", str(d)], d / log))
     elif name == "haproxy":
         west, east = haproxy_confs(d)
         started.append(procs.start(CORE_SUT, ["haproxy", "-db", "-f", str(east)], d / "he.log"))
@@ -434,7 +435,11 @@ def main() -> int:
     ap.add_argument("--paths", default="direct,isthmus,nginx,haproxy")
     ap.add_argument("--workers", type=int, default=1, help="isthmus workers per gateway")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results.json"))
+    ap.add_argument("--render", help="only print the table of an earlier results JSON")
     args = ap.parse_args()
+    if args.render:
+        print(render(json.loads(Path(args.render).read_text())))
+        return 0
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     d = Path(tempfile.mkdtemp(prefix="isthmus-bench-"))
@@ -454,18 +459,18 @@ def main() -> int:
                 pids = [] if path == "direct" else start_path(path, d, procs, args.workers)
                 print(f"== {path} (pids {pids})", flush=True)
                 r: dict[str, Any] = {}
-                measures: dict[str, Callable[[], Any]] = {
-                    "bulk_1_MBps": lambda: bulk(path, args.seconds, 1),
-                    "bulk_4_MBps": lambda: bulk(path, args.seconds, 4),
-                    "rps": lambda: rps(path, args.seconds),
-                    "new_conns_per_s": lambda: new_conns(path, args.seconds),
+                measures: dict[str, Callable[[str, int], Any]] = {
+                    "bulk_1_MBps": lambda p, s: bulk(p, s, 1),
+                    "bulk_4_MBps": lambda p, s: bulk(p, s, 4),
+                    "rps": rps,
+                    "new_conns_per_s": new_conns,
                 }
                 for key, fn in measures.items():
                     values = []
                     cpu = []
                     for _ in range(args.runs):
                         c0 = cpu_seconds(pids)
-                        values.append(fn())
+                        values.append(fn(path, args.seconds))
                         cpu.append(cpu_seconds(pids) - c0)
                     r[key] = median_spread(values)
                     if key == "bulk_1_MBps" and pids:
@@ -501,7 +506,11 @@ def render(res: dict[str, Any]) -> str:
     rows = []
 
     def ratio(a: float, b: float) -> str:
-        return f"{a / b:.2f}" if b else "n/a"
+        ok = b > 0 and not math.isnan(a) and not math.isnan(b)
+        return f"{a / b:.2f}" if ok else "n/a"
+
+    def mem(path: str) -> float:
+        return float(paths.get(path, {}).get("mem_per_conn_KiB", float("nan")))
 
     def med(path: str, key: str) -> float:
         v = paths.get(path, {}).get(key)
@@ -530,12 +539,14 @@ def render(res: dict[str, Any]) -> str:
         for q in ("p50_ms", "p99_ms"):
             cells = ["0"] + [f"{added(p, rate, q):.3f}" for p in ("isthmus", *refs)]
             tgt = "≤ 1 ms" if (rate, q) == (1000, "p99_ms") else ""
+            ours, theirs = added("isthmus", rate, q), added("nginx", rate, q)
+            diff = f"{ours - theirs:+.3f} ms" if theirs <= 0 else ratio(ours, theirs)
             rows.append(f"| added {q[:3]} ms at {rate} rps | " + " | ".join(cells) +
-                        f" | {ratio(added('isthmus', rate, q), added('nginx', rate, q))} | {tgt} |")
+                        f" | {diff} | {tgt} |")
     cells = ["–"] + [f"{paths.get(p, {}).get('mem_per_conn_KiB', float('nan')):.1f}"
                      for p in ("isthmus", *refs)]
     rows.append("| memory per connection, KiB (both proxies) | " + " | ".join(cells) +
-                f" | {ratio(paths.get('isthmus', {}).get('mem_per_conn_KiB', 0), paths.get('nginx', {}).get('mem_per_conn_KiB', 0))} | |")
+                f" | {ratio(mem('isthmus'), mem('nginx'))} | |")
     cells = ["–"] + [f"{paths.get(p, {}).get('cpu_s_per_GB', float('nan')):.2f}"
                      for p in ("isthmus", *refs)]
     rows.append("| CPU-seconds per GB, bulk 1 stream (both proxies) | " + " | ".join(cells) +
