@@ -102,7 +102,7 @@ class InboundServer:
     def active_streams(self) -> int:
         return sum(1 for t in self.tunnels if t.in_stream)
 
-    def _factory(self) -> asyncio.Protocol:
+    def _factory(self) -> asyncio.BaseProtocol:
         if self.draining or len(self.tunnels) >= self.max_connections:
             self.metrics.limit_rejections.labels("inbound").inc()
             return _Reject()

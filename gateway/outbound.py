@@ -114,7 +114,7 @@ class OutboundServer:
             keep = {p.key for r in snapshot.outbound.values() for p in r.endpoints}
             self.health.forget(keep)
 
-    def _factory(self, port: int) -> asyncio.Protocol:
+    def _factory(self, port: int) -> asyncio.BaseProtocol:
         if self.draining or len(self.clients) >= self.max_connections:
             self.metrics.limit_rejections.labels("outbound").inc()
             return _Reject()

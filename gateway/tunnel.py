@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import ssl
 import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from isthmus.gateway import wire
@@ -203,7 +204,7 @@ class Tunnel(asyncio.BufferedProtocol):
         size = len(view)
         got = 0
         eof = False
-        read = self.ssl.read
+        read = cast(Callable[[int, memoryview], int], self.ssl.read)  # the buffer form
         while got < size:
             try:
                 n = read(size - got, view[got:])
