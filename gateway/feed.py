@@ -5,8 +5,10 @@ Links, GlobalServices); once each has listed, every change rebuilds the snapshot
 pure ``build_snapshot`` (coalescing bursts for ``debounce`` seconds) and swaps it in.
 ``run_file_feed`` does the same from a YAML file of objects (no API server: the benchmark,
 the network-namespace test). ``watch_tls_secret`` polls the gateway's own Secret
-(``isthmus-gateway-tls``: ``tls.crt``, ``tls.key``, and ``ca.crt`` as the bundle when present)
-and swaps the TLS material; open connections keep theirs.
+(``isthmus-gateway-tls``: ``tls.crt``, ``tls.key``) and the trust bundle (ConfigMap
+``isthmus-trust-bundle``, or a --trust-bundle file, or the Secret's ``ca.crt``) and swaps the
+TLS material; open connections keep theirs. Adding or removing a root in the ConfigMap thus
+reaches running gateways within one poll interval.
 """
 
 from __future__ import annotations
@@ -22,11 +24,24 @@ import yaml
 from isthmus.gateway.snapshot import build_snapshot
 from isthmus.gateway.state import GatewayState
 from isthmus.kube.client import KubeApi
-from isthmus.kube.errors import KubeError
+from isthmus.kube.errors import KubeError, NotFoundError
 from isthmus.kube.reflector import Reflector
-from isthmus.kube.resources import ENDPOINTSLICES, GLOBALSERVICES, LINKS, SECRETS, SERVICES
+from isthmus.kube.resources import (
+    CONFIGMAPS,
+    ENDPOINTSLICES,
+    GLOBALSERVICES,
+    LINKS,
+    SECRETS,
+    SERVICES,
+)
 from isthmus.logging import get_logger
-from isthmus.trust import MaterialError, ReloadableTls, TlsMaterial
+from isthmus.trust import (
+    BUNDLE_CONFIGMAP,
+    BUNDLE_KEY,
+    MaterialError,
+    ReloadableTls,
+    TlsMaterial,
+)
 
 
 def _log() -> Any:
@@ -138,17 +153,35 @@ async def run_file_feed(
 
 
 def material_from_secret(secret: Mapping[str, Any], bundle_pem: bytes | None) -> TlsMaterial:
+    """Leaf from the Secret; roots from ``bundle_pem`` (a --trust-bundle file or the bundle
+    ConfigMap), else the Secret's own ``ca.crt``."""
     data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
-    bundle = data.get("ca.crt") or bundle_pem
+    bundle = bundle_pem or data.get("ca.crt")
     if not bundle:
-        raise MaterialError("the TLS secret has no ca.crt and no trust bundle file was given")
+        raise MaterialError(
+            "no trust bundle: none in ConfigMap isthmus-trust-bundle, no --trust-bundle file, "
+            "and no ca.crt in the TLS secret"
+        )
     return TlsMaterial.from_secret_data(data, bundle)
+
+
+async def _bundle_from_configmap(api: KubeApi, namespace: str) -> bytes | None:
+    """The cluster's trust bundle (every root accepted, two while a root rotates)."""
+    try:
+        cm = await api.get(CONFIGMAPS, BUNDLE_CONFIGMAP, namespace)
+    except NotFoundError:
+        return None
+    pem = (cm.get("data") or {}).get(BUNDLE_KEY)
+    return pem.encode() if isinstance(pem, str) and pem else None
 
 
 async def load_tls_secret(
     api: KubeApi, name: str, namespace: str, bundle_pem: bytes | None
 ) -> TlsMaterial:
-    return material_from_secret(await api.get(SECRETS, name, namespace), bundle_pem)
+    secret = await api.get(SECRETS, name, namespace)
+    if bundle_pem is None:
+        bundle_pem = await _bundle_from_configmap(api, namespace)
+    return material_from_secret(secret, bundle_pem)
 
 
 async def watch_tls_secret(
