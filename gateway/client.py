@@ -127,13 +127,21 @@ async def serve_forwarder(
     tls: ReloadableTls,
     *,
     cluster: str | None = None,
+    sock: socket.socket | None = None,
 ) -> Forwarder:
-    """Listen on ``listen`` (port 0: any) and carry each connection to ``target`` via
-    ``peer``, on warm pooled tunnels. ``close()`` it when done."""
+    """Listen on ``listen`` (port 0: any), or on an already listening ``sock``, and carry
+    each connection to ``target`` via ``peer``, on warm pooled tunnels. ``close()`` it when
+    done. (A caller that must know the port before it can await, such as a gRPC dialer,
+    binds and listens on ``sock`` itself: connections queue in the kernel meanwhile.)"""
     host, port = _split(peer)
     forwarder = Forwarder(PeerPool(host, port, tls, cluster=cluster), target)
     loop = asyncio.get_running_loop()
-    forwarder.server = await loop.create_server(
-        lambda: _ForwardedClient(forwarder), listen[0], listen[1]
-    )
+    if sock is not None:
+        forwarder.server = await loop.create_server(
+            lambda: _ForwardedClient(forwarder), sock=sock
+        )
+    else:
+        forwarder.server = await loop.create_server(
+            lambda: _ForwardedClient(forwarder), listen[0], listen[1]
+        )
     return forwarder

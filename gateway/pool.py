@@ -246,6 +246,9 @@ class PeerPool:
             except TimeoutError as exc:
                 tunnel.close()
                 raise TunnelError(f"{self.host}:{self.port} did not answer OPEN") from exc
+            except asyncio.CancelledError:
+                tunnel.abort("cancelled")  # the client left while we waited: reset the stream
+                raise
             finally:
                 ctx.status = None
             if status != Status.OK:

@@ -35,8 +35,9 @@ class GatewaySettings(ComponentSettings):
         default="0.0.0.0:15021", description="Admin HTTP listener host:port ('' disables)."
     )
     catalog_address: str = pydantic.Field(
-        default="127.0.0.1:15080",
-        description="The local mirror's catalog server, reached by the 'catalog' target.",
+        default="isthmus-mirror.isthmus-system.svc:15441",
+        description="The local mirror's catalog server, reached by the 'catalog' target "
+        "(the isthmus-mirror Service; only the leader is ready).",
     )
     kubeconfig: Path | None = pydantic.Field(default=None, description="Kubeconfig path.")
     context: str | None = pydantic.Field(default=None, description="Kubeconfig context.")
