@@ -98,7 +98,10 @@ def command(**flags: Any) -> None:
         children.append(pid)
     get_logger("isthmus.gateway").info("workers started", pids=children)
 
+    forwarded: set[int] = set()
+
     def forward(signum: int, _frame: Any) -> None:
+        forwarded.add(signum)
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
@@ -108,5 +111,8 @@ def command(**flags: Any) -> None:
     status = 0
     for pid in children:
         _, code = os.waitpid(pid, 0)
-        status = status or os.waitstatus_to_exitcode(code)
+        exit_code = os.waitstatus_to_exitcode(code)
+        if -exit_code in forwarded:
+            exit_code = 0  # stopped by the signal we passed on before it could drain: fine
+        status = status or exit_code
     sys.exit(status)
