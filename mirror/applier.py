@@ -55,11 +55,13 @@ class Applier:
         on_written: Callable[[JsonObj], None] | None = None,
         on_deleted: Callable[[ObjRef], None] | None = None,
         verify_absent: bool = True,
+        on_writing: Callable[[ObjRef, bool], None] | None = None,
     ) -> None:
         """``verify_absent=False`` trusts the caller's complete watch cache that a name is
         free (no GET before creating); the controller watches every Service, EndpointSlice
         and GlobalService, so it passes False."""
         self.verify_absent = verify_absent
+        self._on_writing = on_writing or (lambda _ref, _busy: None)
         self.api = api
         self.metrics = metrics
         self.attempts = attempts
@@ -127,9 +129,13 @@ class Applier:
                     log.warning("not overwriting an object isthmus does not own", ref=ref,
                                 problem=problem)
                     return
-        written = await self._call(
-            what, lambda: self.api.apply(res, obj, field_manager=FIELD_MANAGER, force=True)
-        )
+        self._on_writing(ref, True)
+        try:
+            written = await self._call(
+                what, lambda: self.api.apply(res, obj, field_manager=FIELD_MANAGER, force=True)
+            )
+        finally:
+            self._on_writing(ref, False)
         self.metrics.objects_written.labels(kind=kind, action="apply").inc()
         outcome.written[ref] = written
         self._on_written(written)
@@ -137,13 +143,18 @@ class Applier:
     async def _apply_status(self, obj: JsonObj, outcome: Outcome) -> None:
         kind = str(obj["kind"])
         meta = obj["metadata"]
-        written = await self._call(
-            f"apply {kind} {meta['namespace']}/{meta['name']} status",
-            lambda: self.api.apply(RESOURCES[kind], obj, field_manager=FIELD_MANAGER,
-                                   force=True, subresource="status"),
-        )
+        ref: ObjRef = (kind, meta["namespace"], meta["name"])
+        self._on_writing(ref, True)
+        try:
+            written = await self._call(
+                f"apply {kind} {meta['namespace']}/{meta['name']} status",
+                lambda: self.api.apply(RESOURCES[kind], obj, field_manager=FIELD_MANAGER,
+                                       force=True, subresource="status"),
+            )
+        finally:
+            self._on_writing(ref, False)
         self.metrics.objects_written.labels(kind=kind, action="status").inc()
-        outcome.written[(kind, meta["namespace"], meta["name"])] = written
+        outcome.written[ref] = written
         self._on_written(written)
 
     async def _delete(self, ref: ObjRef, uid: str, outcome: Outcome) -> None:

@@ -52,16 +52,19 @@ class DirectDialer:
 
     def channel(self, link: LinkInfo) -> Any:
         return grpc.aio.secure_channel(
-            self._address(link),
-            self._credentials(),
-            options=[
-                ("grpc.ssl_target_name_override", mirror_server_name(link.cluster)),
-                ("grpc.keepalive_time_ms", 20_000),
-                ("grpc.initial_reconnect_backoff_ms", 200),
-                ("grpc.max_reconnect_backoff_ms", 2_000),
-                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-            ],
+            self._address(link), self._credentials(), options=channel_options(link.cluster)
         )
+
+
+def channel_options(cluster: str) -> list[tuple[str, Any]]:
+    """gRPC options for a catalog channel to ``cluster``'s mirror (any dialer)."""
+    return [
+        ("grpc.ssl_target_name_override", mirror_server_name(cluster)),
+        ("grpc.keepalive_time_ms", 20_000),
+        ("grpc.initial_reconnect_backoff_ms", 200),
+        ("grpc.max_reconnect_backoff_ms", 2_000),
+        ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ]
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from isthmus.trust import (
     CertifiedKey,
     Issuer,
     LeafRenewer,
+    TlsMaterial,
     TrustBundle,
     TrustError,
     bundle_from_configmap,
@@ -167,6 +168,11 @@ class MirrorCertificates:
         return grpc.dynamic_ssl_server_credentials(
             self._server_config(), fetch, require_client_authentication=True
         )
+
+    def tls_material(self) -> TlsMaterial:
+        """The mirror's leaf and bundle for plain TLS (the tunnel to a peer gateway)."""
+        key, chain, roots = self._material()
+        return TlsMaterial.from_secret_data({"tls.crt": chain, "tls.key": key}, roots)
 
     def channel_credentials(self) -> Any:
         key, chain, roots = self._material()

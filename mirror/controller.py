@@ -55,6 +55,7 @@ from isthmus.mirror.certs import MirrorCertificates
 from isthmus.mirror.desired import desired, global_service_status, required_ports
 from isthmus.mirror.errors import MirrorError, RetryableError, WriteRejected
 from isthmus.mirror.export_catalog import ExportCatalog
+from isthmus.mirror.gateway_dialer import GatewayDialer
 from isthmus.mirror.leader import LeaderElector
 from isthmus.mirror.metrics import MirrorMetrics, serve_metrics
 from isthmus.mirror.model import CatalogEntry, LinkInfo, ObjRef, PeerView, PortSpec, ServiceKey
@@ -224,6 +225,7 @@ class MirrorController:
         self.observed = ObservedIndex()
         self.foreign: dict[ObjRef, JsonObj] = {}
         self._conflict_refs: dict[ObjRef, ServiceKey] = {}
+        self._inflight: set[ObjRef] = set()
         self.namespaces: set[str] = set()
         self.gateway_addresses: tuple[str, ...] = ()
         self.allocator = PortAllocator(*settings.ports)
@@ -235,6 +237,7 @@ class MirrorController:
         self.applier = Applier(
             api, self.metrics, attempts=settings.write_attempts,
             on_written=self._written, on_deleted=self._deleted, verify_absent=False,
+            on_writing=self._writing,
         )
         self.elector: LeaderElector | None = None
         self.watch_settings = WatchSettings(
@@ -330,7 +333,11 @@ class MirrorController:
 
     def dialer(self) -> Dialer:
         if self._dialer is None:
-            self._dialer = DirectDialer(self.certs.channel_credentials)
+            if self.settings.catalog_via == "gateway":
+                self._dialer = GatewayDialer(self.certs.channel_credentials,
+                                             self.certs.tls_material)
+            else:
+                self._dialer = DirectDialer(self.certs.channel_credentials)
         return self._dialer
 
     # --- watches ------------------------------------------------------------------------
@@ -468,7 +475,8 @@ class MirrorController:
                 self.queue.put_nowait(ev.MirrorObjectChanged(key))
             return
         key = self.observed.put(obj)
-        if key is not None and self._own_rv.get(ref) != _rv(obj):
+        # Our own write echoing back (in flight, or the version we wrote) needs no repair.
+        if key is not None and ref not in self._inflight and self._own_rv.get(ref) != _rv(obj):
             self.queue.put_nowait(ev.MirrorObjectChanged(key))
 
     def _on_namespace(self, kind: str, obj: JsonObj) -> None:
@@ -479,8 +487,21 @@ class MirrorController:
             self.namespaces.add(name)
             self.queue.put_nowait(ev.NamespaceAppeared(name))
 
+    def _writing(self, ref: ObjRef, busy: bool) -> None:
+        if busy:
+            self._inflight.add(ref)
+        else:
+            self._inflight.discard(ref)
+
     def _written(self, obj: JsonObj) -> None:
-        self._own_rv[ref_of(obj)] = _rv(obj)
+        ref = ref_of(obj)
+        seen = self.observed.by_key.get(self.observed.refs.get(ref, ("", "")), {}).get(ref)
+        if seen is not None and _rv(seen) > _rv(obj):
+            # changed by someone else while we wrote it: look again
+            key = self.observed.refs.get(ref)
+            if key is not None:
+                self.queue.put_nowait(ev.MirrorObjectChanged(key))
+        self._own_rv[ref] = _rv(obj)
         self.observed.put(obj)
 
     def _deleted(self, ref: ObjRef) -> None:

@@ -180,11 +180,16 @@ def _service_and_slice(
     service_ports: list[dict[str, Any]] = []
     slice_ports: list[dict[str, Any]] = []
     for p, pname, out in zip(ports, names, outbound, strict=True):
-        sp: dict[str, Any] = {"name": pname, "port": p.port, "protocol": "TCP", "targetPort": out}
+        # An empty name is left out: the API server drops it, and a field we set that never
+        # reads back would make every reconcile look like a change.
+        sp: dict[str, Any] = {"port": p.port, "protocol": "TCP", "targetPort": out}
+        slp: dict[str, Any] = {"port": out, "protocol": "TCP"}
+        if pname:
+            sp["name"] = slp["name"] = pname
         if p.app_protocol:
             sp["appProtocol"] = p.app_protocol
         service_ports.append(sp)
-        slice_ports.append({"name": pname, "port": out, "protocol": "TCP"})
+        slice_ports.append(slp)
     service = {
         "apiVersion": "v1",
         "kind": "Service",
@@ -277,7 +282,9 @@ def desired_service(
 
     gs_ports: list[dict[str, Any]] = []
     for p, pname, out in zip(merged, port_names(merged), merged_out, strict=True):
-        gp: dict[str, Any] = {"name": pname, "port": p.port, "protocol": "TCP", "outboundPort": out}
+        gp: dict[str, Any] = {"port": p.port, "protocol": "TCP", "outboundPort": out}
+        if pname:
+            gp["name"] = pname
         if p.app_protocol:
             gp["appProtocol"] = p.app_protocol
         gs_ports.append(gp)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pydantic
 from pydantic_settings import SettingsConfigDict
 
@@ -21,6 +23,10 @@ class MirrorSettings(ComponentSettings):
         default="0.0.0.0", description="Address the gRPC catalog server binds.")  # noqa: S104
     catalog_port: int = pydantic.Field(
         default=15441, ge=0, le=65535, description="Port of the gRPC catalog server (0: any).")
+    catalog_via: Literal["gateway", "direct"] = pydantic.Field(
+        default="gateway",
+        description="Reach peers' catalogs through their gateway (production), or dial the "
+        "Link's address directly with mTLS (tests, or a catalog exposed on its own).")
     metrics_host: str = pydantic.Field(
         default="0.0.0.0", description="Address of /metrics, /healthz, /readyz.")  # noqa: S104
     metrics_port: int = pydantic.Field(

@@ -152,6 +152,7 @@ async def export_service(
 def fast_settings(**overrides: Any) -> MirrorSettings:
     values: dict[str, Any] = {
         "catalog_host": "127.0.0.1", "catalog_port": 0, "metrics_host": "127.0.0.1",
+        "catalog_via": "direct",  # the Links here name catalog servers, not gateways
         "metrics_port": 0, "leader_election": False, "heartbeat_seconds": 1.0,
         "idle_timeout_seconds": 4.0, "reconnect_max_seconds": 0.5, "watch_timeout_seconds": 60,
         "lease_seconds": 3.0, "lease_renew_seconds": 0.5, "write_attempts": 3,
