@@ -1,70 +1,27 @@
-"""The local rig: real control planes for several "clusters", set up and linked by isthmus.
+"""The main job on the local rig: linked clusters, and a call across them by a .global name.
 
-Today it does, for each cluster: start etcd + kube-apiserver (RBAC on) +
-kube-controller-manager, install the isthmus CRDs, create ``isthmus-system``, give the
-cluster an intermediate CA under one shared root and a trust bundle, record its identity
-(ConfigMap ``isthmus-cluster``), and then ``isthmus join`` links every pair. It prints each
-cluster's kubeconfig and the Links, then tears everything down (or keeps it with --keep).
+    python multicluster-e2e/rig.py [--clusters west,east] [--keep] [--workdir DIR]
 
-Usage: python multicluster-e2e/rig.py [--clusters west,east] [--keep] [--workdir DIR]
+Starts each cluster (a real control plane plus isthmus' mirror, gateway and DNS as
+processes) in its own network namespace, links them with `isthmus join`, runs an HTTP
+workload `users` in namespace `shop` of the last cluster, exports it, and calls
+http://users.shop.global/ from inside the first cluster: glibc DNS -> isthmus-dns ->
+mirror VIP -> kube-proxy -> local gateway -> mTLS -> peer gateway -> the workload.
+Everything is torn down at the end unless --keep.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import signal
-import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from isthmus.api.crds import install_crds
-from isthmus.api.models import GatewayAddress, Locality
-from isthmus.clusterinfo import ClusterInfo
-from isthmus.devcluster import ControlPlane
-from isthmus.kube.apply import apply, with_retries
-from isthmus.kube.client import KubeApi
-from isthmus.kube.resources import LINKS, NAMESPACES
+from isthmus.devcluster.controlplane import ControlPlaneError
+from isthmus.devcluster.rig import Rig, needs_root
 from isthmus.logging import configure
-from isthmus.trust import (
-    TrustBundle,
-    bundle_configmap,
-    cluster_ca_secret,
-    create_cluster_ca,
-    create_root,
-)
-
-TRUST_DOMAIN = "rig.isthmus.test"
-
-
-async def prepare(cp: ControlPlane, name: str, index: int, root, bundle: TrustBundle) -> None:  # type: ignore[no-untyped-def]
-    api = await KubeApi.connect(cp.kubeconfig, cp.context)
-    try:
-        await install_crds(api)
-        await with_retries(lambda: api.create(NAMESPACES, {"metadata": {"name": "isthmus-system"}}))
-        ca = create_cluster_ca(root, name)
-        await apply(api, cluster_ca_secret(ca, root.cert_pem()), force=True)
-        await apply(api, bundle_configmap(bundle), force=True)
-        info = ClusterInfo(
-            cluster=name,
-            trust_domain=TRUST_DOMAIN,
-            # Where the gateway will listen once the rig runs it (documented in the README).
-            gateway_addresses=(GatewayAddress(host=f"127.0.0.{10 + index}", port=15443),),
-            locality=Locality(region="rig", zone=f"zone-{index}"),
-        )
-        await apply(api, info.to_configmap(), force=True)
-    finally:
-        await api.close()
-
-
-async def show_links(cp: ControlPlane) -> list[str]:
-    api = await KubeApi.connect(cp.kubeconfig, cp.context)
-    try:
-        answer = await with_retries(lambda: api.list(LINKS))
-        return sorted(i["metadata"]["name"] for i in answer["items"])
-    finally:
-        await api.close()
 
 
 def main() -> int:
@@ -72,40 +29,46 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--clusters", default="west,east")
-    parser.add_argument("--keep", action="store_true", help="keep clusters running until Ctrl-C")
+    parser.add_argument("--keep", action="store_true", help="keep everything running until Ctrl-C")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
     configure("warning")
+    reason = needs_root()
+    if reason:
+        print(f"[rig] {reason}", file=sys.stderr)
+        return 2
     names = [n.strip() for n in args.clusters.split(",") if n.strip()]
+    if len(names) < 2:
+        print("[rig] give at least two clusters", file=sys.stderr)
+        return 2
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="isthmus-rig-"))
-    planes: list[ControlPlane] = []
+    rig = Rig(names, workdir)
+    started = time.monotonic()
     try:
-        root = create_root(TRUST_DOMAIN)
-        bundle = TrustBundle.of([root.cert])
-        for i, name in enumerate(names):
-            print(f"[rig] starting control plane {name!r} "
-                  "(etcd, kube-apiserver, kube-controller-manager)")
-            cp = ControlPlane(name, workdir=workdir / name, service_cidr=f"10.{96 + i}.0.0/16",
-                              keep_workdir=args.keep)
-            planes.append(cp.start())
-            asyncio.run(prepare(cp, name, i, root, bundle))
-            print(f"[rig]   {name}: {cp.server}  kubeconfig={cp.kubeconfig}")
-        kubeconfig = ":".join(str(cp.kubeconfig) for cp in planes)
-        cmd = [sys.executable, "-m", "isthmus", "join", "--kubeconfig", kubeconfig]
-        for cp in planes:
-            cmd += ["--context", cp.context]
-        print("[rig] isthmus join " + " ".join(f"--context {cp.context}" for cp in planes))
-        subprocess.run(cmd, check=True)
-        for cp in planes:
-            print(f"[rig]   Links in {cp.name}: {', '.join(asyncio.run(show_links(cp)))}")
-        print(f"[rig] export KUBECONFIG={kubeconfig}")
+        rig.up()
+        exporter, caller = names[-1], names[0]
+        print(f"[rig] {exporter}: workload users.shop, labelled isthmus.io/export=true", flush=True)
+        rig.deploy_demo(exporter)
+        url = "http://users.shop.global/"
+        print(f"[rig] {caller}: curl {url}", flush=True)
+        answer = rig.wait_call(caller, url)
+        print(f"[rig] {caller} -> {answer.strip()}")
+        print(f"[rig] {caller}: getent hosts users.shop.global -> "
+              f"{', '.join(rig.resolve(caller, 'users.shop.global'))}")
+        pinned = f"http://users.shop.{exporter}.global/"
+        print(f"[rig] {caller}: curl {pinned} -> {rig.wait_call(caller, pinned).strip()}")
+        print(rig.isthmus("status", "--context", caller, "--kubeconfig", rig.kubeconfig))
+        print(f"[rig] done in {time.monotonic() - started:.0f}s; workdir {workdir}")
         if args.keep:
-            print("[rig] running; Ctrl-C to stop")
+            print(f"[rig] running; KUBECONFIG={rig.kubeconfig}\n"
+                  f"[rig] try: ip netns exec isthmus-{caller} curl {url}   (Ctrl-C stops)")
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
         return 0
+    except ControlPlaneError as exc:
+        print(f"[rig] FAILED: {exc}\n{rig.logs()}", file=sys.stderr)
+        return 1
     finally:
-        for cp in planes:
-            cp.stop()
+        rig.down()
 
 
 if __name__ == "__main__":
