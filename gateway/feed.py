@@ -43,9 +43,8 @@ from isthmus.trust import (
     TlsMaterial,
 )
 
-
-def _log() -> Any:
-    return get_logger("isthmus.gateway.feed")
+# Lazy: structlog builds it on first use, after the process configured logging.
+log = get_logger("isthmus.gateway.feed")
 
 
 class ApiFeed:
@@ -99,9 +98,9 @@ class ApiFeed:
             version=self.version,
         )
         for problem in snapshot.skipped:
-            _log().warning("object skipped", problem=problem)
+            log.warning("object skipped", problem=problem)
         self.state.swap(snapshot)
-        _log().debug("snapshot swapped", version=snapshot.version, exports=len(snapshot.exports),
+        log.debug("snapshot swapped", version=snapshot.version, exports=len(snapshot.exports),
                      links=len(snapshot.links), outbound=len(snapshot.outbound))
 
     async def run(self) -> None:
@@ -148,7 +147,7 @@ async def run_file_feed(
                 state.swap(snapshot_from_documents(docs, catalog_address, version))
                 seen = mtime
         except (OSError, yaml.YAMLError) as exc:
-            _log().error("routes file not loaded", path=str(path), error=str(exc))
+            log.error("routes file not loaded", path=str(path), error=str(exc))
         await asyncio.sleep(interval)
 
 
@@ -199,4 +198,4 @@ async def watch_tls_secret(
             bundle = await asyncio.to_thread(bundle_path.read_bytes) if bundle_path else None
             tls.update(await load_tls_secret(api, name, namespace, bundle))
         except (KubeError, MaterialError, OSError) as exc:
-            _log().error("tls secret not reloaded, keeping the current material", error=str(exc))
+            log.error("tls secret not reloaded, keeping the current material", error=str(exc))

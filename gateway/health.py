@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from isthmus.gateway.metrics import Metrics
 from isthmus.logging import get_logger
@@ -22,8 +21,8 @@ from isthmus.logging import get_logger
 PeerKey = tuple[str, str, int]
 
 
-def _log() -> Any:
-    return get_logger("isthmus.gateway.health")
+# Lazy: structlog builds it on first use, after the process configured logging.
+log = get_logger("isthmus.gateway.health")
 
 
 class PeerHealth:
@@ -60,7 +59,7 @@ class PeerHealth:
         self.failures.pop(key, None)
         self.ejected[key] = asyncio.get_running_loop().time()
         self.metrics.ejections.labels(key[0]).inc()
-        _log().warning("peer gateway ejected", peer_cluster=key[0], address=f"{key[1]}:{key[2]}",
+        log.warning("peer gateway ejected", peer_cluster=key[0], address=f"{key[1]}:{key[2]}",
                        consecutive_failures=count)
         self._probes[key] = asyncio.get_running_loop().create_task(self._probe(key, probe))
         return True
@@ -76,11 +75,11 @@ class PeerHealth:
             except (OSError, TimeoutError):
                 continue
             except Exception as exc:
-                _log().debug("probe error", error=str(exc))
+                log.debug("probe error", error=str(exc))
                 continue
             self.ejected.pop(key, None)
             self.metrics.readmissions.labels(key[0]).inc()
-            _log().info("peer gateway readmitted", peer_cluster=key[0],
+            log.info("peer gateway readmitted", peer_cluster=key[0],
                         address=f"{key[1]}:{key[2]}", probes=attempts)
         self._probes.pop(key, None)
 

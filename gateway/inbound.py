@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import ssl
-from typing import Any
 
 from isthmus.gateway.metrics import AccessLog, Metrics, record_stream
 from isthmus.gateway.peer_cache import PeerVerdicts
@@ -34,9 +33,8 @@ from isthmus.gateway.wire import Status
 from isthmus.logging import get_logger
 from isthmus.trust import Refusal, ReloadableTls
 
-
-def _log() -> Any:
-    return get_logger("isthmus.gateway.inbound")
+# Lazy: structlog builds it on first use, after the process configured logging.
+log = get_logger("isthmus.gateway.inbound")
 
 
 def handshake_reason(exc: BaseException) -> str:
@@ -120,7 +118,7 @@ class InboundServer:
         verdict = self.verdicts.verify(tunnel.ssl, self.tls.bundle)
         if isinstance(verdict, Refusal):
             self.metrics.handshake_failures.labels("inbound", "-", str(verdict.reason)).inc()
-            _log().warning("peer refused", source=tunnel.peername, reason=str(verdict.reason),
+            log.warning("peer refused", source=tunnel.peername, reason=str(verdict.reason),
                            detail=verdict.detail)
             tunnel.close()
             return
@@ -129,7 +127,7 @@ class InboundServer:
     def handshake_failed(self, tunnel: Tunnel, exc: BaseException) -> None:
         reason = handshake_reason(exc)
         self.metrics.handshake_failures.labels("inbound", "-", reason).inc()
-        _log().info("handshake failed", source=tunnel.peername, reason=reason)
+        log.info("handshake failed", source=tunnel.peername, reason=reason)
 
     def open_requested(self, tunnel: Tunnel, raw_target: bytes) -> None:
         assert tunnel.peer is not None
@@ -148,7 +146,7 @@ class InboundServer:
             stats.result = "refused"
             stats.reason = decision.reason
             self.metrics.refusals.labels(caller.cluster, "-", decision.reason).inc()
-            _log().warning("stream refused", caller=str(caller.uri), source=tunnel.peername,
+            log.warning("stream refused", caller=str(caller.uri), source=tunnel.peername,
                            target=stats.target, reason=decision.reason)
             tunnel.in_stream = False
             tunnel.send_status(decision.status)
@@ -177,7 +175,7 @@ class InboundServer:
             except (OSError, TimeoutError) as exc:
                 reason = "timeout" if isinstance(exc, TimeoutError) else "refused"
                 self.metrics.upstream_failures.labels("inbound", stats.peer_cluster, reason).inc()
-                _log().info("backend connect failed", backend=f"{host}:{port}",
+                log.info("backend connect failed", backend=f"{host}:{port}",
                             target=stats.target, error=str(exc) or reason)
                 continue
             self.metrics.connect_latency.labels("inbound", stats.peer_cluster).observe(

@@ -15,7 +15,6 @@ closes its listener (connections already open are left to finish).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from isthmus.gateway.errors import TunnelError, TunnelRefused
 from isthmus.gateway.health import PeerHealth
@@ -28,9 +27,8 @@ from isthmus.gateway.tunnel import Plain, StreamStats, Tunnel
 from isthmus.gateway.wire import Status
 from isthmus.logging import get_logger
 
-
-def _log() -> Any:
-    return get_logger("isthmus.gateway.outbound")
+# Lazy: structlog builds it on first use, after the process configured logging.
+log = get_logger("isthmus.gateway.outbound")
 
 
 class OutboundClient(Plain):
@@ -96,7 +94,7 @@ class OutboundServer:
             wanted = set(snapshot.outbound)
             for port in sorted(set(self.listeners) - wanted):
                 self.listeners.pop(port).close()
-                _log().info("outbound listener closed", port=port)
+                log.info("outbound listener closed", port=port)
             for port in sorted(wanted - set(self.listeners)):
                 try:
                     self.listeners[port] = await loop.create_server(
@@ -105,11 +103,11 @@ class OutboundServer:
                     )
                 except OSError as exc:
                     self.bind_errors[port] = str(exc)
-                    _log().error("cannot open outbound listener", port=port, error=str(exc))
+                    log.error("cannot open outbound listener", port=port, error=str(exc))
                     continue
                 self.bind_errors.pop(port, None)
                 route = snapshot.outbound[port]
-                _log().info("outbound listener open", port=port, target=route.target,
+                log.info("outbound listener open", port=port, target=route.target,
                             pinned_cluster=route.pinned_cluster)
             keep = {p.key for r in snapshot.outbound.values() for p in r.endpoints}
             self.health.forget(keep)
@@ -170,12 +168,12 @@ class OutboundServer:
             except ValueError:
                 reason = f"status_{exc.status}"
             self.metrics.upstream_failures.labels("outbound", endpoint.cluster, reason).inc()
-            _log().info("peer refused stream", peer_cluster=endpoint.cluster, target=target,
+            log.info("peer refused stream", peer_cluster=endpoint.cluster, target=target,
                         reason=reason)
             return None
         except (TunnelError, OSError, TimeoutError) as exc:
             self.metrics.upstream_failures.labels("outbound", endpoint.cluster, "unreachable").inc()
-            _log().info("peer gateway unreachable", peer_cluster=endpoint.cluster,
+            log.info("peer gateway unreachable", peer_cluster=endpoint.cluster,
                         address=f"{endpoint.host}:{endpoint.port}", error=str(exc))
 
             async def probe() -> None:

@@ -26,9 +26,8 @@ from isthmus.labels import GATEWAY_SERVICE_ACCOUNT, SYSTEM_NAMESPACE
 from isthmus.logging import get_logger
 from isthmus.trust import Refusal, ReloadableTls
 
-
-def _log() -> Any:
-    return get_logger("isthmus.gateway.pool")
+# Lazy: structlog builds it on first use, after the process configured logging.
+log = get_logger("isthmus.gateway.pool")
 
 
 def _retrieve(future: asyncio.Future[None]) -> None:
@@ -215,7 +214,7 @@ class PeerPool:
             try:
                 tunnel = await self.connect()
             except (TunnelError, OSError) as exc:
-                _log().debug("warming the pool failed", peer=f"{self.host}:{self.port}",
+                log.debug("warming the pool failed", peer=f"{self.host}:{self.port}",
                              error=str(exc))
                 return
             self.release(tunnel)

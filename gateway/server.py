@@ -25,9 +25,8 @@ from isthmus.gateway.state import GatewayState
 from isthmus.logging import get_logger
 from isthmus.trust import ReloadableTls
 
-
-def _log() -> Any:
-    return get_logger("isthmus.gateway")
+# Lazy: structlog builds it on first use, after the process configured logging.
+log = get_logger("isthmus.gateway")
 
 
 class Gateway:
@@ -114,7 +113,7 @@ class Gateway:
             if sockets is not None and sockets.sockets:
                 self.admin_port = sockets.sockets[0].getsockname()[1]
         self.spawn(self._sweeper())
-        _log().info("gateway started", inbound_port=self.inbound_port, admin_port=self.admin_port,
+        log.info("gateway started", inbound_port=self.inbound_port, admin_port=self.admin_port,
                     cluster=self.settings.cluster)
 
     def _config_extra(self) -> dict[str, Any]:
@@ -153,7 +152,7 @@ class Gateway:
             return
         self.draining = True
         timeout = self.settings.drain_timeout if timeout is None else timeout
-        _log().info("draining", inbound_streams=self.inbound.active_streams,
+        log.info("draining", inbound_streams=self.inbound.active_streams,
                     outbound_streams=self.outbound.active_streams, timeout=timeout)
         self.inbound.stop_accepting()
         self.outbound.stop_accepting()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -34,11 +33,8 @@ from isthmus.trust.pem import (
 from isthmus.trust.spiffe import SpiffeId, cluster_ca_id, cluster_of_ca_id, validate_trust_domain
 from isthmus.trust.svid_rules import ca_spiffe_id, check_signing_cert
 
-
-def _log() -> Any:
-    # Looked up per call: a logger bound at import would keep structlog's default
-    # configuration (stdout) instead of the one the process sets up later.
-    return get_logger(__name__)
+# Lazy: structlog builds it on first use, after the process configured logging.
+log = get_logger(__name__)
 
 
 ROOT_LIFETIME = dt.timedelta(days=3650)
@@ -148,7 +144,7 @@ def create_root(
         .sign(key, hashes.SHA256())
     )
     material = CertifiedKey(cert, key)
-    _log().info("root created", trust_domain=trust_domain, fingerprint=material.fingerprint)
+    log.info("root created", trust_domain=trust_domain, fingerprint=material.fingerprint)
     return material
 
 
@@ -200,7 +196,7 @@ def create_cluster_ca(
     key = key or generate_key()
     not_after = min(now + lifetime, root.cert.not_valid_after_utc)
     if not_after < now + lifetime:
-        _log().warning(
+        log.warning(
             "cluster CA lifetime cut to the root's", cluster=cluster, not_after=str(not_after)
         )
     cert = (
@@ -225,7 +221,7 @@ def create_cluster_ca(
         .sign(root.key, hashes.SHA256())
     )
     material = CertifiedKey(cert, key, ())
-    _log().info(
+    log.info(
         "cluster CA created",
         cluster=cluster,
         trust_domain=trust_domain,

@@ -11,7 +11,6 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import yaml
 from cryptography import x509
@@ -22,11 +21,8 @@ from isthmus.trust.errors import MaterialError, RootExistsError
 from isthmus.trust.manifests import certs_in_object
 from isthmus.trust.pem import load_certs, load_key
 
-
-def _log() -> Any:
-    # Looked up per call: a logger bound at import would keep structlog's default
-    # configuration (stdout) instead of the one the process sets up later.
-    return get_logger(__name__)
+# Lazy: structlog builds it on first use, after the process configured logging.
+log = get_logger(__name__)
 
 
 ROOT_CERT = "root.crt"
@@ -56,7 +52,7 @@ def write_private(path: Path, data: bytes) -> None:
         _write(path, data, PRIVATE_MODE)
     except OSError as exc:
         raise MaterialError(f"cannot write {path}: {exc.strerror}") from exc
-    _log().info("private file written", path=str(path), mode=oct(PRIVATE_MODE))
+    log.info("private file written", path=str(path), mode=oct(PRIVATE_MODE))
 
 
 def write_public(path: Path, data: bytes) -> None:
@@ -64,7 +60,7 @@ def write_public(path: Path, data: bytes) -> None:
         _write(path, data, PUBLIC_MODE)
     except OSError as exc:
         raise MaterialError(f"cannot write {path}: {exc.strerror}") from exc
-    _log().info("file written", path=str(path))
+    log.info("file written", path=str(path))
 
 
 def read_bytes(path: Path) -> bytes:

@@ -13,7 +13,6 @@ import contextlib
 import datetime as dt
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -33,11 +32,8 @@ from isthmus.trust.errors import IssuanceError
 from isthmus.trust.pem import PrivateKey, generate_key
 from isthmus.trust.spiffe import IsthmusIdentity
 
-
-def _log() -> Any:
-    # Looked up per call: a logger bound at import would keep structlog's default
-    # configuration (stdout) instead of the one the process sets up later.
-    return get_logger(__name__)
+# Lazy: structlog builds it on first use, after the process configured logging.
+log = get_logger(__name__)
 
 
 LEAF_LIFETIME = dt.timedelta(hours=24)
@@ -136,7 +132,7 @@ class Issuer:
             .sign(self.ca.key, hashes.SHA256())
         )
         leaf = CertifiedKey(cert, key, (self.ca.cert, *self.ca.chain))
-        _log().info(
+        log.info(
             "leaf issued",
             spiffe_id=identity.uri,
             fingerprint=leaf.fingerprint,
@@ -219,10 +215,10 @@ class LeafRenewer:
                 except (IsthmusError, OSError) as exc:
                     delay = self._backoff[min(failures, len(self._backoff) - 1)]
                     failures += 1
-                    _log().warning("leaf renewal failed", error=str(exc), retry_in=delay)
+                    log.warning("leaf renewal failed", error=str(exc), retry_in=delay)
                     await self._wait(delay)
                     continue
                 self.current = leaf
-                _log().info("leaf renewed", fingerprint=leaf.fingerprint)
+                log.info("leaf renewed", fingerprint=leaf.fingerprint)
                 break
             done += 1

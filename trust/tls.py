@@ -40,11 +40,8 @@ from isthmus.trust.refusal import Refusal
 from isthmus.trust.svid_rules import check_leaf
 from isthmus.trust.verifier import PeerIdentity, verify_peer
 
-
-def _log() -> Any:
-    # Looked up per call: a logger bound at import would keep structlog's default
-    # configuration (stdout) instead of the one the process sets up later.
-    return get_logger(__name__)
+# Lazy: structlog builds it on first use, after the process configured logging.
+log = get_logger(__name__)
 
 
 TLS_VERSION = ssl.TLSVersion.TLSv1_3
@@ -249,7 +246,7 @@ class ReloadableTls:
         try:
             return self.update(self._source())
         except MaterialError as exc:
-            _log().error("tls material not reloaded, keeping the current one", error=str(exc))
+            log.error("tls material not reloaded, keeping the current one", error=str(exc))
             return False
 
     async def watch(self, interval: float = 2.0, *, iterations: int | None = None) -> None:
@@ -262,7 +259,7 @@ class ReloadableTls:
 
     def _log_swap(self, material: TlsMaterial, event: str) -> None:
         leaf = load_certs(material.chain_pem)[0]
-        _log().info(
+        log.info(
             event,
             leaf=describe_name(leaf),
             fingerprint=fingerprint(leaf),
