@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -63,6 +64,7 @@ class Controller:
             "ISTHMUS_MIRROR_METRICS_HOST": "127.0.0.1",
             "ISTHMUS_MIRROR_METRICS_PORT": str(self.metrics_port),
             "ISTHMUS_MIRROR_LEADER_ELECTION": "false",
+            "ISTHMUS_MIRROR_CATALOG_VIA": "direct",  # Links name catalog servers here
             "ISTHMUS_MIRROR_LOG_LEVEL": "warning",
             "ISTHMUS_MIRROR_PORT_RANGE": "20000-60000",
         }
@@ -281,4 +283,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so control planes are stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     asyncio.run(main())
