@@ -325,3 +325,37 @@ async def test_service_account_is_least_privilege(mesh: Mesh) -> None:
     # and what it needs, it can do (the whole suite runs the controllers as this account)
     assert await api.get(SECRETS, "isthmus-cluster-ca", "isthmus-system")
     assert (await api.list(LINKS))["items"]
+
+
+async def test_stale_mirrors_removed_only_after_the_grace_period(mesh: Mesh, unique: str) -> None:
+    for m in ("west", "east"):
+        await ensure_namespace(mesh[m].admin, unique)
+    await export_service(mesh["west"].admin, unique, "graced")
+    await _imported(mesh, "east", unique, "graced")
+    await mesh.stop("east")
+    await mesh.start("east", stale_grace_seconds=3.0)
+    await mesh.stop("west")
+    try:
+        async def stale() -> bool:
+            gs = await mesh.gs("east", unique, "graced")
+            assert gs is not None and condition(gs, "Stale")["status"] == "True"
+            return True
+
+        await eventually(stale, what="Stale")
+        stale_at = asyncio.get_running_loop().time()
+
+        async def removed() -> bool:
+            assert await mesh.gs("east", unique, "graced") is None
+            assert await mesh.svc("east", unique, "graced-global") is None
+            return True
+
+        await eventually(removed, timeout=20, what="removal after the grace period")
+        assert asyncio.get_running_loop().time() - stale_at >= 2.0  # not before the grace
+        events = await mesh["east"].admin.list(EVENTS, "default")
+        assert any(e["reason"] == "StaleGraceExpired" for e in events["items"])
+    finally:
+        await mesh.start("west")
+        await mesh.stop("east")
+        await mesh.start("east")
+    # the peer is back: its services are imported again
+    await _imported(mesh, "east", unique, "graced")

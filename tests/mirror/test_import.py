@@ -242,3 +242,26 @@ async def test_missing_namespace_waits_then_imports(mesh: Mesh, unique: str) -> 
         return await mesh.gs("east", unique, "later") is not None
 
     await eventually(imported, what="import after the namespace appeared")
+
+
+async def test_metrics_endpoint(mesh: Mesh, unique: str) -> None:
+    import aiohttp
+
+    for m in ("west", "east"):
+        await ensure_namespace(mesh[m].admin, unique)
+    await _export_and_wait(mesh, "west", "east", unique, "measured")
+    port = mesh["east"].c.metrics_port
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{port}/metrics") as resp:
+            text = await resp.text()
+        async with session.get(f"http://127.0.0.1:{port}/readyz") as resp:
+            assert resp.status == 200
+    for name in (
+        'isthmus_mirror_peer_catalog_version{peer="west"}',
+        'isthmus_mirror_peer_sync_lag_seconds{peer="west"}',
+        'isthmus_mirror_objects_written_total{action="apply",kind="GlobalService"}',
+        "isthmus_mirror_export_to_mirror_seconds_count",
+        "isthmus_mirror_catalog_subscribers",
+        "isthmus_mirror_errors_total",
+    ):
+        assert name in text, name
