@@ -135,7 +135,11 @@ async def join(kubeconfig: str | None, contexts: list[str]) -> dict[str, list[st
 
 
 async def unjoin(kubeconfig: str | None, contexts: list[str]) -> dict[str, list[str]]:
-    """Delete the Links between every pair given; absent Links are not an error."""
+    """Delete the Links between every pair given, then exactly the objects the mirror wrote
+    for each (the mirror does the same when it sees a Link go; doing it here too means it
+    happens even when no mirror runs). Absent Links and objects are not an error."""
+    from isthmus.mirror.cleanup import remove_link_objects
+
     apis = await _connect_all(kubeconfig, contexts)
     try:
         names = {c: (await _read_member(apis[c], c)).info.cluster for c in contexts}
@@ -144,12 +148,16 @@ async def unjoin(kubeconfig: str | None, contexts: list[str]) -> dict[str, list[
             for peer_ctx in contexts:
                 if peer_ctx == context:
                     continue
+                peer = names[peer_ctx]
                 try:
-                    await apis[context].delete(LINKS, names[peer_ctx])
+                    await apis[context].delete(LINKS, peer)
+                    removed.setdefault(context, []).append(peer)
+                    log.info("link removed", context=context, peer=peer)
                 except kube_errors.NotFoundError:
-                    continue
-                removed.setdefault(context, []).append(names[peer_ctx])
-                log.info("link removed", context=context, peer=names[peer_ctx])
+                    pass
+                count = await remove_link_objects(apis[context], peer)
+                if count:
+                    removed.setdefault(context, []).append(f"{count} mirrored object(s) of {peer}")
         return removed
     finally:
         await asyncio.gather(*(a.close() for a in apis.values()))

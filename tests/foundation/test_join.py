@@ -16,7 +16,7 @@ from isthmus.devcluster import ControlPlane
 from isthmus.join import JoinError, Member, check_members, desired_links
 from isthmus.kube.apply import apply, with_retries
 from isthmus.kube.client import KubeApi
-from isthmus.kube.resources import LINKS, NAMESPACES
+from isthmus.kube.resources import GLOBALSERVICES, LINKS, NAMESPACES
 from isthmus.trust import TrustBundle, bundle_configmap, create_root
 
 
@@ -125,13 +125,36 @@ async def test_join_and_unjoin_real_clusters(
                                  "--context", ctx[0], "--context", ctx[1]])
     assert result.exit_code == 0, result.output
 
-    # Unjoin removes them; twice is harmless.
+    # Something the mirror imported from east into west, and an object that is not ours.
+    api = await KubeApi.connect(cps[0].kubeconfig, cps[0].context)
+    try:
+        await api.create(NAMESPACES, {"metadata": {"name": "shop"}})
+        for name, labels in (
+            ("users", {"isthmus.io/mirror": "true", "app.kubernetes.io/managed-by": "isthmus",
+                       "link.isthmus.io/east": "some-uid"}),
+            ("mine", {}),
+        ):
+            await with_retries(lambda n=name, lab=labels: api.create(GLOBALSERVICES, {
+                "apiVersion": "isthmus.io/v1alpha1", "kind": "GlobalService",
+                "metadata": {"name": n, "namespace": "shop", "labels": lab},
+                "spec": {"hosts": [f"{n}.shop.global"], "ports": [{"port": 80}]}},
+                namespace="shop"))
+    finally:
+        await api.close()
+
+    # Unjoin removes the Links and exactly the link's objects; twice is harmless.
     for _ in range(2):
         result = await asyncio.to_thread(runner.invoke, cli, ["unjoin", "--kubeconfig", kubeconfig,
                                      "--context", ctx[0], "--context", ctx[1]])
         assert result.exit_code == 0, result.output
     assert await _links(cps[0]) == []
     assert await _links(cps[1]) == []
+    api = await KubeApi.connect(cps[0].kubeconfig, cps[0].context)
+    try:
+        left = (await api.list(GLOBALSERVICES, "shop"))["items"]
+        assert [g["metadata"]["name"] for g in left] == ["mine"]
+    finally:
+        await api.close()
 
 
 def test_join_needs_two_contexts() -> None:
