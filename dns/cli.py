@@ -56,7 +56,8 @@ async def serve(settings: DnsSettings) -> None:
         loop.add_signal_handler(signal.SIGHUP, reload)
 
     server = DnsServer(responder, settings.listen_address, settings.port,
-                       tcp_idle=settings.tcp_idle_timeout, max_tcp=settings.max_tcp_connections)
+                       tcp_idle=settings.tcp_idle_timeout, max_tcp=settings.max_tcp_connections,
+                       udp_batch=None if settings.udp_batch else False)
     api = None if static is not None else await connect_kubernetes(settings.kubeconfig,
                                                                    settings.context)
     async with asyncio.TaskGroup() as tasks:

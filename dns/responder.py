@@ -169,6 +169,11 @@ class Responder:
         self.known_limit = 64 * (len(snapshot.names) + len(snapshot.zones)) + 1024
         self._state = _State(snapshot)
 
+    def raw_udp_cache(self) -> dict[bytes, bytes]:
+        """The current tier-1 UDP table, for a batched reader's inline lookups (read only):
+        query bytes after the ID -> reply bytes after the ID. Replaced on every snapshot."""
+        return self._state.raw_udp
+
     def cache_size(self) -> int:
         state = self._state
         return len(state.known) + len(state.other) + len(state.raw_udp) + len(state.raw_tcp)

@@ -56,6 +56,10 @@ class DnsSettings(ComponentSettings):
     cache: bool = pydantic.Field(
         default=True, description="Precomputed-answer cache (turn off only to measure it)."
     )
+    udp_batch: bool = pydantic.Field(
+        default=True, description="Receive and send UDP in batches (recvmmsg/sendmmsg, Linux); "
+        "off: one datagram per call through asyncio.",
+    )
     static_file: Path | None = pydantic.Field(
         default=None,
         description="Serve the GlobalServices in this YAML/JSON file (local source; SIGHUP "

@@ -18,10 +18,12 @@ def snapshot() -> Snapshot:
     return build_snapshot(SERVICES, CONFIG, generation=1, serial=2026010101)
 
 
-@pytest_asyncio.fixture
-async def live(snapshot: Snapshot) -> AsyncIterator[DnsServer]:
-    """A real server on a free loopback port (UDP and TCP), short TCP idle timeout."""
-    server = DnsServer(Responder(snapshot), "127.0.0.1", 0, tcp_idle=0.5, max_tcp=8)
+@pytest_asyncio.fixture(params=["batched", "asyncio"])
+async def live(snapshot: Snapshot, request: pytest.FixtureRequest) -> AsyncIterator[DnsServer]:
+    """A real server on a free loopback port (UDP and TCP), short TCP idle timeout; every
+    test runs against both UDP paths (recvmmsg batches, and the asyncio protocol)."""
+    server = DnsServer(Responder(snapshot), "127.0.0.1", 0, tcp_idle=0.5, max_tcp=8,
+                       udp_batch=request.param == "batched")
     await server.start()
     try:
         yield server
