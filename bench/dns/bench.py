@@ -175,13 +175,13 @@ def cpu_seconds(pid: int) -> float:
 # --- load -------------------------------------------------------------------------------------
 
 def dnsperf(port: int, queries: Path, mode: str, seconds: float, *, rate: int | None = None,
-            verbose: bool = False) -> str:
+            verbose: bool = False, outstanding: int | None = None) -> str:
     argv = ["taskset", "-c", LOAD_CPU, "dnsperf", "-s", "127.0.0.1", "-p", str(port),
             "-d", str(queries), "-l", str(seconds), "-m", mode, "-T", "1",
             "-c", "1" if mode == "udp" else "4", "-t", "2",
             # Max rate: 200 outstanding. Fixed rate: 20, because dnsperf paces -Q in bursts
             # of up to -q queries, which would measure its own burst, not the server.
-            "-q", "200" if rate is None else "20"]
+            "-q", str(outstanding or (200 if rate is None else 20))]
     if rate is not None:
         argv += ["-Q", str(rate)]
     if verbose:
@@ -234,6 +234,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="per max-rate run")
     parser.add_argument("--latency-seconds", type=float, default=3.0)
     parser.add_argument("--rates", default="1000,10000")
+    parser.add_argument("--cpu-rate", type=int, default=50_000,
+                        help="fixed rate at which each server's CPU per query is measured")
     parser.add_argument("--servers", default="isthmus,knot,unbound,dnsmasq")
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
     parser.add_argument("--quick", action="store_true", help="1 run, 2 s each")
@@ -247,7 +249,7 @@ def main() -> None:
     servers = args.servers.split(",")
     sizes = [int(s) for s in args.sizes.split(",")]
     rates = [int(r) for r in args.rates.split(",")]
-    results: dict[str, list[dict[str, object]]] = {"max": [], "latency": []}
+    results: dict[str, list[dict[str, object]]] = {"max": [], "latency": [], "fixed_cpu": []}
     started = time.monotonic()
     # A SIGTERM must still stop the servers we started (the finally below).
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -295,6 +297,27 @@ def main() -> None:
                         print(json.dumps(row), flush=True)
                     if size != max(sizes):
                         continue
+                    # CPU per query at one fixed rate that every server sustains: at the
+                    # maximum rate, whichever side is the bottleneck also pays for waking
+                    # the other, so per-CPU figures at different utilisations are not alike.
+                    fixed: dict[str, list[float]] = {n: [] for n in servers}
+                    for _ in range(args.runs):
+                        for name, (server, proc) in running.items():
+                            before = cpu_seconds(proc.pid)
+                            out = dnsperf(server.port, queries, mode, args.seconds,
+                                          rate=args.cpu_rate, outstanding=200)
+                            qps, _lost = qps_of(out)
+                            cpu = cpu_seconds(proc.pid) - before
+                            if cpu:
+                                fixed[name].append(qps * args.seconds / cpu)
+                    for name in servers:
+                        if fixed[name]:
+                            frow = {"server": name, "size": size, "mode": mode,
+                                    "rate": args.cpu_rate,
+                                    "per_cpu_s": statistics.median(fixed[name]),
+                                    "spread": [min(fixed[name]), max(fixed[name])]}
+                            results["fixed_cpu"].append(frow)
+                            print(json.dumps(frow), flush=True)
                     for rate in rates:
                         lat: dict[str, list[tuple[float, float, float]]] = {n: [] for n in servers}
                         for _ in range(args.runs):
@@ -353,6 +376,18 @@ def markdown(results: dict[str, object]) -> str:
                 f"{q('isthmus') / q('dnsmasq'):.2f} | {per_cpu('isthmus'):,.0f} / "
                 f"{per_cpu('knot'):,.0f} / {per_cpu('dnsmasq'):,.0f} | "
                 f"{per_cpu('isthmus') / per_cpu('knot'):.2f} |")
+    fixed: list[dict[str, object]] = results.get("fixed_cpu", [])  # type: ignore[assignment]
+    if fixed:
+        knot = {(r["size"], r["mode"]): float(r["per_cpu_s"])  # type: ignore[arg-type]
+                for r in fixed if r["server"] == "knot"}
+        lines += ["", "| server | transport | fixed rate (qps) | queries per server CPU-second "
+                  "(spread) | ratio to knot |", "|---|---|---:|---:|---:|"]
+        for r in fixed:
+            lo, hi = r["spread"]  # type: ignore[misc]
+            ref = knot.get((r["size"], r["mode"]), float("nan"))
+            lines.append(f"| {r['server']} | {str(r['mode']).upper()} | {r['rate']:,} | "
+                         f"{r['per_cpu_s']:,.0f} ({lo:,.0f}–{hi:,.0f}) | "
+                         f"{float(r['per_cpu_s']) / ref:.2f} |")  # type: ignore[arg-type]
     lat: list[dict[str, object]] = results["latency"]  # type: ignore[assignment]
     if lat:
         lines += ["", "| server | transport | rate (qps) | p50 ms | p99 ms (spread) | p99.9 ms |",
