@@ -51,6 +51,7 @@ class Feed:
         self.services: dict[Key, GlobalService] = {}
         self.dirty = asyncio.Event()
         self.synced = asyncio.Event()
+        self._reported: set[str] = set()
 
     def _accept(self, obj: Mapping[str, Any]) -> None:
         key = _key(obj)
@@ -82,8 +83,11 @@ class Feed:
     def rebuild(self) -> None:
         self.dirty.clear()
         snapshot = self.holder.update(self.services.values())
+        # Each problem is logged when it appears, not again on every rebuild after it.
         for problem in snapshot.rejected:
-            log.warning("globalservice_not_served", problem=problem)
+            if problem not in self._reported:
+                log.warning("globalservice_not_served", problem=problem)
+        self._reported = set(snapshot.rejected)
         log.debug("dns_snapshot", generation=snapshot.generation, names=len(snapshot.names),
                   services=snapshot.services)
 

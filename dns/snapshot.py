@@ -116,6 +116,15 @@ def _relative_host(host: str) -> Labels | None:
     return None
 
 
+def _pinned_host(host: str, bases: set[Labels],
+                 pinned: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]) -> bool:
+    """Whether ``host`` is the pinned name of one of this GlobalService's exporting
+    clusters (the mirror lists those in spec.hosts too)."""
+    labels = labels_of(host)
+    return (len(labels) == 4 and labels[-1] == HOST_SUFFIX.encode()
+            and labels[:2] in bases and labels[2].decode(errors="replace") in pinned)
+
+
 def _split_ips(values: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     v4: list[str] = []
     v6: list[str] = []
@@ -151,8 +160,11 @@ def build_snapshot(
             continue
         for ep in svc.spec.endpoints:
             pinned.setdefault(ep.cluster, ((), ()))
+        bases = {b for b in map(_relative_host, svc.spec.hosts) if b is not None}
         for host in svc.spec.hosts:
             base = _relative_host(host)
+            if base is None and _pinned_host(host, bases, pinned):
+                continue  # <svc>.<ns>.<cluster>.global: served below, from clusterVips
             if base is None:
                 rejected.append(f"{source}: host {host!r} is not <svc>.<ns>.{HOST_SUFFIX}")
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from dns_fixtures import CONFIG, SERVICES, global_service
 
 from isthmus.dns.snapshot import (
@@ -67,6 +68,22 @@ def test_bad_hosts_and_conflicts_are_rejected_one_by_one() -> None:
     assert len(snap.rejected) == 3
     assert any("already served from ns1/a" in r for r in snap.rejected)
     assert any("b.ns1.west.global" in r for r in snap.rejected)
+
+
+@pytest.mark.parametrize(("hosts", "rejected"), [
+    # What the mirror writes: the merged name and each exporting cluster's pinned name.
+    (["u.shop.global", "u.shop.east.global", "u.shop.west.global"], 0),
+    (["u.shop.global", "u.shop.north.global"], 1),  # north exports nothing here
+    (["u.shop.global", "v.shop.east.global"], 1),  # pinned name of another service
+    (["u.shop.east.global"], 1),  # a pinned name without its merged name
+])
+def test_pinned_hosts_of_exporting_clusters_are_accepted(hosts: list[str], rejected: int) -> None:
+    svc = global_service("u", "shop", ["10.0.0.9"], hosts=hosts, endpoints=["east", "west"],
+                         cluster_vips={"east": ["10.0.1.1"], "west": ["10.0.1.2"]})
+    snap = build_snapshot([svc], CONFIG)
+    assert len(snap.rejected) == rejected, snap.rejected
+    if not rejected:
+        assert snap.names[labels_of("u.shop.east.global")].a == ("10.0.1.1",)
 
 
 def test_build_is_pure() -> None:
