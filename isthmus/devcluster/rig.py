@@ -196,13 +196,15 @@ class Rig:
                     f"{c.name}: isthmus {proc.name} exited; log:\n{proc.tail()}"
                 )
 
-    # --- the demo workload --------------------------------------------------------------------
-    def deploy_demo(self, cluster: str, namespace: str = "shop", service: str = "users",
-                    port: int = 80, target_port: int = 8080) -> None:
-        """An HTTP "pod" in ``cluster``, behind Service ``service`` labelled for export; the
-        namespace is created in every cluster (imports land only in existing namespaces)."""
+    # --- workloads -----------------------------------------------------------------------------
+    def ensure_namespace(self, namespace: str) -> None:
+        """``namespace`` in every cluster (imports land only in namespaces that exist)."""
         for c in self.clusters.values():
             self._api(c, "POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})
+
+    def start_workload(self, cluster: str, service: str, target_port: int = 8080) -> str:
+        """An HTTP "pod" in ``cluster`` that answers with its cluster and service name; its
+        address."""
         c = self.clusters[cluster]
         address = c.net.add_pod_ip()
         proc = ManagedProcess(f"demo-{service}", [
@@ -211,12 +213,39 @@ class Rig:
         ], c.cp.workdir / "logs" / f"demo-{service}.log")  # type: ignore[operator]
         proc.start(c.net.exec_prefix())
         c.procs[f"demo-{service}"] = proc
+        return address
+
+    def add_service(self, cluster: str, namespace: str, service: str, address: str, *,
+                    port: int = 80, target_port: int = 8080, export: bool = True) -> None:
+        """A Service with one ready endpoint at ``address`` (optionally labelled for export)."""
+        c = self.clusters[cluster]
+        labels = {"isthmus.io/export": "true"} if export else {}
         self._api(c, "POST", f"/api/v1/namespaces/{namespace}/services", {
-            "metadata": {"name": service, "labels": {"isthmus.io/export": "true"}},
+            "metadata": {"name": service, "labels": labels},
             "spec": {"ports": [{"name": "http", "port": port, "targetPort": target_port}]},
         })
         self._register(c, service, address,
                        [{"name": "http", "port": target_port, "protocol": "TCP"}], namespace)
+
+    def set_export(self, cluster: str, namespace: str, service: str, export: bool) -> None:
+        """Label (or unlabel) a Service for export: what an operator's kubectl label does."""
+        c = self.clusters[cluster]
+        status, data = c.cp.admin_request(
+            "PATCH", f"/api/v1/namespaces/{namespace}/services/{service}",
+            {"metadata": {"labels": {"isthmus.io/export": "true" if export else None}}},
+            content_type="application/merge-patch+json")
+        if status != 200:
+            raise ControlPlaneError(f"{cluster}: label {namespace}/{service}: HTTP {status} "
+                                    f"{data[:300]!r}")
+
+    def deploy_demo(self, cluster: str, namespace: str = "shop", service: str = "users",
+                    port: int = 80, target_port: int = 8080) -> None:
+        """An HTTP "pod" in ``cluster``, behind Service ``service`` labelled for export; the
+        namespace is created in every cluster."""
+        self.ensure_namespace(namespace)
+        address = self.start_workload(cluster, service, target_port)
+        self.add_service(cluster, namespace, service, address, port=port,
+                         target_port=target_port)
 
     # --- from inside a cluster ---------------------------------------------------------------
     def run_in(
