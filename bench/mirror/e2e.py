@@ -52,8 +52,8 @@ def probe_main(mode: str, names: list[str], seconds: float) -> None:
     import http.client
     import socket
 
-    def http_get(host: str) -> str | None:
-        conn = http.client.HTTPConnection(host, 80, timeout=2)
+    def http_get(host: str, timeout: float = 2.0) -> str | None:
+        conn = http.client.HTTPConnection(host, 80, timeout=timeout)
         try:
             conn.request("GET", "/")
             resp = conn.getresponse()
@@ -82,30 +82,43 @@ def probe_main(mode: str, names: list[str], seconds: float) -> None:
             time.sleep(max(0.0, 0.02 - (time.time() - start)))
         return
 
-    pending = set(names)
-    dns_seen: set[str] = set()
+    # One thread per name (up to 128 at a time), each probing on its own: a lookup that stalls
+    # (a lost datagram costs glibc its 1 s timeout) delays only its own name.
+    import threading
 
-    def check(name: str) -> tuple[str, str | None, float]:
-        if mode == "gone":
-            return name, None if resolves(name) else "gone", time.time()
-        if name not in dns_seen:
-            if not resolves(name):
-                return name, None, time.time()
-            return name, "dns", time.time()
-        return name, "http" if http_get(name) else None, time.time()
+    slow: list[float] = []
+    lock = threading.Lock()
 
-    print(json.dumps({"ready": time.time()}), flush=True)
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        while pending and time.time() < deadline:
-            for name, event, at in pool.map(check, sorted(pending)):
-                if event == "dns":
-                    dns_seen.add(name)
-                    print(json.dumps({"name": name, "event": "dns", "t": at}), flush=True)
-                    # The HTTP probe follows at once, in the next round.
-                elif event is not None:
-                    pending.discard(name)
-                    print(json.dumps({"name": name, "event": event, "t": at}), flush=True)
-            time.sleep(0.005)
+    def emit(**event: Any) -> None:
+        with lock:
+            print(json.dumps(event), flush=True)
+
+    def watch(name: str) -> None:
+        resolved = False
+        while time.time() < deadline:
+            started = time.time()
+            ok = resolves(name)
+            took = time.time() - started
+            if took > 0.5:
+                with lock:
+                    slow.append(took)
+            if mode == "gone" and not ok:
+                emit(name=name, event="gone", t=time.time())
+                return
+            if mode == "up" and ok and not resolved:
+                resolved = True
+                emit(name=name, event="dns", t=time.time())
+            # A short timeout: until kube-proxy programs the new VIP a SYN goes unanswered,
+            # and a long wait would hide when the path starts to work.
+            if mode == "up" and resolved and http_get(name, timeout=0.3):
+                emit(name=name, event="http", t=time.time())
+                return
+            time.sleep(0.01)
+
+    emit(ready=time.time())
+    with concurrent.futures.ThreadPoolExecutor(min(128, len(names))) as pool:
+        list(pool.map(watch, names))
+    emit(slow_lookups=len(slow), slowest_s=max(slow, default=0.0))
 
 
 # --- the driver ---------------------------------------------------------------------------------
@@ -184,6 +197,7 @@ def convergence(rig: Any, n: int, address: str, timeout: float) -> dict[str, Any
     burst_sent = time.time() - burst_start
     events = read_events(probe, timeout + 30)
     watcher.close()
+    probe_rounds = next((e for e in events if "slow_lookups" in e), {})
     api = [t - t0[h] for h, t in watcher.first_vip.items() if h in t0]
     dns = [e["t"] - t0[e["name"]] for e in events if e.get("event") == "dns"]
     http = [e["t"] - t0[e["name"]] for e in events if e.get("event") == "http"]
@@ -201,7 +215,7 @@ def convergence(rig: Any, n: int, address: str, timeout: float) -> dict[str, Any
     gone = [e["t"] - gone0[e["name"]] for e in read_events(probe, timeout + 30)
             if e.get("event") == "gone"]
     row = {"n": n, "label_burst_s": burst_sent, "globalservice_vip": pcts(api),
-           "dns": pcts(dns), "http": pcts(http),
+           "dns": pcts(dns), "http": pcts(http), "probe": probe_rounds,
            "delete_dns": pcts(gone), "missing_http": n - len(http), "missing_gone": n - len(gone)}
     print(json.dumps(row), flush=True)
     return row
