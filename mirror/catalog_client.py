@@ -23,6 +23,7 @@ import grpc
 from isthmus.kube.backoff import Backoff
 from isthmus.logging import get_logger
 from isthmus.mirror.catalog_server import WATCH_METHOD
+from isthmus.mirror.grpc_tls import require_tls13
 from isthmus.mirror.model import CatalogEntry, LinkInfo, PortSpec, ServiceKey
 from isthmus.mirror.names import mirror_server_name
 from isthmus.mirror.wire import pb
@@ -51,6 +52,7 @@ class DirectDialer:
         self._address = address or (lambda link: f"{link.gateway_host}:{link.gateway_port}")
 
     def channel(self, link: LinkInfo) -> Any:
+        require_tls13()
         return grpc.aio.secure_channel(
             self._address(link), self._credentials(), options=channel_options(link.cluster)
         )

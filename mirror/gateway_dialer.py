@@ -21,6 +21,7 @@ from isthmus.gateway.client import Forwarder, serve_forwarder
 from isthmus.gateway.wire import CATALOG
 from isthmus.logging import get_logger
 from isthmus.mirror.catalog_client import channel_options
+from isthmus.mirror.grpc_tls import require_tls13
 from isthmus.mirror.model import LinkInfo
 from isthmus.trust import ReloadableTls, TlsMaterial
 
@@ -83,6 +84,7 @@ class GatewayDialer:
         return port
 
     def channel(self, link: LinkInfo) -> Any:
+        require_tls13()
         port = self._forwarder_port(link)
         return grpc.aio.secure_channel(
             f"127.0.0.1:{port}", self._credentials(), options=channel_options(link.cluster)
