@@ -82,6 +82,7 @@ def entry_message(entry: CatalogEntry) -> pb.Service:
         ready_endpoints=entry.ready_endpoints,
         version=entry.version,
         changed_at_ms=entry.changed_at_ms,
+        weight=entry.weight,
     )
 
 
