@@ -32,6 +32,9 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "isthmus"
 
 SYSTEM_NAMESPACE = "isthmus-system"
+# The leaf Secrets: created empty by `isthmus install`, filled (patched) by the mirror.
+GATEWAY_TLS_SECRET = "isthmus-gateway-tls"  # noqa: S105 - a name
+MIRROR_TLS_SECRET = "isthmus-mirror-tls"  # noqa: S105 - a name
 GATEWAY_SERVICE_ACCOUNT = "isthmus-gateway"
 MIRROR_SERVICE_ACCOUNT = "isthmus-mirror"
 DNS_SERVICE_ACCOUNT = "isthmus-dns"

@@ -6,8 +6,10 @@ are in test_webhook_faults.py."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from typing import Any
 
+import pytest
 from mirror_helpers import (
     Mesh,
     condition,
@@ -16,6 +18,7 @@ from mirror_helpers import (
     export_service,
 )
 
+from isthmus.install import create_leaf_secrets
 from isthmus.kube import errors as kube_errors
 from isthmus.kube.client import KubeApi
 from isthmus.kube.resources import (
@@ -27,7 +30,8 @@ from isthmus.kube.resources import (
     SECRETS,
     SERVICES,
 )
-from isthmus.mirror import remove_link_objects
+from isthmus.mirror import CertificateError, remove_link_objects
+from isthmus.mirror.certs import MirrorCertificates
 
 
 async def _imported(mesh: Mesh, dst: str, ns: str, name: str) -> dict[str, Any]:
@@ -239,8 +243,14 @@ async def test_two_replicas_one_writes(mesh: Mesh, unique: str) -> None:
 async def test_service_account_is_least_privilege(mesh: Mesh) -> None:
     api = mesh["west"].api
     assert api is not None
+    stray = {"apiVersion": "v1", "kind": "Secret",
+             "metadata": {"name": "stray", "namespace": "isthmus-system"}}
     forbidden = [
         api.list(SECRETS, "isthmus-system"),
+        api.create(SECRETS, stray, "isthmus-system"),  # the leaf Secrets come from install
+        api.get(SECRETS, "isthmus-mirror-tls", "isthmus-system"),  # fills them, never reads
+        api.merge_patch(SECRETS, "isthmus-cluster-ca", {"data": {}}, "isthmus-system",
+                        field_manager="t"),
         api.get(SECRETS, "isthmus-cluster-ca", "kube-system"),
         api.list(SECRETS, "default"),
         api.create(NAMESPACES, {"metadata": {"name": "nope"}}),
@@ -255,6 +265,27 @@ async def test_service_account_is_least_privilege(mesh: Mesh) -> None:
     # and what it needs, it can do (the whole suite runs the controllers as this account)
     assert await api.get(SECRETS, "isthmus-cluster-ca", "isthmus-system")
     assert (await api.list(LINKS))["items"]
+
+
+async def test_missing_leaf_secret_is_a_clear_error(mesh: Mesh) -> None:
+    """The mirror patches the leaf Secrets that install created; if one is gone it says so
+    (and cannot recreate it), and once install has run again it fills it."""
+    member = mesh["central"]
+    assert member.api is not None
+    certs = MirrorCertificates(member.api, "isthmus-system")
+    await certs.load()
+    leaf = certs.issue_gateway()
+    await member.admin.delete(SECRETS, "isthmus-gateway-tls", "isthmus-system")
+    try:
+        with pytest.raises(CertificateError, match="run `isthmus install`"):
+            await certs.publish_gateway(leaf)
+    finally:
+        assert await create_leaf_secrets(member.admin) == ["isthmus-gateway-tls"]
+    await certs.publish_gateway(leaf)
+    secret = await member.admin.get(SECRETS, "isthmus-gateway-tls", "isthmus-system")
+    assert secret["type"] == "kubernetes.io/tls"
+    assert base64.b64decode(secret["data"]["tls.crt"]) == leaf.chain_pem()
+    assert secret["metadata"]["annotations"]["isthmus.io/fingerprint"] == leaf.fingerprint
 
 
 async def test_stale_mirrors_removed_only_after_the_grace_period(mesh: Mesh, unique: str) -> None:
