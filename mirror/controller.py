@@ -219,6 +219,7 @@ class MirrorController:
             api, settings.namespace, lifetime=dt.timedelta(hours=settings.leaf_hours)
         )
         self._dialer = dialer
+        self._own_dialer: GatewayDialer | None = None  # made here, so closed here
         self.catalog = ExportCatalog(history=settings.catalog_history)
         self.queue: asyncio.Queue[ev.MirrorEvent] = asyncio.Queue()
         self.links: dict[str, LinkInfo] = {}
@@ -324,6 +325,9 @@ class MirrorController:
             self.ready.clear()
             if server is not None:
                 await asyncio.shield(server.stop(0.5))
+            if self._own_dialer is not None:  # its forwarders and tasks end with the lead
+                dialer, self._own_dialer, self._dialer = self._own_dialer, None, None
+                await asyncio.shield(dialer.close())
 
     def _bundle(self) -> Any:
         if self.certs.bundle is None:
@@ -336,8 +340,8 @@ class MirrorController:
     def dialer(self) -> Dialer:
         if self._dialer is None:
             if self.settings.catalog_via == "gateway":
-                self._dialer = GatewayDialer(self.certs.channel_credentials,
-                                             self.certs.tls_material)
+                self._dialer = self._own_dialer = GatewayDialer(
+                    self.certs.channel_credentials, self.certs.tls_material)
             else:
                 self._dialer = DirectDialer(self.certs.channel_credentials)
         return self._dialer

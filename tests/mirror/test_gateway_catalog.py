@@ -78,6 +78,7 @@ async def test_catalog_through_the_gateway(mesh: Mesh, unique: str,
     west = mesh["west"].admin
     await export_service(west, unique, "via-gw", ready=2)
     await mesh.stop("central")
+    forwarders: list[int] = []
     try:
         # central links west at west's gateway (not at its catalog server), and follows it
         # the production way; west has not linked central.
@@ -115,6 +116,8 @@ async def test_catalog_through_the_gateway(mesh: Mesh, unique: str,
             return True
 
         await eventually(synced, what="central's Link to west synced")
+        forwarders = list(mesh["central"].c.dialer().ports.values())
+        assert forwarders, "central reads west's catalog through a local forwarder"
         # a change travels the same way
         await export_service(west, unique, "via-gw", ready=3)
 
@@ -129,6 +132,12 @@ async def test_catalog_through_the_gateway(mesh: Mesh, unique: str,
         await mesh.unlink("central", "west")
         await mesh.stop("central")
         await mesh.start("central")
+
+    # the stopped controller closed its dialer: no forwarder is left listening
+    for port in forwarders:
+        with pytest.raises(ConnectionRefusedError):
+            _r, w = await asyncio.open_connection("127.0.0.1", port)
+            w.close()
 
     async def gone() -> bool:
         return await mesh.gs("central", unique, "via-gw") is None
