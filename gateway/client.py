@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Coroutine
 from typing import Any
 
 from isthmus.api.models import GatewayAddress
@@ -78,11 +79,15 @@ class _ForwardedClient(Plain):
         super().connection_made(transport)
         assert self.transport is not None
         self.transport.pause_reading()
-        self.task = asyncio.get_running_loop().create_task(self._run())
+        self.task = self.forwarder.spawn(self._run())
 
     async def _run(self) -> None:
         try:
             await _glue(self.forwarder.pool, self.forwarder.target, self)
+        except asyncio.CancelledError:
+            if self.transport is not None:
+                self.transport.abort()
+            raise
         except (TunnelError, OSError, Exception) as exc:
             get_logger("isthmus.gateway.client").warning(
                 "forwarded connection failed", target=self.forwarder.target, error=str(exc))
@@ -97,6 +102,15 @@ class Forwarder:
         self.pool = pool
         self.target = target
         self.server: asyncio.Server | None = None
+        # One task per accepted connection while its stream opens; kept here (the loop
+        # holds tasks only weakly) and cancelled by close().
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
 
     @property
     def port(self) -> int:
@@ -106,9 +120,14 @@ class Forwarder:
     def close(self) -> None:
         if self.server is not None:
             self.server.close()
+        for task in self.tasks:
+            task.cancel()
         self.pool.close()
 
     async def wait_closed(self) -> None:
+        """Until the listener is closed and no connection is still being opened."""
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.server is not None:
             await self.server.wait_closed()
 

@@ -23,10 +23,10 @@ from isthmus.errors import ConfigError, IsthmusError
 from isthmus.kube import errors as kube_errors
 from isthmus.kube.client import KubeApi
 from isthmus.kube.resources import CONFIGMAPS, CRDS, GLOBALSERVICES, LINKS, SECRETS
-from isthmus.labels import SYSTEM_NAMESPACE
+from isthmus.labels import GATEWAY_TLS_SECRET, MIRROR_TLS_SECRET, SYSTEM_NAMESPACE
 
 EXIT_OK, EXIT_ERROR, EXIT_WARNING = 0, 1, 3
-CERT_SECRETS = ("isthmus-cluster-ca", "isthmus-gateway-tls", "isthmus-mirror-tls")
+CERT_SECRETS = ("isthmus-cluster-ca", GATEWAY_TLS_SECRET, MIRROR_TLS_SECRET)
 
 
 class Level(IntEnum):
@@ -105,10 +105,14 @@ def check_certificates(obs: Observed, now: dt.datetime, warn_days: int) -> list[
     ]
     for what, obj in sources:
         if obj is None:
-            hint = ("(is the mirror running? it issues leaves)" if what.endswith("-tls")
+            # The leaf Secrets are created (empty) by install; the mirror can only fill them.
+            hint = ("(run isthmus install)" if what.endswith("-tls")
                     else "(see isthmus trust --help)")
-            level = Level.WARNING if what.endswith("-tls") else Level.ERROR
-            out.append(Finding(level, what, f"missing {hint}"))
+            out.append(Finding(Level.ERROR, what, f"missing {hint}"))
+            continue
+        if what.endswith("-tls") and not ((obj.get("data") or {}).get("tls.crt")):
+            out.append(Finding(Level.WARNING, what,
+                               "no certificate yet (is the mirror running? it issues leaves)"))
             continue
         try:
             certs = _certs(obj)

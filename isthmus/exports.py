@@ -12,12 +12,21 @@ not terminating. Target ports are resolved from each slice's named ports.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from isthmus.labels import EXPORT_LABEL, EXPORT_TO_ANNOTATION, MIRROR_LABEL, SLICE_SERVICE_LABEL
+from isthmus.labels import (
+    DEFAULT_WEIGHT,
+    EXPORT_LABEL,
+    EXPORT_TO_ANNOTATION,
+    MAX_WEIGHT,
+    MIRROR_LABEL,
+    SLICE_SERVICE_LABEL,
+    WEIGHT_ANNOTATION,
+)
 
 JsonObj = Mapping[str, Any]
 
@@ -49,6 +58,9 @@ class ExportedService(BaseModel):
     # None: every linked cluster may import; a set (maybe empty): only those clusters.
     allowed_clusters: frozenset[str] | None = None
     backends: tuple[Backend, ...] = ()
+    weight: int = Field(default=DEFAULT_WEIGHT, ge=0, le=MAX_WEIGHT)
+    # Why the weight annotation was not used (the weight is then the default), for an Event.
+    weight_problem: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -77,6 +89,24 @@ def parse_allowed(annotations: Mapping[str, str]) -> frozenset[str] | None:
     if raw is None:
         return None
     return frozenset(part.strip().lower() for part in raw.split(",") if part.strip())
+
+
+_WEIGHT_DIGITS = re.compile(r"^[0-9]{1,5}$")
+
+
+def parse_weight(annotations: Mapping[str, str]) -> tuple[int, str | None]:
+    """``isthmus.io/weight`` → (weight, problem). Absent: the default, no problem. Invalid:
+    the default and a sentence saying why (the export itself is never dropped for this)."""
+    raw = annotations.get(WEIGHT_ANNOTATION)
+    if raw is None:
+        return DEFAULT_WEIGHT, None
+    text = raw.strip()
+    if not _WEIGHT_DIGITS.match(text) or int(text) > MAX_WEIGHT:
+        shown = raw if len(raw) <= 40 else raw[:40] + "..."
+        return DEFAULT_WEIGHT, (
+            f"annotation {WEIGHT_ANNOTATION}={shown!r} is not an integer from 0 to "
+            f"{MAX_WEIGHT}; using the default weight {DEFAULT_WEIGHT}")
+    return int(text), None
 
 
 def _service_ports(spec: JsonObj) -> tuple[ExportedPort, ...]:
@@ -139,11 +169,15 @@ def build_exports(
                     continue
                 for addr in ep.get("addresses") or []:
                     backends.setdefault(addr, {}).update(port_map)
+        annotations = meta.get("annotations") or {}
+        weight, weight_problem = parse_weight(annotations)
         exports[key] = ExportedService(
             namespace=key[0],
             name=key[1],
             ports=ports,
-            allowed_clusters=parse_allowed(meta.get("annotations") or {}),
+            allowed_clusters=parse_allowed(annotations),
+            weight=weight,
+            weight_problem=weight_problem,
             backends=tuple(Backend(address=a, ports=p) for a, p in sorted(backends.items())),
         )
     return exports

@@ -2,7 +2,9 @@
 
 The documents come from manifests/ (shipped inside the package): the namespace, the CRDs,
 each component's ServiceAccount, least-privilege RBAC, Deployment and Service, plus this
-cluster's identity ConfigMap. With ``--context`` they are applied by server-side apply, and
+cluster's identity ConfigMap. With ``--context`` they are applied by server-side apply, the
+two leaf Secrets (``isthmus-gateway-tls``, ``isthmus-mirror-tls``) are created empty if
+absent (never overwritten: the mirror fills them, and only has ``patch`` on them), and
 CoreDNS's Corefile (ConfigMap kube-system/coredns, if the cluster has one) gets a stub zone
 that forwards ``global`` to isthmus-dns. Without it, YAML goes to stdout for
 ``kubectl apply -f -`` and the CoreDNS change is printed as a comment for the operator.
@@ -25,7 +27,13 @@ from isthmus.api.models import Locality
 from isthmus.clusterinfo import ClusterInfo, parse_address
 from isthmus.errors import ConfigError
 from isthmus.kube import errors as kube_errors
-from isthmus.labels import MANAGED_BY, MANAGED_BY_LABEL, SYSTEM_NAMESPACE
+from isthmus.labels import (
+    GATEWAY_TLS_SECRET,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    MIRROR_TLS_SECRET,
+    SYSTEM_NAMESPACE,
+)
 
 COMPONENTS = ("mirror", "gateway", "dns")
 DEFAULT_IMAGE = "isthmus:0.1.0"
@@ -60,6 +68,44 @@ def _with_image(doc: dict[str, Any], image: str) -> dict[str, Any]:
     return doc
 
 
+LEAF_SECRETS = (GATEWAY_TLS_SECRET, MIRROR_TLS_SECRET)
+
+
+def leaf_secret_placeholders() -> list[dict[str, Any]]:
+    """Pure: the empty leaf Secrets the mirror patches its certificates into. Created once
+    and never applied again: re-applying would blank a live certificate."""
+    return [{
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": name, "namespace": SYSTEM_NAMESPACE,
+                     "labels": {MANAGED_BY_LABEL: MANAGED_BY,
+                                "app.kubernetes.io/part-of": "isthmus"},
+                     "annotations": {"isthmus.io/filled-by": "isthmus-mirror"}},
+        "data": {"tls.crt": "", "tls.key": ""},
+    } for name in LEAF_SECRETS]
+
+
+def placeholder_commands() -> str:
+    """For the render path (``kubectl apply`` would blank live certificates on a re-run)."""
+    return "\n".join(
+        f"#   kubectl -n {SYSTEM_NAMESPACE} create secret generic {name} "
+        "--type=kubernetes.io/tls --from-literal=tls.crt= --from-literal=tls.key="
+        for name in LEAF_SECRETS)
+
+
+async def create_leaf_secrets(api: Any) -> list[str]:
+    """Create the placeholders that do not exist yet; the names created."""
+    from isthmus.kube.resources import SECRETS
+
+    created = []
+    for doc in leaf_secret_placeholders():
+        try:
+            await api.create(SECRETS, doc, SYSTEM_NAMESPACE)
+            created.append(doc["metadata"]["name"])
+        except kube_errors.ConflictError:
+            pass  # exists (perhaps with a live certificate): leave it alone
+    return created
+
+
 def render(info: ClusterInfo, image: str) -> list[dict[str, Any]]:
     """Pure: the documents for one cluster, in apply order."""
     namespace = {
@@ -82,6 +128,7 @@ async def _apply(kubeconfig: str | None, context: str, docs: list[dict[str, Any]
             await apply(api, doc, field_manager=FIELD_MANAGER, force=True)
             if doc["kind"] == "CustomResourceDefinition":
                 await wait_crds_established(api, [doc["metadata"]["name"]])
+        await create_leaf_secrets(api)
         dns = await api.get(SERVICES, "isthmus-dns", SYSTEM_NAMESPACE)
         address = str(dns.get("spec", {}).get("clusterIP") or "")
         try:
@@ -134,6 +181,9 @@ def command(
         click.echo(yaml.safe_dump_all(docs, sort_keys=False), nl=False)
         click.echo("# CoreDNS: add a stub zone forwarding `global` to the isthmus-dns ClusterIP "
                    "(or run again with --context to have it done).")
+        click.echo("# Leaf Secrets: create them once (not with apply, which would blank the "
+                   "certificates on a re-run); the mirror fills them:\n"
+                   + placeholder_commands())
         return
     try:
         message = asyncio.run(_apply(kubeconfig, context, docs))

@@ -9,10 +9,14 @@ Public surface::
     plan(observed, desired) -> actions  pure: what to write
     Dialer, DirectDialer                how the catalog channel reaches a peer
     MirrorError and subclasses          see isthmus.mirror.errors
+    require_tls13()                     raises GrpcTlsNotPinned if grpc could speak TLS 1.2
 
 Generated gRPC code (``catalog_pb2``) is produced by scripts/gen-protos.sh.
 """
 
+# First, before anything imports grpc: grpc reads its TLS cipher list at import, and this
+# module sets it so that TLS 1.2 is impossible (see isthmus.mirror.grpc_tls).
+from isthmus.mirror.grpc_tls import GrpcTlsNotPinned, require_tls13  # noqa: I001
 from isthmus.mirror.catalog_client import Dialer, DirectDialer
 from isthmus.mirror.cleanup import remove_link_objects
 from isthmus.mirror.controller import MirrorController
@@ -36,6 +40,7 @@ __all__ = [
     "Desired",
     "Dialer",
     "DirectDialer",
+    "GrpcTlsNotPinned",
     "LeadershipLost",
     "MirrorController",
     "MirrorError",
@@ -47,4 +52,5 @@ __all__ = [
     "desired",
     "plan",
     "remove_link_objects",
+    "require_tls13",
 ]

@@ -21,8 +21,10 @@ from typing import Any, Protocol
 import grpc
 
 from isthmus.kube.backoff import Backoff
+from isthmus.labels import DEFAULT_WEIGHT, MAX_WEIGHT
 from isthmus.logging import get_logger
 from isthmus.mirror.catalog_server import WATCH_METHOD
+from isthmus.mirror.grpc_tls import require_tls13
 from isthmus.mirror.model import CatalogEntry, LinkInfo, PortSpec, ServiceKey
 from isthmus.mirror.names import mirror_server_name
 from isthmus.mirror.wire import pb
@@ -51,6 +53,7 @@ class DirectDialer:
         self._address = address or (lambda link: f"{link.gateway_host}:{link.gateway_port}")
 
     def channel(self, link: LinkInfo) -> Any:
+        require_tls13()
         return grpc.aio.secure_channel(
             self._address(link), self._credentials(), options=channel_options(link.cluster)
         )
@@ -110,10 +113,15 @@ def entry_from_message(msg: pb.Service) -> CatalogEntry | None:
         ports.append(PortSpec(port=p.port, name=p.name, app_protocol=p.app_protocol[:253]))
     if not ports or len({p.port for p in ports}) != len(ports):
         return None
+    weight = msg.weight if msg.HasField("weight") else DEFAULT_WEIGHT
+    if weight > MAX_WEIGHT:
+        log.warning("invalid weight in catalog entry, using the default",
+                    namespace=msg.namespace, name=msg.name, weight=weight)
+        weight = DEFAULT_WEIGHT
     return CatalogEntry(
         namespace=msg.namespace, name=msg.name, ports=tuple(sorted(ports)),
         ready_endpoints=msg.ready_endpoints, version=msg.version,
-        changed_at_ms=msg.changed_at_ms,
+        changed_at_ms=msg.changed_at_ms, weight=weight,
     )
 
 

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from isthmus.logging import get_logger
 from isthmus.mirror.errors import PeerRefused
 from isthmus.mirror.export_catalog import Changes, ExportCatalog
+from isthmus.mirror.grpc_tls import require_tls13
 from isthmus.mirror.metrics import MirrorMetrics
 from isthmus.mirror.model import CatalogEntry
 from isthmus.mirror.names import MIRROR_SERVICE_ACCOUNT, SYSTEM_NAMESPACE
@@ -81,6 +82,7 @@ def entry_message(entry: CatalogEntry) -> pb.Service:
         ready_endpoints=entry.ready_endpoints,
         version=entry.version,
         changed_at_ms=entry.changed_at_ms,
+        weight=entry.weight,
     )
 
 
@@ -107,6 +109,7 @@ class CatalogServer:
         self.port = 0
 
     async def start(self, host: str, port: int) -> int:
+        require_tls13()
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         handler = grpc.method_handlers_generic_handler(
             SERVICE_NAME,

@@ -17,17 +17,15 @@ from typing import Any
 import grpc
 
 from isthmus.kube import errors as kube_errors
-from isthmus.kube.apply import apply
 from isthmus.kube.client import KubeApi
 from isthmus.kube.resources import CONFIGMAPS, SECRETS
+from isthmus.labels import GATEWAY_TLS_SECRET, MIRROR_TLS_SECRET
 from isthmus.logging import get_logger
 from isthmus.mirror.errors import CertificateError
 from isthmus.mirror.names import (
     FIELD_MANAGER,
     GATEWAY_SERVICE,
-    GATEWAY_TLS_SECRET,
     MIRROR_SERVICE_ACCOUNT,
-    MIRROR_TLS_SECRET,
     mirror_server_name,
 )
 from isthmus.trust import (
@@ -110,8 +108,21 @@ class MirrorCertificates:
         return self._issuer().issue(self.namespace, GATEWAY_SERVICE, lifetime=self.lifetime)
 
     async def _publish(self, leaf: CertifiedKey, name: str) -> None:
-        await apply(self.api, leaf_secret(leaf, name, self.namespace),
-                    field_manager=FIELD_MANAGER, force=True)
+        """Patch the leaf into its Secret. ``isthmus install`` creates the (empty) Secret, so
+        the mirror needs ``patch`` on these two names only and no ``create`` on Secrets."""
+        wanted = leaf_secret(leaf, name, self.namespace)
+        patch = {"metadata": {"labels": wanted["metadata"]["labels"],
+                              "annotations": wanted["metadata"]["annotations"]},
+                 "data": wanted["data"]}
+        try:
+            await self.api.merge_patch(SECRETS, name, patch, self.namespace,
+                                       field_manager=FIELD_MANAGER)
+        except kube_errors.NotFoundError as exc:
+            raise CertificateError(
+                f"Secret {self.namespace}/{name} does not exist: run `isthmus install` "
+                "(it creates the empty leaf Secrets; the mirror may only fill them)") from exc
+        except kube_errors.KubeError as exc:
+            raise CertificateError(f"cannot write Secret {self.namespace}/{name}: {exc}") from exc
 
     async def publish_mirror(self, leaf: CertifiedKey) -> None:
         self.leaf = leaf

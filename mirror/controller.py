@@ -33,6 +33,7 @@ from isthmus.kube.resources import (
     Resource,
 )
 from isthmus.labels import (
+    DEFAULT_WEIGHT,
     GLOBAL_SERVICE_LABEL,
     MIRROR_LABEL,
     SLICE_SERVICE_LABEL,
@@ -218,6 +219,7 @@ class MirrorController:
             api, settings.namespace, lifetime=dt.timedelta(hours=settings.leaf_hours)
         )
         self._dialer = dialer
+        self._own_dialer: GatewayDialer | None = None  # made here, so closed here
         self.catalog = ExportCatalog(history=settings.catalog_history)
         self.queue: asyncio.Queue[ev.MirrorEvent] = asyncio.Queue()
         self.links: dict[str, LinkInfo] = {}
@@ -250,6 +252,7 @@ class MirrorController:
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._own_rv: dict[ObjRef, int] = {}
         self._export_slices: dict[ServiceKey, dict[str, JsonObj]] = {}
+        self._weight_problems: dict[ServiceKey, str] = {}  # reported once per distinct value
         self._requeues: dict[ServiceKey, int] = {}
         self._status_dirty: set[str] = set()
         self._link_status_written: dict[str, dict[str, Any]] = {}
@@ -322,6 +325,9 @@ class MirrorController:
             self.ready.clear()
             if server is not None:
                 await asyncio.shield(server.stop(0.5))
+            if self._own_dialer is not None:  # its forwarders and tasks end with the lead
+                dialer, self._own_dialer, self._dialer = self._own_dialer, None, None
+                await asyncio.shield(dialer.close())
 
     def _bundle(self) -> Any:
         if self.certs.bundle is None:
@@ -334,8 +340,8 @@ class MirrorController:
     def dialer(self) -> Dialer:
         if self._dialer is None:
             if self.settings.catalog_via == "gateway":
-                self._dialer = GatewayDialer(self.certs.channel_credentials,
-                                             self.certs.tls_material)
+                self._dialer = self._own_dialer = GatewayDialer(
+                    self.certs.channel_credentials, self.certs.tls_material)
             else:
                 self._dialer = DirectDialer(self.certs.channel_credentials)
         return self._dialer
@@ -403,6 +409,16 @@ class MirrorController:
         slices = list(self._export_slices.get(key, {}).values())
         exported = build_exports([svc], slices).get(key) if svc is not None else None
         self.catalog.set(key, exported)
+        problem = exported.weight_problem if exported is not None else None
+        if problem is None:
+            self._weight_problems.pop(key, None)
+        elif svc is not None and self._weight_problems.get(key) != problem:
+            self._weight_problems[key] = problem
+            log.warning("invalid export weight", namespace=key[0], name=key[1], problem=problem)
+            meta = svc["metadata"]
+            self._event_later({"apiVersion": "v1", "kind": "Service", "metadata": {
+                "name": meta["name"], "namespace": meta["namespace"], "uid": meta.get("uid")}},
+                "InvalidWeight", problem, warning=True, action="Export")
         self.metrics.exported.set(len(self.catalog.entries))
         self.metrics.local_catalog_version.set(self.catalog.version)
 
@@ -536,7 +552,8 @@ class MirrorController:
                     key = (meta["namespace"], meta["name"])
                     peer.entries[key] = CatalogEntry(
                         key[0], key[1], tuple(sorted(specs)),
-                        int(endpoint.get("readyEndpoints") or 0))
+                        int(endpoint.get("readyEndpoints") or 0),
+                        weight=int(endpoint.get("weight", DEFAULT_WEIGHT)))
         self._gateway_changed()
 
     # --- subscriptions ------------------------------------------------------------------
@@ -824,11 +841,11 @@ class MirrorController:
                 "metadata": {"name": link.name, "uid": link.uid}}
 
     def _event_later(self, regarding: JsonObj, reason: str, note: str,
-                     warning: bool = False) -> None:
+                     warning: bool = False, action: str = "Mirror") -> None:
         if self._tg is None:
             return
         self._tg.create_task(self.recorder.emit(
-            regarding, reason=reason, note=note, action="Mirror", warning=warning))
+            regarding, reason=reason, note=note, action=action, warning=warning))
 
     def link_status(self, cluster: str) -> dict[str, Any]:
         """Pure given the state: the status the Link of ``cluster`` should carry."""

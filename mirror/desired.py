@@ -268,7 +268,7 @@ def desired_service(
             "cluster": peer.cluster,
             "address": peer.link.gateway_host,
             "port": peer.link.gateway_port,
-            "weight": 100,
+            "weight": entry.weight,
             "health": "Healthy" if healthy else "Unhealthy",
             "readyEndpoints": entry.ready_endpoints,
             "pinnedPorts": [

@@ -49,6 +49,7 @@ def entry_from_export(exported: ExportedService, version: int, changed_at_ms: in
             ready_endpoints=exported.ready_endpoints,
             version=version,
             changed_at_ms=changed_at_ms,
+            weight=exported.weight,
         ),
         exported.allowed_clusters,
     )
@@ -58,6 +59,7 @@ def _same(a: ExportEntry, b: ExportEntry) -> bool:
     return (
         a.allowed == b.allowed
         and a.entry.ports == b.entry.ports
+        and a.entry.weight == b.entry.weight
         and a.entry.ready_endpoints == b.entry.ready_endpoints
     )
 

@@ -5,7 +5,9 @@ The gRPC channel connects to a local forwarder; each connection is carried in a 
 port, which admits only mirror identities of linked clusters and relays to its mirror. The
 gRPC inside is mTLS again, end to end between the two mirrors, so the catalog server still
 sees (and authorizes) the calling mirror itself. One forwarder per peer address, reused
-across reconnects; the outer TLS material follows leaf and bundle renewals.
+across reconnects; the outer TLS material follows leaf and bundle renewals. ``close()``
+(the controller calls it when it stops leading) closes the listeners, cancels and awaits
+every task, and closes sockets not yet served.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from isthmus.gateway.client import Forwarder, serve_forwarder
 from isthmus.gateway.wire import CATALOG
 from isthmus.logging import get_logger
 from isthmus.mirror.catalog_client import channel_options
+from isthmus.mirror.grpc_tls import require_tls13
 from isthmus.mirror.model import LinkInfo
 from isthmus.trust import ReloadableTls, TlsMaterial
 
@@ -43,6 +46,12 @@ class GatewayDialer:
         self._ports: dict[tuple[str, str, int], int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._forwarders: list[Forwarder] = []
+        self._unserved: dict[int, socket.socket] = {}  # bound, listening, not yet served
+
+    @property
+    def ports(self) -> dict[tuple[str, str, int], int]:
+        """The local forwarder port per (cluster, gateway host, gateway port)."""
+        return dict(self._ports)
 
     def _tls_material(self) -> ReloadableTls:
         if self._tls is None:
@@ -68,13 +77,26 @@ class GatewayDialer:
         sock.setblocking(False)
         port = int(sock.getsockname()[1])
         self._ports[key] = port
+        self._unserved[port] = sock
         tls = self._tls_material()
 
         async def serve() -> None:
-            forwarder = await serve_forwarder(
-                ("127.0.0.1", 0), (link.gateway_host, link.gateway_port), CATALOG, tls,
-                cluster=link.cluster, sock=sock,
-            )
+            try:
+                forwarder = await serve_forwarder(
+                    ("127.0.0.1", 0), (link.gateway_host, link.gateway_port), CATALOG, tls,
+                    cluster=link.cluster, sock=sock,
+                )
+            except asyncio.CancelledError:
+                raise  # close() closes the socket
+            except Exception as exc:
+                # Never leave gRPC pointed at a socket nobody serves: the next channel for
+                # this peer makes a new forwarder.
+                log.error("catalog forwarder failed", peer=link.cluster, error=str(exc))
+                self._ports.pop(key, None)
+                self._unserved.pop(port, None)
+                sock.close()
+                return
+            self._unserved.pop(port, None)
             self._forwarders.append(forwarder)
             log.info("catalog forwarder", peer=link.cluster, port=port,
                      gateway=f"{link.gateway_host}:{link.gateway_port}")
@@ -83,14 +105,23 @@ class GatewayDialer:
         return port
 
     def channel(self, link: LinkInfo) -> Any:
+        require_tls13()
         port = self._forwarder_port(link)
         return grpc.aio.secure_channel(
             f"127.0.0.1:{port}", self._credentials(), options=channel_options(link.cluster)
         )
 
     async def close(self) -> None:
-        for forwarder in self._forwarders:
-            forwarder.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for sock in self._unserved.values():
+            sock.close()
+        self._unserved.clear()
+        forwarders, self._forwarders = self._forwarders, []
+        for forwarder in forwarders:
+            forwarder.close()
+        for forwarder in forwarders:
+            await forwarder.wait_closed()
+        self._ports.clear()
+        self._tls = None

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from isthmus.api.models import Link
+from isthmus.labels import DEFAULT_WEIGHT
 
 ServiceKey = tuple[str, str]  # (namespace, name) of the exported Service
 ObjRef = tuple[str, str, str]  # (kind, namespace, name) of a written object
@@ -34,6 +35,7 @@ class CatalogEntry:
     ready_endpoints: int
     version: int = 0
     changed_at_ms: int = 0
+    weight: int = DEFAULT_WEIGHT  # the exporter's isthmus.io/weight (0-10000)
 
     @property
     def key(self) -> ServiceKey:

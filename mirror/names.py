@@ -35,8 +35,6 @@ SLICE_MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 SLICE_MANAGED_BY = "isthmus.io-mirror"
 GATEWAY_SERVICE = "isthmus-gateway"
 MIRROR_SERVICE_ACCOUNT = "isthmus-mirror"
-GATEWAY_TLS_SECRET = "isthmus-gateway-tls"  # noqa: S105 - a name
-MIRROR_TLS_SECRET = "isthmus-mirror-tls"  # noqa: S105 - a name
 LEASE_NAME = "isthmus-mirror"
 
 __all__ = [

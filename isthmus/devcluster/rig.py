@@ -181,12 +181,13 @@ class Rig:
     def _wait_secret(self, c: RigCluster, name: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            status, _ = c.cp.admin_request("GET", f"/api/v1/namespaces/{SYSTEM}/secrets/{name}")
-            if status == 200:
+            status, body = c.cp.admin_request("GET", f"/api/v1/namespaces/{SYSTEM}/secrets/{name}")
+            # install creates it empty; wait for the mirror to fill it
+            if status == 200 and (json.loads(body).get("data") or {}).get("tls.crt"):
                 return
             self._check_procs(c)
             time.sleep(0.3)
-        raise ControlPlaneError(f"{c.name}: Secret {SYSTEM}/{name} never appeared "
+        raise ControlPlaneError(f"{c.name}: Secret {SYSTEM}/{name} never filled "
                                 f"(mirror log:\n{c.procs['mirror'].tail()})")
 
     def _check_procs(self, c: RigCluster) -> None:

@@ -216,6 +216,22 @@ class KubeApi:
             body["preconditions"] = preconditions  # type: ignore[assignment]
         return await self.request("DELETE", res.path(namespace, name), body=body)
 
+    async def merge_patch(
+        self,
+        res: Resource,
+        name: str,
+        body: JsonObj,
+        namespace: str | None = None,
+        *,
+        field_manager: str,
+    ) -> JsonObj:
+        """JSON merge patch of an existing object (404 if it does not exist: unlike
+        server-side apply, a patch never creates, so ``patch`` permission is enough)."""
+        return await self.request(
+            "PATCH", res.path(namespace, name), query={"fieldManager": field_manager},
+            body=body, content_type="application/merge-patch+json",
+        )
+
     async def apply(
         self,
         res: Resource,

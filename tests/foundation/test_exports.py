@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from isthmus.exports import build_exports, parse_allowed
+from isthmus.exports import build_exports, parse_allowed, parse_weight
 
 
 def svc(name: str, labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None,
@@ -72,3 +72,43 @@ def test_ready_backends_and_target_ports() -> None:
     assert users.backends[0].ports == {80: 8080}
     assert users.ready_endpoints == 2
     assert users.allows("east")
+
+
+@pytest.mark.parametrize(
+    ("annotations", "weight", "problem"),
+    [
+        pytest.param({}, 100, None, id="absent-default"),
+        pytest.param({"isthmus.io/weight": "250"}, 250, None, id="integer"),
+        pytest.param({"isthmus.io/weight": " 7 "}, 7, None, id="spaces-trimmed"),
+        pytest.param({"isthmus.io/weight": "0"}, 0, None, id="zero-drains"),
+        pytest.param({"isthmus.io/weight": "10000"}, 10000, None, id="crd-maximum"),
+        pytest.param({"isthmus.io/weight": "007"}, 7, None, id="leading-zeros"),
+        pytest.param({"isthmus.io/weight": "10001"}, 100, "not an integer from 0 to 10000",
+                     id="above-crd-maximum"),
+        pytest.param({"isthmus.io/weight": "-1"}, 100, "not an integer", id="negative"),
+        pytest.param({"isthmus.io/weight": "1.5"}, 100, "not an integer", id="fraction"),
+        pytest.param({"isthmus.io/weight": "1e3"}, 100, "not an integer", id="exponent"),
+        pytest.param({"isthmus.io/weight": ""}, 100, "not an integer", id="empty"),
+        pytest.param({"isthmus.io/weight": "heavy"}, 100, "'heavy' is not an integer",
+                     id="word"),
+        pytest.param({"isthmus.io/weight": "٣"}, 100, "not an integer", id="non-ascii-digit"),
+        pytest.param({"isthmus.io/weight": "9" * 400}, 100, "...' is not", id="long-cut-short"),
+    ],
+)
+def test_parse_weight(annotations: dict[str, str], weight: int, problem: str | None) -> None:
+    got, why = parse_weight(annotations)
+    assert got == weight
+    if problem is None:
+        assert why is None
+    else:
+        assert why is not None and problem in why and "default weight 100" in why
+        assert len(why) < 200
+
+
+def test_invalid_weight_keeps_the_export() -> None:
+    bad = svc("a", EXPORTED, {"isthmus.io/weight": "heavy"})
+    good = svc("b", EXPORTED, {"isthmus.io/weight": "30"})
+    exports = build_exports([bad, good], [])
+    assert exports[("shop", "a")].weight == 100
+    assert exports[("shop", "a")].weight_problem is not None
+    assert (exports[("shop", "b")].weight, exports[("shop", "b")].weight_problem) == (30, None)

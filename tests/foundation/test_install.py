@@ -12,7 +12,7 @@ from isthmus.cli import cli
 from isthmus.devcluster import ControlPlane
 from isthmus.dns.coredns import parse_server_blocks
 from isthmus.kube.client import KubeApi
-from isthmus.kube.resources import CONFIGMAPS, NAMESPACES, SERVICEACCOUNTS, SERVICES
+from isthmus.kube.resources import CONFIGMAPS, NAMESPACES, SECRETS, SERVICEACCOUNTS, SERVICES
 
 COREFILE = """.:53 {
     errors
@@ -42,6 +42,12 @@ def test_render_prints_every_component_with_the_image() -> None:
     info = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "isthmus-cluster")
     assert info["data"]["gatewayAddresses"] == "192.0.2.10:15443"
     assert all(d["metadata"].get("namespace") != "kube-system" for d in docs)
+    # the leaf Secrets are never in the applied stream (a re-apply would blank them): the
+    # operator is told to create them once
+    assert not any(d["kind"] == "Secret" for d in docs)
+    for name in ("isthmus-gateway-tls", "isthmus-mirror-tls"):
+        assert (f"kubectl -n isthmus-system create secret generic {name} "
+                "--type=kubernetes.io/tls") in result.output
 
 
 def test_bad_input_is_a_clear_error() -> None:
@@ -63,6 +69,18 @@ async def test_apply_to_a_real_cluster_and_edit_coredns(
             result = await asyncio.to_thread(CliRunner().invoke, cli, args)
             assert result.exit_code == 0, (result.output, result.exception)
         await api.get(NAMESPACES, "isthmus-system")
+        # the leaf Secrets exist, empty; a certificate written into one survives a re-install
+        for name in ("isthmus-gateway-tls", "isthmus-mirror-tls"):
+            secret = await api.get(SECRETS, name, "isthmus-system")
+            assert secret["type"] == "kubernetes.io/tls"
+            assert secret["data"] == {"tls.crt": "", "tls.key": ""}
+        live = {"data": {"tls.crt": "Y2VydA==", "tls.key": "a2V5"}}
+        await api.merge_patch(SECRETS, "isthmus-mirror-tls", live, "isthmus-system",
+                              field_manager="isthmus-mirror")
+        result = await asyncio.to_thread(CliRunner().invoke, cli, args)
+        assert result.exit_code == 0, (result.output, result.exception)
+        secret = await api.get(SECRETS, "isthmus-mirror-tls", "isthmus-system")
+        assert secret["data"] == live["data"]
         for sa in ("isthmus-mirror", "isthmus-gateway", "isthmus-dns"):
             await api.get(SERVICEACCOUNTS, sa, "isthmus-system")
         dns_ip = (await api.get(SERVICES, "isthmus-dns", "isthmus-system"))["spec"]["clusterIP"]

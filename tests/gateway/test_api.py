@@ -118,8 +118,10 @@ async def test_feed_runs_as_gateway_service_account(cluster: ControlPlane, api: 
             await sa.create(SERVICES, service(unique, "x", 80), unique)
         with pytest.raises(kube_errors.KubeError):
             await sa.create(LINKS, link("nope"))
-        # the feed lists and watches everything it needs
+        # the feed lists and watches everything it needs, and gets nothing singly
         await api.create(SERVICES, service(unique, "echo", 80), unique)
+        with pytest.raises(kube_errors.ForbiddenError):
+            await sa.get(SERVICES, "echo", unique)
         state = GatewayState()
         feed = ApiFeed(sa, state, catalog_address=None)
         task = asyncio.ensure_future(feed.run())

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 import pytest
@@ -76,3 +77,61 @@ async def test_forwarder_carries_grpc_streaming(pki: Pki) -> None:
                 assert got == [b"delta %d" % i for i in range(20)]
     finally:
         await server.stop(None)
+
+
+class Stalled:
+    """A peer that accepts TCP and never answers the TLS handshake; counts open sockets."""
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.open = 0
+        self.server: asyncio.Server | None = None
+
+    async def _handle(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        self.open += 1
+        try:
+            while await r.read(65536):
+                pass
+        except ConnectionError:
+            pass
+        finally:
+            self.open -= 1
+            w.close()
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+
+def opening_tasks() -> list[asyncio.Task[object]]:
+    """Forwarded connections whose stream is still being opened."""
+    return [t for t in asyncio.all_tasks() if "_ForwardedClient._run" in repr(t.get_coro())]
+
+
+async def until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        await asyncio.sleep(0.02)
+
+
+async def test_forwarder_close_cancels_and_awaits_pending_opens(pki: Pki) -> None:
+    """close() while a connection's stream is still being opened (a peer that stalls the
+    handshake, 5 s timeout): the open is cancelled and awaited, the client let go, the
+    half-open tunnel closed; nothing keeps running after wait_closed()."""
+    stalled = Stalled()
+    port = await stalled.start()
+    forwarder = await serve_forwarder(("127.0.0.1", 0), ("127.0.0.1", port), "catalog",
+                                      pki.tls("west", SYSTEM, MIRROR_SA))
+    r, _w = await asyncio.open_connection("127.0.0.1", forwarder.port)
+    await until(lambda: stalled.accepted == 1, 2, "the forwarder dialled the peer")
+    forwarder.close()
+    await asyncio.wait_for(forwarder.wait_closed(), 1)
+    assert not opening_tasks() and not forwarder.tasks
+    with contextlib.suppress(ConnectionError):
+        assert await asyncio.wait_for(r.read(), 1) == b""  # the client is let go at once
+    await until(lambda: stalled.open == 0, 1, "the half-open tunnel was closed")
+    assert stalled.server is not None
+    stalled.server.close()

@@ -14,6 +14,7 @@ import yaml
 from isthmus.api.crds import install_crds
 from isthmus.devcluster import ControlPlane
 from isthmus.devcluster.controlplane import free_port
+from isthmus.install import create_leaf_secrets
 from isthmus.kube import errors as kube_errors
 from isthmus.kube.client import JsonObj, KubeApi
 from isthmus.kube.resources import (
@@ -103,6 +104,7 @@ async def prepare_cluster(cp: ControlPlane, api: KubeApi, pki: Pki, workdir: Pat
     await apply(api, CONFIGMAPS, bundle_configmap(pki.bundle))
     for doc in yaml.safe_load_all((ROOT / "manifests/mirror/rbac.yaml").read_text()):
         await apply(api, RBAC_RESOURCES[doc["kind"]], doc)
+    await create_leaf_secrets(api)  # as `isthmus install` does: the mirror cannot create them
     path = workdir / f"{cp.name}-mirror.kubeconfig"
     await asyncio.to_thread(cp.service_account_kubeconfig, "isthmus-system", "isthmus-mirror", path)
     return path

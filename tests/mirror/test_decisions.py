@@ -42,6 +42,25 @@ def run_desired(*peers: PeerView, namespaces: frozenset[str] | None = None) -> A
                    namespaces=namespaces)
 
 
+def test_endpoint_weight_is_the_exporters() -> None:
+    heavy = CatalogEntry("shop", "users", (PortSpec(80, "http"),), 1, weight=300)
+    d = run_desired(peer("west", heavy), peer("east", entry()))
+    gs = d.services[("shop", "users")].objects[("GlobalService", "shop", "users")]
+    assert {e["cluster"]: e["weight"] for e in gs["spec"]["endpoints"]} == {
+        "west": 300, "east": 100}
+
+
+def test_weight_change_is_a_catalog_change() -> None:
+    catalog = ExportCatalog()
+    catalog.set(("shop", "a"), _export("a"))
+    before = catalog.version
+    catalog.set(("shop", "a"), _export("a"))
+    assert catalog.version == before  # nothing changed
+    catalog.set(("shop", "a"), _export("a").model_copy(update={"weight": 5}))
+    assert catalog.version == before + 1
+    assert catalog.snapshot("east")[1][0].weight == 5
+
+
 def test_one_exporter_gives_five_objects() -> None:
     d = run_desired(peer("west", entry()))
     ds = d.services[("shop", "users")]
@@ -229,3 +248,27 @@ def test_catalog_resume_filters_and_expires() -> None:
     assert changes is not None and changes.removed == (("shop", "b"),)
     assert cat.changes_since(0, "west") is None  # older than the log: snapshot instead
     assert cat.changes_since(99, "west") is None  # from the future (another epoch)
+
+
+@pytest.mark.parametrize(
+    ("weight", "expected"),
+    [
+        pytest.param(None, 100, id="absent-older-exporter"),
+        pytest.param(0, 0, id="zero-kept"),
+        pytest.param(750, 750, id="value"),
+        pytest.param(10001, 100, id="out-of-range-default"),
+    ],
+)
+def test_weight_from_the_wire(weight: int | None, expected: int) -> None:
+    from isthmus.mirror.catalog_client import entry_from_message
+    from isthmus.mirror.catalog_server import entry_message
+    from isthmus.mirror.wire import pb
+
+    msg = pb.Service(namespace="shop", name="users", ports=[pb.Port(name="http", port=80)])
+    if weight is not None:
+        msg.weight = weight
+    got = entry_from_message(msg)
+    assert got is not None and got.weight == expected
+    # and the server's encoding round-trips
+    back = entry_from_message(entry_message(got))
+    assert back is not None and back.weight == expected

@@ -1,12 +1,15 @@
 """The Mirror controller lines of RELIABILITY.md that the shared three-cluster mesh can
 show: peers down at start and mid-run, deletions while the controller was down, unlink,
-write faults (409/5xx), leader election and least privilege."""
+leader election and least privilege. Write faults (5xx, 409 from a real API server)
+are in test_webhook_faults.py."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 from typing import Any
 
+import pytest
 from mirror_helpers import (
     Mesh,
     condition,
@@ -15,8 +18,9 @@ from mirror_helpers import (
     export_service,
 )
 
+from isthmus.install import create_leaf_secrets
 from isthmus.kube import errors as kube_errors
-from isthmus.kube.client import JsonObj, KubeApi
+from isthmus.kube.client import KubeApi
 from isthmus.kube.resources import (
     ENDPOINTSLICES,
     EVENTS,
@@ -25,9 +29,9 @@ from isthmus.kube.resources import (
     NAMESPACES,
     SECRETS,
     SERVICES,
-    Resource,
 )
-from isthmus.mirror import remove_link_objects
+from isthmus.mirror import CertificateError, remove_link_objects
+from isthmus.mirror.certs import MirrorCertificates
 
 
 async def _imported(mesh: Mesh, dst: str, ns: str, name: str) -> dict[str, Any]:
@@ -203,76 +207,6 @@ async def test_unlink_removes_exactly_that_links_objects(mesh: Mesh, unique: str
     await eventually(both_merged, what="re-imported after restart")
 
 
-class FaultyApi(KubeApi):
-    """The real API, except that applies of objects whose name contains ``flaky`` fail with
-    ``status`` the first ``failures`` times (or always, with failures=-1)."""
-
-    def __init__(self, inner: KubeApi, status: int, failures: int) -> None:
-        super().__init__(inner._client, inner.name)
-        self.status = status
-        self.failures = failures
-        self.injected = 0
-
-    async def apply(self, res: Resource, obj: JsonObj, **kwargs: Any) -> JsonObj:
-        if "flaky" in obj["metadata"]["name"] and self.failures != 0:
-            self.failures -= 1 if self.failures > 0 else 0
-            self.injected += 1
-            raise kube_errors.from_status(self.status, {
-                "code": self.status, "reason": "Injected", "message": "injected fault"})
-        return await super().apply(res, obj, **kwargs)
-
-    async def close(self) -> None:  # the inner client is shared
-        return None
-
-
-async def test_write_faults_bounded_retries_then_condition_and_event(
-    mesh: Mesh, unique: str
-) -> None:
-    for m in ("west", "east"):
-        await ensure_namespace(mesh[m].admin, unique)
-    member = mesh["east"]
-    await mesh.stop("east")
-    assert member.api is not None
-    faulty = FaultyApi(member.api, 500, failures=-1)
-    await mesh.start("east", api=faulty)
-    try:
-        # transient: a 409 twice, then fine → imported
-        await export_service(mesh["west"].admin, unique, "flaky-a")
-
-        async def failed() -> bool:
-            status = await mesh.link_status("east", "west")
-            cond = condition(status, "Conflict")
-            assert cond.get("reason") == "WriteFailed", cond
-            assert "flaky-a" in cond["message"]
-            return True
-
-        await eventually(failed, timeout=30, what="WriteFailed condition")
-        # bounded: 3 attempts per write for the 4 Services/slices written together, one
-        # requeue; the export was two catalog changes (Service, then EndpointSlice) → at most
-        # 2 changes x 2 runs x 4 objects x 3 attempts, and then it stops
-        await asyncio.sleep(3)
-        injected = faulty.injected
-        await asyncio.sleep(2)
-        assert faulty.injected == injected <= 2 * 2 * 4 * 3
-        events = await mesh["east"].admin.list(EVENTS, "default")
-        assert any(e["reason"] == "WriteFailed" and "flaky-a" in e["note"]
-                   for e in events["items"])
-        # the fault heals (409 twice, then fine): the next change goes through
-        faulty.status, faulty.failures = 409, 2
-        await export_service(mesh["west"].admin, unique, "flaky-a", ports=[("http", 81)])
-        await _imported(mesh, "east", unique, "flaky-a")
-
-        async def cleared() -> bool:
-            status = await mesh.link_status("east", "west")
-            assert condition(status, "Conflict")["status"] == "False"
-            return True
-
-        await eventually(cleared, what="condition cleared")
-    finally:
-        await mesh.stop("east")
-        await mesh.start("east")
-
-
 async def test_two_replicas_one_writes(mesh: Mesh, unique: str) -> None:
     for m in ("east", "central"):
         await ensure_namespace(mesh[m].admin, unique)
@@ -309,8 +243,14 @@ async def test_two_replicas_one_writes(mesh: Mesh, unique: str) -> None:
 async def test_service_account_is_least_privilege(mesh: Mesh) -> None:
     api = mesh["west"].api
     assert api is not None
+    stray = {"apiVersion": "v1", "kind": "Secret",
+             "metadata": {"name": "stray", "namespace": "isthmus-system"}}
     forbidden = [
         api.list(SECRETS, "isthmus-system"),
+        api.create(SECRETS, stray, "isthmus-system"),  # the leaf Secrets come from install
+        api.get(SECRETS, "isthmus-mirror-tls", "isthmus-system"),  # fills them, never reads
+        api.merge_patch(SECRETS, "isthmus-cluster-ca", {"data": {}}, "isthmus-system",
+                        field_manager="t"),
         api.get(SECRETS, "isthmus-cluster-ca", "kube-system"),
         api.list(SECRETS, "default"),
         api.create(NAMESPACES, {"metadata": {"name": "nope"}}),
@@ -325,6 +265,27 @@ async def test_service_account_is_least_privilege(mesh: Mesh) -> None:
     # and what it needs, it can do (the whole suite runs the controllers as this account)
     assert await api.get(SECRETS, "isthmus-cluster-ca", "isthmus-system")
     assert (await api.list(LINKS))["items"]
+
+
+async def test_missing_leaf_secret_is_a_clear_error(mesh: Mesh) -> None:
+    """The mirror patches the leaf Secrets that install created; if one is gone it says so
+    (and cannot recreate it), and once install has run again it fills it."""
+    member = mesh["central"]
+    assert member.api is not None
+    certs = MirrorCertificates(member.api, "isthmus-system")
+    await certs.load()
+    leaf = certs.issue_gateway()
+    await member.admin.delete(SECRETS, "isthmus-gateway-tls", "isthmus-system")
+    try:
+        with pytest.raises(CertificateError, match="run `isthmus install`"):
+            await certs.publish_gateway(leaf)
+    finally:
+        assert await create_leaf_secrets(member.admin) == ["isthmus-gateway-tls"]
+    await certs.publish_gateway(leaf)
+    secret = await member.admin.get(SECRETS, "isthmus-gateway-tls", "isthmus-system")
+    assert secret["type"] == "kubernetes.io/tls"
+    assert base64.b64decode(secret["data"]["tls.crt"]) == leaf.chain_pem()
+    assert secret["metadata"]["annotations"]["isthmus.io/fingerprint"] == leaf.fingerprint
 
 
 async def test_stale_mirrors_removed_only_after_the_grace_period(mesh: Mesh, unique: str) -> None:

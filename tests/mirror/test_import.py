@@ -3,6 +3,8 @@ controllers running as the isthmus-mirror ServiceAccount."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from mirror_helpers import (
     Mesh,
     condition,
@@ -11,7 +13,7 @@ from mirror_helpers import (
     export_service,
 )
 
-from isthmus.kube.resources import ENDPOINTSLICES, LINKS, SERVICES
+from isthmus.kube.resources import ENDPOINTSLICES, EVENTS, LINKS, SERVICES
 
 
 async def test_export_is_imported(mesh: Mesh, unique: str) -> None:
@@ -24,7 +26,7 @@ async def test_export_is_imported(mesh: Mesh, unique: str) -> None:
     async def imported() -> bool:
         gs = await mesh.gs("east", unique, "users")
         assert gs is not None
-        assert gs["status"]["vips"], "VIP not yet in status"
+        assert (gs.get("status") or {}).get("vips"), "VIP not yet in status"
         return True
 
     await eventually(imported, what="GlobalService in east")
@@ -78,6 +80,46 @@ async def test_export_is_imported(mesh: Mesh, unique: str) -> None:
     await eventually(link_synced, what="Link east/west synced")
     # nothing in the cluster that is not linked to west
     assert await mesh.gs("central", unique, "users") is None
+
+
+async def test_export_weight_reaches_the_peer(mesh: Mesh, unique: str) -> None:
+    """isthmus.io/weight on the exported Service becomes the endpoint weight in the peer's
+    GlobalService; an invalid value keeps the export at weight 100, with a Warning Event."""
+    west = mesh["west"].admin
+    for m in ("west", "east"):
+        await ensure_namespace(mesh[m].admin, unique)
+    await export_service(west, unique, "heavy", annotations={"isthmus.io/weight": "300"})
+    await export_service(west, unique, "bad", annotations={"isthmus.io/weight": "heavy"})
+
+    def weight_is(name: str, expected: int) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            gs = await mesh.gs("east", unique, name)
+            assert gs is not None, f"{name} not imported"
+            (endpoint,) = gs["spec"]["endpoints"]
+            assert endpoint["weight"] == expected, endpoint
+            return True
+        return check
+
+    await eventually(weight_is("heavy", 300), what="weight 300 in east")
+    await eventually(weight_is("bad", 100), what="invalid weight falls back to 100")
+
+    async def warned() -> bool:
+        events = (await west.list(EVENTS, unique))["items"]
+        (event,) = [e for e in events if e["reason"] == "InvalidWeight"]
+        assert event["type"] == "Warning"
+        assert event["regarding"]["kind"] == "Service" and event["regarding"]["name"] == "bad"
+        assert "'heavy' is not an integer from 0 to 10000" in event["note"]
+        return True
+
+    await eventually(warned, what="InvalidWeight Event on west/bad")
+    # a change of weight alone is a catalog change: 0 (drain) reaches the peer
+    await export_service(west, unique, "heavy", annotations={"isthmus.io/weight": "0"})
+    await eventually(weight_is("heavy", 0), what="weight 0 in east")
+    # fixing the annotation takes effect, and the problem is not reported again
+    await export_service(west, unique, "bad", annotations={"isthmus.io/weight": "5"})
+    await eventually(weight_is("bad", 5), what="fixed weight in east")
+    events = (await west.list(EVENTS, unique))["items"]
+    assert [e["reason"] for e in events].count("InvalidWeight") == 1
 
 
 async def _export_and_wait(mesh: Mesh, src: str, dst: str, ns: str, name: str) -> None:
