@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from isthmus.api.models import GatewayAddress
@@ -27,6 +28,7 @@ from isthmus.logging import get_logger
 from isthmus.trust import ReloadableTls
 
 Peer = GatewayAddress | tuple[str, int]
+_log = get_logger("isthmus.gateway.client")
 
 
 def _split(peer: Peer) -> tuple[str, int]:
@@ -89,10 +91,50 @@ class _ForwardedClient(Plain):
                 self.transport.abort()
             raise
         except (TunnelError, OSError, Exception) as exc:
-            get_logger("isthmus.gateway.client").warning(
-                "forwarded connection failed", target=self.forwarder.target, error=str(exc))
+            self.forwarder.failures.failed(str(exc))
             if self.transport is not None:
                 self.transport.abort()
+        else:
+            self.forwarder.failures.succeeded()
+
+
+class FailureLog:
+    """Logs a forwarder's failures without flooding: gRPC redials an unreachable peer
+    several times a second, so the first failure is logged, then at most one line per
+    ``every`` seconds with how many were folded into it, and one line when it works again."""
+
+    def __init__(self, target: str, every: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.target = target
+        self.every = every
+        self.clock = clock
+        self.folded = 0  # failures not logged since the last line
+        self.failing = False
+        self.last_logged = float("-inf")
+
+    def failed(self, error: str) -> bool:
+        """Record one failure; True if it was logged."""
+        now = self.clock()
+        self.failing = True
+        if now - self.last_logged < self.every:
+            self.folded += 1
+            return False
+        _log.warning("forwarded connection failed", target=self.target, error=error,
+                     repeated=self.folded)
+        self.folded = 0
+        self.last_logged = now
+        return True
+
+    def succeeded(self) -> bool:
+        """Record a success; True if it ended a run of failures (and was logged)."""
+        if not self.failing:
+            return False
+        _log.info("forwarded connections work again", target=self.target,
+                  failures_not_logged=self.folded)
+        self.failing = False
+        self.folded = 0
+        self.last_logged = float("-inf")
+        return True
 
 
 class Forwarder:
@@ -101,6 +143,7 @@ class Forwarder:
     def __init__(self, pool: PeerPool, target: str) -> None:
         self.pool = pool
         self.target = target
+        self.failures = FailureLog(target)
         self.server: asyncio.Server | None = None
         # One task per accepted connection while its stream opens; kept here (the loop
         # holds tasks only weakly) and cancelled by close().

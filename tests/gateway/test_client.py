@@ -135,3 +135,20 @@ async def test_forwarder_close_cancels_and_awaits_pending_opens(pki: Pki) -> Non
     await until(lambda: stalled.open == 0, 1, "the half-open tunnel was closed")
     assert stalled.server is not None
     stalled.server.close()
+
+
+def test_forwarder_failures_are_logged_without_flooding() -> None:
+    from isthmus.gateway.client import FailureLog
+
+    now = [0.0]
+    log = FailureLog("catalog", every=30.0, clock=lambda: now[0])
+    assert log.failed("refused")  # the first one is logged
+    steps = [(0.2, False), (1.0, False), (29.9, False), (30.1, True), (31.0, False)]
+    for at, logged in steps:
+        now[0] = at
+        assert log.failed("refused") is logged, at
+    assert log.folded == 1
+    now[0] = 32.0
+    assert log.succeeded()  # the end of the run is logged once
+    assert not log.succeeded()
+    assert log.failed("refused")  # a new run starts with a logged line
