@@ -10,12 +10,13 @@ A reconcile is ``desired`` → ``plan`` → ``Applier.execute``: pure, pure, one
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,7 @@ from isthmus.exports import build_exports, is_exported
 from isthmus.kube import errors as kube_errors
 from isthmus.kube.backoff import Backoff
 from isthmus.kube.client import JsonObj, KubeApi
-from isthmus.kube.reflector import Reflector, WatchSettings
+from isthmus.kube.reflector import Reflector, WatchSettings, drop_managed_fields
 from isthmus.kube.resources import (
     ENDPOINTSLICES,
     GLOBALSERVICES,
@@ -60,8 +61,16 @@ from isthmus.mirror.leader import LeaderElector
 from isthmus.mirror.metrics import MirrorMetrics, serve_metrics
 from isthmus.mirror.model import CatalogEntry, LinkInfo, ObjRef, PeerView, PortSpec, ServiceKey
 from isthmus.mirror.names import FIELD_MANAGER, GATEWAY_SERVICE, is_ours, link_owners
-from isthmus.mirror.plan import plan, plan_status, ref_of, status_changed, with_transition_times
+from isthmus.mirror.plan import (
+    is_urgent,
+    plan,
+    plan_status,
+    ref_of,
+    status_changed,
+    with_transition_times,
+)
 from isthmus.mirror.ports import PortAllocator, recovered_ports
+from isthmus.mirror.projection import project
 from isthmus.mirror.recorder import EventRecorder
 from isthmus.mirror.settings import MirrorSettings
 
@@ -150,18 +159,64 @@ class PeerState:
         return self.view
 
 
+class Slots:
+    """At most ``n`` holders; a waiter of the urgent class always goes before a deferred
+    one (each class first come, first served). A slot is handed straight to the next
+    waiter, so a release wakes exactly one task however many wait."""
+
+    def __init__(self, n: int) -> None:
+        self._free = n
+        self._waiting: tuple[collections.deque[asyncio.Future[None]], ...] = (
+            collections.deque(), collections.deque())
+
+    @contextlib.asynccontextmanager
+    async def slot(self, urgent: bool) -> AsyncIterator[None]:
+        queue = self._waiting[0 if urgent else 1]
+        if self._free > 0 and not (queue or (not urgent and self._waiting[0])):
+            self._free -= 1
+        else:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            queue.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._release()  # handed a slot while being cancelled: pass it on
+                else:
+                    queue.remove(waiter)
+                raise
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        for queue in self._waiting:
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)  # the slot moves to it
+                    return
+        self._free += 1
+
+
 class KeyedWorkers:
-    """Reconcile keys in parallel, one task per key at a time, task references kept."""
+    """Reconcile keys in parallel, one task per key at a time, task references kept.
+
+    A key is handled in up to two passes: the urgent pass (under an urgent slot) may leave
+    work for a second, full pass, which waits for a deferred slot. In a burst every key's
+    urgent objects are therefore written before any key's deferred ones (README
+    "### Write order")."""
 
     def __init__(
         self,
         tg: asyncio.TaskGroup,
-        handler: Callable[[ServiceKey], Awaitable[None]],
+        handler: Callable[[ServiceKey, bool], Awaitable[bool]],
         concurrency: int,
     ) -> None:
         self._tg = tg
         self._handler = handler
-        self._limit = asyncio.Semaphore(concurrency)
+        self._slots = Slots(concurrency)
         self.running: dict[ServiceKey, asyncio.Task[None]] = {}
         self._dirty: set[ServiceKey] = set()
         self.idle = asyncio.Event()
@@ -182,8 +237,11 @@ class KeyedWorkers:
         try:
             while True:
                 self._dirty.discard(key)
-                async with self._limit:
-                    await self._handler(key)
+                async with self._slots.slot(urgent=True):
+                    deferred = await self._handler(key, True)
+                if deferred:
+                    async with self._slots.slot(urgent=False):
+                        await self._handler(key, False)
                 if key not in self._dirty:
                     return
         finally:
@@ -237,7 +295,7 @@ class MirrorController:
         self.applier = Applier(
             api, self.metrics, attempts=settings.write_attempts,
             on_written=self._written, on_deleted=self._deleted, verify_absent=False,
-            on_writing=self._writing,
+            on_writing=self._writing, project=project,
         )
         self.elector: LeaderElector | None = None
         self.watch_settings = WatchSettings(
@@ -342,16 +400,17 @@ class MirrorController:
 
     # --- watches ------------------------------------------------------------------------
     def _start_watches(self, tg: asyncio.TaskGroup) -> None:
-        specs: dict[str, tuple[Resource, str | None, Callable[[str, JsonObj], None]]] = {
-            "links": (LINKS, None, self._on_link),
-            "services": (SERVICES, None, self._on_service),
-            "slices": (ENDPOINTSLICES, None, self._on_slice),
-            "globalservices": (GLOBALSERVICES, None, self._on_mirror_object),
-            "namespaces": (NAMESPACES, None, self._on_namespace),
+        specs: dict[str, tuple[Resource, bool, Callable[[str, JsonObj], None]]] = {
+            "links": (LINKS, False, self._on_link),
+            "services": (SERVICES, True, self._on_service),
+            "slices": (ENDPOINTSLICES, True, self._on_slice),
+            "globalservices": (GLOBALSERVICES, True, self._on_mirror_object),
+            "namespaces": (NAMESPACES, True, self._on_namespace),
         }
-        for name, (res, selector, handler) in specs.items():
-            reflector = Reflector(self.api, res, label_selector=selector,
-                                  settings=self.watch_settings)
+        for name, (res, slim, handler) in specs.items():
+            # The caches hold the whole cluster: keep only what the mirror reads.
+            reflector = Reflector(self.api, res, settings=self.watch_settings,
+                                  transform=project if slim else drop_managed_fields)
             self.reflectors[name] = reflector
             self._watchers[name] = tg.create_task(self._consume(reflector, handler))
 
@@ -699,9 +758,11 @@ class MirrorController:
     def views(self) -> list[PeerView]:
         return [p.make_view() for _, p in sorted(self.peers.items())]
 
-    async def _reconcile_guarded(self, key: ServiceKey) -> None:
+    async def _reconcile_guarded(self, key: ServiceKey, urgent_only: bool = False) -> bool:
+        """One pass over ``key``; True when an urgent pass left work for a full pass."""
         try:
-            await self.reconcile(key)
+            if await self.reconcile(key, urgent_only=urgent_only):
+                return True
             self._requeues.pop(key, None)
             self._clear_problem(key, "write_failures")
         except RetryableError as exc:
@@ -719,6 +780,7 @@ class MirrorController:
         except MirrorError as exc:
             self.metrics.errors.labels(kind="reconcile").inc()
             log.warning("reconcile failed", key=key, error=str(exc))
+        return False
 
     async def _requeue_later(self, key: ServiceKey, count: int) -> None:
         await asyncio.sleep(min(5.0, 0.2 * 2**count))
@@ -750,8 +812,13 @@ class MirrorController:
             if bucket.pop(key, None) is not None:
                 self._status_dirty.add(cluster)
 
-    async def reconcile(self, key: ServiceKey) -> None:
-        """Make the objects of one service key what the peers' catalogs say."""
+    async def reconcile(self, key: ServiceKey, *, urgent_only: bool = False) -> bool:
+        """Make the objects of one service key what the peers' catalogs say.
+
+        With ``urgent_only``, when the plan has both urgent writes (the GlobalService and
+        the merged mirror Service and slice) and others (pinned objects, status, conflicts),
+        only the urgent ones are written and True is returned: the caller runs the full
+        reconcile later. Otherwise the full reconcile runs now and False is returned."""
         views = self.views()
         needed = required_ports(views, [key])
         ports = self.allocator.ensure(needed)
@@ -762,6 +829,11 @@ class MirrorController:
         observed = self.observed.for_key(key)
         observed.update({ref: self.foreign[ref] for ref in wanted if ref in self.foreign})
         actions = plan(observed, wanted)
+        if urgent_only:
+            urgent = [a for a in actions if is_urgent(a)]
+            if urgent and (len(urgent) < len(actions) or ds is not None):
+                await self.applier.execute(urgent)
+                return True
         outcome = await self.applier.execute(actions)
         current = {**observed, **outcome.written}
         for ref in outcome.deleted:
@@ -772,11 +844,11 @@ class MirrorController:
             self._conflict_refs[ref] = key
         if ds is None:
             self.allocator.release(key)
-            return
+            return False
         self.allocator.release(key, keep=needed)
         gs_ref = next(r for r in wanted if r[0] == "GlobalService")
         if gs_ref in outcome.conflicts:
-            return
+            return False
         status = global_service_status(ds, vips_of(current), list(outcome.conflicts.values()))
         st = plan_status(wanted[gs_ref], status, current.get(gs_ref), _now())
         if st is not None:
@@ -786,6 +858,7 @@ class MirrorController:
                           if key in p.entries), default=0)
             if newest:
                 self.metrics.export_to_mirror.observe(max(0.0, time.time() - newest / 1000))
+        return False
 
     def _record_missing(self, key: ServiceKey, missing: dict[str, frozenset[str]]) -> None:
         for cluster, problems in self.problems.items():
