@@ -84,6 +84,13 @@ def _rv(obj: JsonObj) -> int:
         return 0
 
 
+def _same_content(a: CatalogEntry | None, b: CatalogEntry | None) -> bool:
+    """Equal as far as the mirrored objects go (``desired`` reads ports and readiness)."""
+    if a is None or b is None:
+        return a is b
+    return a.ports == b.ports and a.ready_endpoints == b.ready_endpoints
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -353,6 +360,9 @@ class MirrorController:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 self.workers = KeyedWorkers(tg, self._reconcile_guarded, self.settings.concurrency)
+                workers = self.workers
+                # read when scraped: a value set on submit would stay stale once work drains
+                self.metrics.queue_depth.set_function(lambda: workers.pending)
                 self._start_watches(tg)
                 await asyncio.gather(*(r.synced.wait() for r in self.reflectors.values()))
                 self._seed()
@@ -628,7 +638,6 @@ class MirrorController:
         assert self.workers is not None
         for key in keys:
             self.workers.submit(key)
-        self.metrics.queue_depth.set(self.workers.pending)
 
     def handle(self, event: ev.MirrorEvent) -> None:
         if isinstance(event, ev.LinkUpserted):
@@ -723,8 +732,10 @@ class MirrorController:
         keys: set[ServiceKey] = set()
         if isinstance(update, Snapshot):
             old = peer.entries
+            # Compared by content: entries recovered at start carry no version or change
+            # time, and a restart must not reconcile every key a second time for that.
             keys = {k for k in set(old) | set(update.entries)
-                    if old.get(k) != update.entries.get(k)}
+                    if not _same_content(old.get(k), update.entries.get(k))}
             peer.entries = dict(update.entries)
             peer.view = None
             if not peer.synced:
