@@ -16,7 +16,7 @@ import datetime as dt
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,54 +166,15 @@ class PeerState:
         return self.view
 
 
-class Slots:
-    """At most ``n`` holders; a waiter of the urgent class always goes before a deferred
-    one (each class first come, first served). A slot is handed straight to the next
-    waiter, so a release wakes exactly one task however many wait."""
-
-    def __init__(self, n: int) -> None:
-        self._free = n
-        self._waiting: tuple[collections.deque[asyncio.Future[None]], ...] = (
-            collections.deque(), collections.deque())
-
-    @contextlib.asynccontextmanager
-    async def slot(self, urgent: bool) -> AsyncIterator[None]:
-        queue = self._waiting[0 if urgent else 1]
-        if self._free > 0 and not (queue or (not urgent and self._waiting[0])):
-            self._free -= 1
-        else:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            queue.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    self._release()  # handed a slot while being cancelled: pass it on
-                else:
-                    queue.remove(waiter)
-                raise
-        try:
-            yield
-        finally:
-            self._release()
-
-    def _release(self) -> None:
-        for queue in self._waiting:
-            while queue:
-                waiter = queue.popleft()
-                if not waiter.done():
-                    waiter.set_result(None)  # the slot moves to it
-                    return
-        self._free += 1
-
-
 class KeyedWorkers:
-    """Reconcile keys in parallel, one task per key at a time, task references kept.
+    """Reconcile keys with a fixed pool of ``concurrency`` tasks, one pass per key at a time.
 
-    A key is handled in up to two passes: the urgent pass (under an urgent slot) may leave
-    work for a second, full pass, which waits for a deferred slot. In a burst every key's
-    urgent objects are therefore written before any key's deferred ones (README
-    "### Write order")."""
+    Keys wait in two FIFO queues. A key's first pass is urgent; when it reports work left
+    (``handler(key, True)`` returns True) the key queues again for a full pass behind every
+    urgent one, so in a burst every key's urgent objects are written before any key's
+    deferred ones (README "### Write order"). A key submitted while it is queued or being
+    handled is not queued twice: it is marked dirty and handled again after its turn. A
+    fixed pool, not a task per key: 10 000 waiting keys cost a deque entry each."""
 
     def __init__(
         self,
@@ -221,40 +182,51 @@ class KeyedWorkers:
         handler: Callable[[ServiceKey, bool], Awaitable[bool]],
         concurrency: int,
     ) -> None:
-        self._tg = tg
         self._handler = handler
-        self._slots = Slots(concurrency)
-        self.running: dict[ServiceKey, asyncio.Task[None]] = {}
+        self._urgent: collections.deque[ServiceKey] = collections.deque()
+        self._deferred: collections.deque[ServiceKey] = collections.deque()
+        self._queued = asyncio.Semaphore(0)  # one unit per queued entry
+        self._owned: set[ServiceKey] = set()  # queued or being handled
         self._dirty: set[ServiceKey] = set()
         self.idle = asyncio.Event()
         self.idle.set()
+        self._pool = [tg.create_task(self._worker()) for _ in range(concurrency)]
 
     def submit(self, key: ServiceKey) -> None:
-        if key in self.running:
+        if key in self._owned:
             self._dirty.add(key)
             return
+        self._owned.add(key)
         self.idle.clear()
-        self.running[key] = self._tg.create_task(self._work(key))
+        self._push(self._urgent, key)
+
+    def _push(self, queue: collections.deque[ServiceKey], key: ServiceKey) -> None:
+        queue.append(key)
+        self._queued.release()
 
     @property
     def pending(self) -> int:
-        return len(self.running)
+        return len(self._owned)
 
-    async def _work(self, key: ServiceKey) -> None:
-        try:
-            while True:
-                self._dirty.discard(key)
-                async with self._slots.slot(urgent=True):
-                    deferred = await self._handler(key, True)
-                if deferred:
-                    async with self._slots.slot(urgent=False):
-                        await self._handler(key, False)
-                if key not in self._dirty:
-                    return
-        finally:
-            self.running.pop(key, None)
-            if not self.running:
-                self.idle.set()
+    async def _worker(self) -> None:
+        while True:
+            await self._queued.acquire()
+            urgent = bool(self._urgent)
+            key = (self._urgent if urgent else self._deferred).popleft()
+            self._dirty.discard(key)  # this pass reads the state as it is now
+            more = False
+            try:
+                more = await self._handler(key, urgent)
+            finally:
+                if urgent and more:
+                    self._push(self._deferred, key)
+                elif key in self._dirty:
+                    self._dirty.discard(key)
+                    self._push(self._urgent, key)
+                else:
+                    self._owned.discard(key)
+                    if not self._owned:
+                        self.idle.set()
 
 
 @dataclass
@@ -316,6 +288,9 @@ class MirrorController:
         self._own_rv: dict[ObjRef, int] = {}
         self._export_slices: dict[ServiceKey, dict[str, JsonObj]] = {}
         self._requeues: dict[ServiceKey, int] = {}
+        # keys whose last reconcile had nothing to do: (inputs, wanted refs) it saw
+        self._settled: dict[ServiceKey, tuple[tuple[Any, ...], tuple[ObjRef, ...]]] = {}
+        self._namespaces_frozen: frozenset[str] | None = None
         self._status_dirty: set[str] = set()
         self._link_status_written: dict[str, dict[str, Any]] = {}
         self._tg: asyncio.TaskGroup | None = None
@@ -354,6 +329,7 @@ class MirrorController:
 
     async def lead(self) -> None:
         self.metrics.leader.set(1)
+        self._settled.clear()  # a new term starts from what it sees, not from memory
         await self.certs.start()
         server: CatalogServer | None = None
         try:
@@ -552,8 +528,10 @@ class MirrorController:
         name = obj["metadata"]["name"]
         if kind == "DELETED":
             self.namespaces.discard(name)
+            self._namespaces_frozen = None
         elif name not in self.namespaces:
             self.namespaces.add(name)
+            self._namespaces_frozen = None
             self.queue.put_nowait(ev.NamespaceAppeared(name))
 
     def _writing(self, ref: ObjRef, busy: bool) -> None:
@@ -831,10 +809,18 @@ class MirrorController:
         only the urgent ones are written and True is returned: the caller runs the full
         reconcile later. Otherwise the full reconcile runs now and False is returned."""
         views = self.views()
+        inputs = self._inputs(key, views)
+        settled = self._settled.get(key)
+        if (settled is not None and settled[0] == inputs
+                and not any(ref in self.foreign for ref in settled[1])):
+            return False  # nothing it reads changed since it last had nothing to do
+        self._settled.pop(key, None)
         needed = required_ports(views, [key])
         ports = self.allocator.ensure(needed)
+        if self._namespaces_frozen is None:
+            self._namespaces_frozen = frozenset(self.namespaces)
         want = desired(views, gateway_addresses=self.gateway_addresses, ports=ports,
-                       namespaces=frozenset(self.namespaces), keys=[key])
+                       namespaces=self._namespaces_frozen, keys=[key])
         ds = want.services.get(key)
         wanted = ds.objects if ds is not None else {}
         observed = self.observed.for_key(key)
@@ -864,12 +850,24 @@ class MirrorController:
         st = plan_status(wanted[gs_ref], status, current.get(gs_ref), _now())
         if st is not None:
             await self.applier.execute([st])
+        elif not actions and not want.missing_namespaces:
+            self._settled[key] = (inputs, tuple(wanted))
         if outcome.written:
             newest = max((p.entries[key].changed_at_ms for p in self.peers.values()
                           if key in p.entries), default=0)
             if newest:
                 self.metrics.export_to_mirror.observe(max(0.0, time.time() - newest / 1000))
         return False
+
+    def _inputs(self, key: ServiceKey, views: list[PeerView]) -> tuple[Any, ...]:
+        """What a reconcile of ``key`` reads, as a comparable value (besides foreign
+        objects holding a wanted name, checked apart): every peer's link, staleness and
+        entry for the key, the gateway addresses, the namespace, and the resourceVersions
+        of the mirror's own objects of the key."""
+        peers = tuple((v.link, v.stale_reason, v.entries.get(key)) for v in views)
+        mine = tuple(sorted((ref, _rv(obj))
+                            for ref, obj in self.observed.by_key.get(key, {}).items()))
+        return (peers, self.gateway_addresses, key[0] in self.namespaces, mine)
 
     def _record_missing(self, key: ServiceKey, missing: dict[str, frozenset[str]]) -> None:
         for cluster, problems in self.problems.items():

@@ -89,6 +89,8 @@ class Controller:
             await asyncio.sleep(0.2)
 
     def stop(self) -> None:
+        if self.proc.poll() is not None:
+            return
         self.proc.terminate()
         try:
             self.proc.wait(10)
@@ -191,7 +193,7 @@ async def run_size(mesh: Mesh, n: int, importer_pid: int, exporter_pid: int) -> 
 
 
 async def resync(mesh: Mesh, n: int, kubeconfig: Path, catalog_port: int,
-                 exporter_pid: int) -> dict[str, float]:
+                 exporter_pid: int, procs: list[Controller]) -> dict[str, float]:
     """Import ``n`` services, then restart the importer and time a full resync."""
     west, east = mesh["west"].admin, mesh["east"].admin
     ns = f"resync-{n}"
@@ -208,6 +210,7 @@ async def resync(mesh: Mesh, n: int, kubeconfig: Path, catalog_port: int,
         "vips": bool((o.get("status") or {}).get("vips"))})
     watching = asyncio.create_task(_drain(done))
     importer = Controller("east-resync", kubeconfig, catalog_port)
+    procs.append(importer)  # stopped by main's cleanup if this is interrupted
     start = time.monotonic()
     await importer.wait_ready(120)
     while sum(1 for o in done.store.values() if o["vips"]) < n:
@@ -219,6 +222,7 @@ async def resync(mesh: Mesh, n: int, kubeconfig: Path, catalog_port: int,
     rss_first = rss_mb(importer.proc.pid)
     importer.stop()
     importer = Controller("east-resync2", kubeconfig, catalog_port)
+    procs.append(importer)
     start = time.monotonic()
     await importer.wait_ready(120)
     ready = time.monotonic() - start
@@ -286,7 +290,7 @@ async def main() -> None:
             importer.stop()
             procs.remove(importer)
             res = await resync(mesh, args.resync, mesh["east"].sa_kubeconfig,
-                               mesh["east"].catalog_port, exporter.proc.pid)
+                               mesh["east"].catalog_port, exporter.proc.pid, procs)
             print("\nfull resync:", " ".join(f"{k}={v:.1f}" for k, v in res.items()))
     finally:
         for p in procs:

@@ -20,11 +20,12 @@ import aiohttp
 import yaml
 import yarl
 from aiohttp import helpers as aiohttp_helpers
-from kubernetes_asyncio import client as k8s_client
-from kubernetes_asyncio import config as k8s_config
 
-from isthmus.kube import errors
+from isthmus.kube import errors, lean_import
 from isthmus.kube.resources import Resource
+
+# kubernetes_asyncio without its generated API and model classes (~40 MB): see lean_import
+k8s_client, k8s_config = lean_import.load()
 
 JsonObj = dict[str, Any]
 
@@ -51,7 +52,7 @@ class KubeApi:
             paths = [p for p in paths if p]
             if kubeconfig is None and context is None and os.environ.get(_SERVICE_HOST_ENV):
                 configuration = k8s_client.Configuration()
-                k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
+                k8s_config.load_incluster_config(
                     client_configuration=configuration
                 )
                 api_client = k8s_client.ApiClient(configuration)

@@ -1,10 +1,10 @@
-"""The worker pool: bounded slots, urgent passes before deferred ones, one task per key."""
+"""The worker pool: bounded, urgent passes before deferred ones, one pass per key at a time."""
 
 from __future__ import annotations
 
 import asyncio
 
-from isthmus.mirror.controller import KeyedWorkers, Slots
+from isthmus.mirror.controller import KeyedWorkers
 from isthmus.mirror.plan import Apply, ApplyStatus, Conflict, Delete, is_urgent
 
 
@@ -16,53 +16,6 @@ def test_urgent_actions() -> None:
     assert is_urgent(Delete(("Service", "ns", "a"), "uid"))
     assert not is_urgent(ApplyStatus(main))
     assert not is_urgent(Conflict(("Service", "ns", "a"), "taken"))
-
-
-async def test_slots_bound_and_prefer_urgent() -> None:
-    slots = Slots(1)
-    order: list[str] = []
-    gate = asyncio.Event()
-
-    async def hold() -> None:
-        async with slots.slot(urgent=True):
-            await gate.wait()
-
-    async def take(name: str, urgent: bool) -> None:
-        async with slots.slot(urgent=urgent):
-            order.append(name)
-
-    first = asyncio.create_task(hold())
-    await asyncio.sleep(0)
-    tasks = [asyncio.create_task(take("d1", False)), asyncio.create_task(take("u1", True)),
-             asyncio.create_task(take("d2", False)), asyncio.create_task(take("u2", True))]
-    await asyncio.sleep(0)
-    assert order == []  # the one slot is held
-    gate.set()
-    await asyncio.gather(first, *tasks)
-    assert order == ["u1", "u2", "d1", "d2"]
-
-
-async def test_cancelled_waiter_passes_its_slot_on() -> None:
-    slots = Slots(1)
-    gate = asyncio.Event()
-    done: list[str] = []
-
-    async def hold() -> None:
-        async with slots.slot(urgent=True):
-            await gate.wait()
-
-    async def take(name: str) -> None:
-        async with slots.slot(urgent=True):
-            done.append(name)
-
-    first = asyncio.create_task(hold())
-    await asyncio.sleep(0)
-    doomed, later = asyncio.create_task(take("doomed")), asyncio.create_task(take("later"))
-    await asyncio.sleep(0)
-    doomed.cancel()
-    gate.set()
-    await asyncio.gather(first, later)
-    assert done == ["later"]
 
 
 async def test_all_urgent_passes_run_before_deferred_ones() -> None:
@@ -78,7 +31,39 @@ async def test_all_urgent_passes_run_before_deferred_ones() -> None:
         for i in range(6):
             workers.submit(("ns", f"k{i}"))
         await workers.idle.wait()
+        for task in workers._pool:
+            task.cancel()
     firsts = [i for i, (_, urgent) in enumerate(calls) if urgent]
     seconds = [i for i, (_, urgent) in enumerate(calls) if not urgent]
     assert len(firsts) == len(seconds) == 6
-    assert max(firsts) < min(seconds) + 2  # at most the slots in flight overlap
+    assert max(firsts) < min(seconds)
+    assert workers.pending == 0
+
+
+async def test_one_pass_per_key_at_a_time_and_dirty_keys_run_again() -> None:
+    active: set[tuple[str, str]] = set()
+    passes: list[str] = []
+    release = asyncio.Event()
+
+    async def handler(key: tuple[str, str], urgent: bool) -> bool:
+        assert key not in active  # never two passes of one key at once
+        active.add(key)
+        passes.append(key[1])
+        await release.wait()
+        active.discard(key)
+        return False
+
+    async with asyncio.TaskGroup() as tg:
+        workers = KeyedWorkers(tg, handler, concurrency=4)
+        workers.submit(("ns", "a"))
+        await asyncio.sleep(0)
+        workers.submit(("ns", "a"))  # while its pass runs: dirty, not a second task
+        workers.submit(("ns", "a"))
+        workers.submit(("ns", "b"))
+        await asyncio.sleep(0)
+        assert workers.pending == 2 and not workers.idle.is_set()
+        release.set()
+        await workers.idle.wait()
+        for task in workers._pool:
+            task.cancel()
+    assert sorted(passes) == ["a", "a", "b"]
