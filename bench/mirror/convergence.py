@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -90,12 +91,14 @@ class Controller:
 
     def stop(self) -> None:
         if self.proc.poll() is not None:
-            return
+            return  # it died on its own: its log stays for a look
         self.proc.terminate()
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        self.log.close()
+        Path(self.log.name).unlink(missing_ok=True)
 
 
 async def _gather_limited(coros: list[Any], limit: int = 64) -> None:
@@ -298,6 +301,7 @@ async def main() -> None:
         await mesh.close()
         for cp in cps:
             cp.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
