@@ -56,10 +56,13 @@ class Applier:
         on_deleted: Callable[[ObjRef], None] | None = None,
         verify_absent: bool = True,
         on_writing: Callable[[ObjRef, bool], None] | None = None,
+        project: Callable[[JsonObj], JsonObj] | None = None,
     ) -> None:
         """``verify_absent=False`` trusts the caller's complete watch cache that a name is
         free (no GET before creating); the controller watches every Service, EndpointSlice
-        and GlobalService, so it passes False."""
+        and GlobalService, so it passes False. ``project`` turns each written object (the
+        API server's answer) into the copy that is kept, like the watch caches do."""
+        self._project = project or (lambda obj: obj)
         self.verify_absent = verify_absent
         self._on_writing = on_writing or (lambda _ref, _busy: None)
         self.api = api
@@ -80,7 +83,7 @@ class Applier:
 
     async def execute(self, actions: Sequence[Action]) -> Outcome:
         """Run ``actions`` in their order, except that consecutive actions of one stage
-        (Services and EndpointSlices; the GlobalService; status; deletes) run together."""
+        (object writes; status; deletes) run together."""
         outcome = Outcome()
         stages: list[list[Action]] = []
         for action in actions:
@@ -137,6 +140,7 @@ class Applier:
         finally:
             self._on_writing(ref, False)
         self.metrics.objects_written.labels(kind=kind, action="apply").inc()
+        written = self._project(written)
         outcome.written[ref] = written
         self._on_written(written)
 
@@ -154,6 +158,7 @@ class Applier:
         finally:
             self._on_writing(ref, False)
         self.metrics.objects_written.labels(kind=kind, action="status").inc()
+        written = self._project(written)
         outcome.written[ref] = written
         self._on_written(written)
 
@@ -174,12 +179,14 @@ class Applier:
 
 
 def _stage(action: Action) -> int:
+    # Objects of one service do not depend on each other's existence (a slice names its
+    # Service by label, the GlobalService spec names no Service), so they go together;
+    # status follows them (it carries the Services' ClusterIPs).
     if isinstance(action, Delete):
         return 3
     if isinstance(action, ApplyStatus):
         return 2
-    kind = action.obj["kind"] if isinstance(action, Apply) else action.ref[0]
-    return 1 if kind == "GlobalService" else 0
+    return 0
 
 
 def vips_of(objects: Mapping[ObjRef, JsonObj]) -> dict[str, str]:

@@ -10,6 +10,7 @@ A reconcile is ``desired`` → ``plan`` → ``Applier.execute``: pure, pure, one
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import os
@@ -23,7 +24,7 @@ from isthmus.exports import build_exports, is_exported
 from isthmus.kube import errors as kube_errors
 from isthmus.kube.backoff import Backoff
 from isthmus.kube.client import JsonObj, KubeApi
-from isthmus.kube.reflector import Reflector, WatchSettings
+from isthmus.kube.reflector import Reflector, WatchSettings, drop_managed_fields
 from isthmus.kube.resources import (
     ENDPOINTSLICES,
     GLOBALSERVICES,
@@ -61,8 +62,16 @@ from isthmus.mirror.leader import LeaderElector
 from isthmus.mirror.metrics import MirrorMetrics, serve_metrics
 from isthmus.mirror.model import CatalogEntry, LinkInfo, ObjRef, PeerView, PortSpec, ServiceKey
 from isthmus.mirror.names import FIELD_MANAGER, GATEWAY_SERVICE, is_ours, link_owners
-from isthmus.mirror.plan import plan, plan_status, ref_of, status_changed, with_transition_times
+from isthmus.mirror.plan import (
+    is_urgent,
+    plan,
+    plan_status,
+    ref_of,
+    status_changed,
+    with_transition_times,
+)
 from isthmus.mirror.ports import PortAllocator, recovered_ports
+from isthmus.mirror.projection import project
 from isthmus.mirror.recorder import EventRecorder
 from isthmus.mirror.settings import MirrorSettings
 
@@ -74,6 +83,13 @@ def _rv(obj: JsonObj) -> int:
         return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
     except ValueError:
         return 0
+
+
+def _same_content(a: CatalogEntry | None, b: CatalogEntry | None) -> bool:
+    """Equal as far as the mirrored objects go (``desired`` reads ports and readiness)."""
+    if a is None or b is None:
+        return a is b
+    return a.ports == b.ports and a.ready_endpoints == b.ready_endpoints
 
 
 def _now() -> dt.datetime:
@@ -152,45 +168,66 @@ class PeerState:
 
 
 class KeyedWorkers:
-    """Reconcile keys in parallel, one task per key at a time, task references kept."""
+    """Reconcile keys with a fixed pool of ``concurrency`` tasks, one pass per key at a time.
+
+    Keys wait in two FIFO queues. A key's first pass is urgent; when it reports work left
+    (``handler(key, True)`` returns True) the key queues again for a full pass behind every
+    urgent one, so in a burst every key's urgent objects are written before any key's
+    deferred ones (README "### Write order"). A key submitted while it is queued or being
+    handled is not queued twice: it is marked dirty and handled again after its turn. A
+    fixed pool, not a task per key: 10 000 waiting keys cost a deque entry each."""
 
     def __init__(
         self,
         tg: asyncio.TaskGroup,
-        handler: Callable[[ServiceKey], Awaitable[None]],
+        handler: Callable[[ServiceKey, bool], Awaitable[bool]],
         concurrency: int,
     ) -> None:
-        self._tg = tg
         self._handler = handler
-        self._limit = asyncio.Semaphore(concurrency)
-        self.running: dict[ServiceKey, asyncio.Task[None]] = {}
+        self._urgent: collections.deque[ServiceKey] = collections.deque()
+        self._deferred: collections.deque[ServiceKey] = collections.deque()
+        self._queued = asyncio.Semaphore(0)  # one unit per queued entry
+        self._owned: set[ServiceKey] = set()  # queued or being handled
         self._dirty: set[ServiceKey] = set()
         self.idle = asyncio.Event()
         self.idle.set()
+        self._pool = [tg.create_task(self._worker()) for _ in range(concurrency)]
 
     def submit(self, key: ServiceKey) -> None:
-        if key in self.running:
+        if key in self._owned:
             self._dirty.add(key)
             return
+        self._owned.add(key)
         self.idle.clear()
-        self.running[key] = self._tg.create_task(self._work(key))
+        self._push(self._urgent, key)
+
+    def _push(self, queue: collections.deque[ServiceKey], key: ServiceKey) -> None:
+        queue.append(key)
+        self._queued.release()
 
     @property
     def pending(self) -> int:
-        return len(self.running)
+        return len(self._owned)
 
-    async def _work(self, key: ServiceKey) -> None:
-        try:
-            while True:
-                self._dirty.discard(key)
-                async with self._limit:
-                    await self._handler(key)
-                if key not in self._dirty:
-                    return
-        finally:
-            self.running.pop(key, None)
-            if not self.running:
-                self.idle.set()
+    async def _worker(self) -> None:
+        while True:
+            await self._queued.acquire()
+            urgent = bool(self._urgent)
+            key = (self._urgent if urgent else self._deferred).popleft()
+            self._dirty.discard(key)  # this pass reads the state as it is now
+            more = False
+            try:
+                more = await self._handler(key, urgent)
+            finally:
+                if urgent and more:
+                    self._push(self._deferred, key)
+                elif key in self._dirty:
+                    self._dirty.discard(key)
+                    self._push(self._urgent, key)
+                else:
+                    self._owned.discard(key)
+                    if not self._owned:
+                        self.idle.set()
 
 
 @dataclass
@@ -239,7 +276,7 @@ class MirrorController:
         self.applier = Applier(
             api, self.metrics, attempts=settings.write_attempts,
             on_written=self._written, on_deleted=self._deleted, verify_absent=False,
-            on_writing=self._writing,
+            on_writing=self._writing, project=project,
         )
         self.elector: LeaderElector | None = None
         self.watch_settings = WatchSettings(
@@ -254,6 +291,9 @@ class MirrorController:
         self._export_slices: dict[ServiceKey, dict[str, JsonObj]] = {}
         self._weight_problems: dict[ServiceKey, str] = {}  # reported once per distinct value
         self._requeues: dict[ServiceKey, int] = {}
+        # keys whose last reconcile had nothing to do: (inputs, wanted refs) it saw
+        self._settled: dict[ServiceKey, tuple[tuple[Any, ...], tuple[ObjRef, ...]]] = {}
+        self._namespaces_frozen: frozenset[str] | None = None
         self._status_dirty: set[str] = set()
         self._link_status_written: dict[str, dict[str, Any]] = {}
         self._tg: asyncio.TaskGroup | None = None
@@ -292,12 +332,16 @@ class MirrorController:
 
     async def lead(self) -> None:
         self.metrics.leader.set(1)
+        self._settled.clear()  # a new term starts from what it sees, not from memory
         await self.certs.start()
         server: CatalogServer | None = None
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 self.workers = KeyedWorkers(tg, self._reconcile_guarded, self.settings.concurrency)
+                workers = self.workers
+                # read when scraped: a value set on submit would stay stale once work drains
+                self.metrics.queue_depth.set_function(lambda: workers.pending)
                 self._start_watches(tg)
                 await asyncio.gather(*(r.synced.wait() for r in self.reflectors.values()))
                 self._seed()
@@ -348,16 +392,17 @@ class MirrorController:
 
     # --- watches ------------------------------------------------------------------------
     def _start_watches(self, tg: asyncio.TaskGroup) -> None:
-        specs: dict[str, tuple[Resource, str | None, Callable[[str, JsonObj], None]]] = {
-            "links": (LINKS, None, self._on_link),
-            "services": (SERVICES, None, self._on_service),
-            "slices": (ENDPOINTSLICES, None, self._on_slice),
-            "globalservices": (GLOBALSERVICES, None, self._on_mirror_object),
-            "namespaces": (NAMESPACES, None, self._on_namespace),
+        specs: dict[str, tuple[Resource, bool, Callable[[str, JsonObj], None]]] = {
+            "links": (LINKS, False, self._on_link),
+            "services": (SERVICES, True, self._on_service),
+            "slices": (ENDPOINTSLICES, True, self._on_slice),
+            "globalservices": (GLOBALSERVICES, True, self._on_mirror_object),
+            "namespaces": (NAMESPACES, True, self._on_namespace),
         }
-        for name, (res, selector, handler) in specs.items():
-            reflector = Reflector(self.api, res, label_selector=selector,
-                                  settings=self.watch_settings)
+        for name, (res, slim, handler) in specs.items():
+            # The caches hold the whole cluster: keep only what the mirror reads.
+            reflector = Reflector(self.api, res, settings=self.watch_settings,
+                                  transform=project if slim else drop_managed_fields)
             self.reflectors[name] = reflector
             self._watchers[name] = tg.create_task(self._consume(reflector, handler))
 
@@ -499,8 +544,10 @@ class MirrorController:
         name = obj["metadata"]["name"]
         if kind == "DELETED":
             self.namespaces.discard(name)
+            self._namespaces_frozen = None
         elif name not in self.namespaces:
             self.namespaces.add(name)
+            self._namespaces_frozen = None
             self.queue.put_nowait(ev.NamespaceAppeared(name))
 
     def _writing(self, ref: ObjRef, busy: bool) -> None:
@@ -586,7 +633,6 @@ class MirrorController:
         assert self.workers is not None
         for key in keys:
             self.workers.submit(key)
-        self.metrics.queue_depth.set(self.workers.pending)
 
     def handle(self, event: ev.MirrorEvent) -> None:
         if isinstance(event, ev.LinkUpserted):
@@ -681,8 +727,10 @@ class MirrorController:
         keys: set[ServiceKey] = set()
         if isinstance(update, Snapshot):
             old = peer.entries
+            # Compared by content: entries recovered at start carry no version or change
+            # time, and a restart must not reconcile every key a second time for that.
             keys = {k for k in set(old) | set(update.entries)
-                    if old.get(k) != update.entries.get(k)}
+                    if not _same_content(old.get(k), update.entries.get(k))}
             peer.entries = dict(update.entries)
             peer.view = None
             if not peer.synced:
@@ -716,9 +764,11 @@ class MirrorController:
     def views(self) -> list[PeerView]:
         return [p.make_view() for _, p in sorted(self.peers.items())]
 
-    async def _reconcile_guarded(self, key: ServiceKey) -> None:
+    async def _reconcile_guarded(self, key: ServiceKey, urgent_only: bool = False) -> bool:
+        """One pass over ``key``; True when an urgent pass left work for a full pass."""
         try:
-            await self.reconcile(key)
+            if await self.reconcile(key, urgent_only=urgent_only):
+                return True
             self._requeues.pop(key, None)
             self._clear_problem(key, "write_failures")
         except RetryableError as exc:
@@ -736,6 +786,7 @@ class MirrorController:
         except MirrorError as exc:
             self.metrics.errors.labels(kind="reconcile").inc()
             log.warning("reconcile failed", key=key, error=str(exc))
+        return False
 
     async def _requeue_later(self, key: ServiceKey, count: int) -> None:
         await asyncio.sleep(min(5.0, 0.2 * 2**count))
@@ -767,18 +818,36 @@ class MirrorController:
             if bucket.pop(key, None) is not None:
                 self._status_dirty.add(cluster)
 
-    async def reconcile(self, key: ServiceKey) -> None:
-        """Make the objects of one service key what the peers' catalogs say."""
+    async def reconcile(self, key: ServiceKey, *, urgent_only: bool = False) -> bool:
+        """Make the objects of one service key what the peers' catalogs say.
+
+        With ``urgent_only``, when the plan has both urgent writes (the GlobalService and
+        the merged mirror Service and slice) and others (pinned objects, status, conflicts),
+        only the urgent ones are written and True is returned: the caller runs the full
+        reconcile later. Otherwise the full reconcile runs now and False is returned."""
         views = self.views()
+        inputs = self._inputs(key, views)
+        settled = self._settled.get(key)
+        if (settled is not None and settled[0] == inputs
+                and not any(ref in self.foreign for ref in settled[1])):
+            return False  # nothing it reads changed since it last had nothing to do
+        self._settled.pop(key, None)
         needed = required_ports(views, [key])
         ports = self.allocator.ensure(needed)
+        if self._namespaces_frozen is None:
+            self._namespaces_frozen = frozenset(self.namespaces)
         want = desired(views, gateway_addresses=self.gateway_addresses, ports=ports,
-                       namespaces=frozenset(self.namespaces), keys=[key])
+                       namespaces=self._namespaces_frozen, keys=[key])
         ds = want.services.get(key)
         wanted = ds.objects if ds is not None else {}
         observed = self.observed.for_key(key)
         observed.update({ref: self.foreign[ref] for ref in wanted if ref in self.foreign})
         actions = plan(observed, wanted)
+        if urgent_only:
+            urgent = [a for a in actions if is_urgent(a)]
+            if urgent and (len(urgent) < len(actions) or ds is not None):
+                await self.applier.execute(urgent)
+                return True
         outcome = await self.applier.execute(actions)
         current = {**observed, **outcome.written}
         for ref in outcome.deleted:
@@ -789,20 +858,33 @@ class MirrorController:
             self._conflict_refs[ref] = key
         if ds is None:
             self.allocator.release(key)
-            return
+            return False
         self.allocator.release(key, keep=needed)
         gs_ref = next(r for r in wanted if r[0] == "GlobalService")
         if gs_ref in outcome.conflicts:
-            return
+            return False
         status = global_service_status(ds, vips_of(current), list(outcome.conflicts.values()))
         st = plan_status(wanted[gs_ref], status, current.get(gs_ref), _now())
         if st is not None:
             await self.applier.execute([st])
+        elif not actions and not want.missing_namespaces:
+            self._settled[key] = (inputs, tuple(wanted))
         if outcome.written:
             newest = max((p.entries[key].changed_at_ms for p in self.peers.values()
                           if key in p.entries), default=0)
             if newest:
                 self.metrics.export_to_mirror.observe(max(0.0, time.time() - newest / 1000))
+        return False
+
+    def _inputs(self, key: ServiceKey, views: list[PeerView]) -> tuple[Any, ...]:
+        """What a reconcile of ``key`` reads, as a comparable value (besides foreign
+        objects holding a wanted name, checked apart): every peer's link, staleness and
+        entry for the key, the gateway addresses, the namespace, and the resourceVersions
+        of the mirror's own objects of the key."""
+        peers = tuple((v.link, v.stale_reason, v.entries.get(key)) for v in views)
+        mine = tuple(sorted((ref, _rv(obj))
+                            for ref, obj in self.observed.by_key.get(key, {}).items()))
+        return (peers, self.gateway_addresses, key[0] in self.namespaces, mine)
 
     def _record_missing(self, key: ServiceKey, missing: dict[str, frozenset[str]]) -> None:
         for cluster, problems in self.problems.items():

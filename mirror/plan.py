@@ -28,8 +28,8 @@ from isthmus.mirror.model import JsonObj, ObjRef
 from isthmus.mirror.names import LINK_LABEL_PREFIX, is_ours
 
 _OWNER_LABELS = (PEER_CLUSTER_LABEL, LINK_UID_LABEL)
-# Write order: Services before slices (a slice names its Service), the GlobalService last
-# (its status carries the Services' ClusterIPs); deletes in the reverse order.
+# Order of the actions: Services, slices, then the GlobalService (the applier writes the
+# objects of one service together); deletes in the reverse order.
 _ORDER = {"Service": 0, "EndpointSlice": 1, "GlobalService": 2}
 
 
@@ -57,6 +57,18 @@ class Conflict:
 
 
 Action = Apply | ApplyStatus | Delete | Conflict
+
+
+def is_urgent(action: Action) -> bool:
+    """Written in a burst's first pass: what makes ``<svc>.<ns>.global`` exist (the
+    GlobalService, the merged mirror Service and its slice) and every delete. Pinned
+    objects, status and conflicts follow in the full pass."""
+    if isinstance(action, Delete):
+        return True
+    if isinstance(action, Apply):
+        labels = (action.obj.get("metadata") or {}).get("labels") or {}
+        return PINNED_CLUSTER_LABEL not in labels
+    return False
 
 
 def ref_of(obj: Mapping[str, Any]) -> ObjRef:

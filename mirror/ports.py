@@ -45,18 +45,22 @@ class PortAllocator:
         self.low, self.high = low, high
         self.by_key: dict[PortKey, int] = {}
         self.used: dict[int, PortKey] = {}
+        # the keys of each service: release() is per service and must not scan every key
+        self._of_service: dict[ServiceKey, set[PortKey]] = {}
         self._next = low
         for key, port in sorted((existing or {}).items()):
             if low <= port <= high and port not in self.used:
-                self.by_key[key] = port
-                self.used[port] = key
+                self._take(key, port)
+
+    def _take(self, key: PortKey, port: int) -> None:
+        self.by_key[key] = port
+        self.used[port] = key
+        self._of_service.setdefault((key.namespace, key.name), set()).add(key)
 
     def ensure(self, keys: Iterable[PortKey]) -> dict[PortKey, int]:
         for key in sorted(set(keys)):
             if key not in self.by_key:
-                port = self._free()
-                self.by_key[key] = port
-                self.used[port] = key
+                self._take(key, self._free())
         return self.by_key
 
     def _free(self) -> int:
@@ -71,6 +75,9 @@ class PortAllocator:
     def release(self, service: ServiceKey, keep: Iterable[PortKey] = ()) -> None:
         """Free the ports of ``service`` that are not in ``keep``."""
         kept = set(keep)
-        for key in [k for k in self.by_key if (k.namespace, k.name) == service]:
-            if key not in kept:
-                del self.used[self.by_key.pop(key)]
+        mine = self._of_service.get(service, set())
+        for key in [k for k in mine if k not in kept]:
+            del self.used[self.by_key.pop(key)]
+            mine.discard(key)
+        if not mine:
+            self._of_service.pop(service, None)

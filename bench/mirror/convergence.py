@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -89,11 +90,15 @@ class Controller:
             await asyncio.sleep(0.2)
 
     def stop(self) -> None:
+        if self.proc.poll() is not None:
+            return  # it died on its own: its log stays for a look
         self.proc.terminate()
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        self.log.close()
+        Path(self.log.name).unlink(missing_ok=True)
 
 
 async def _gather_limited(coros: list[Any], limit: int = 64) -> None:
@@ -191,7 +196,7 @@ async def run_size(mesh: Mesh, n: int, importer_pid: int, exporter_pid: int) -> 
 
 
 async def resync(mesh: Mesh, n: int, kubeconfig: Path, catalog_port: int,
-                 exporter_pid: int) -> dict[str, float]:
+                 exporter_pid: int, procs: list[Controller]) -> dict[str, float]:
     """Import ``n`` services, then restart the importer and time a full resync."""
     west, east = mesh["west"].admin, mesh["east"].admin
     ns = f"resync-{n}"
@@ -201,36 +206,52 @@ async def resync(mesh: Mesh, n: int, kubeconfig: Path, catalog_port: int,
         "metadata": {"name": f"r{i:05d}", "namespace": ns,
                      "labels": {"isthmus.io/export": "true"}},
         "spec": {"ports": [{"name": "http", "port": 80}]}}, ns) for i in range(n)])
+    # Done = every GlobalService has its VIPs in status; watched, not LISTed in a loop (a
+    # LIST of thousands of GlobalServices a second would load the API server measured).
+    done = Reflector(east, GLOBALSERVICES, ns, transform=lambda o: {
+        "metadata": {k: o["metadata"].get(k) for k in ("name", "namespace", "resourceVersion")},
+        "vips": bool((o.get("status") or {}).get("vips"))})
+    watching = asyncio.create_task(_drain(done))
     importer = Controller("east-resync", kubeconfig, catalog_port)
+    procs.append(importer)  # stopped by main's cleanup if this is interrupted
     start = time.monotonic()
     await importer.wait_ready(120)
-    while True:
-        items = (await east.list(GLOBALSERVICES, ns))["items"]
-        if len(items) == n and all((i.get("status") or {}).get("vips") for i in items):
-            break
-        await asyncio.sleep(1)
+    while sum(1 for o in done.store.values() if o["vips"]) < n:
+        if time.monotonic() - start > 3600:
+            raise RuntimeError("initial import timed out")
+        await asyncio.sleep(0.2)
     first = time.monotonic() - start
+    watching.cancel()
     rss_first = rss_mb(importer.proc.pid)
     importer.stop()
     importer = Controller("east-resync2", kubeconfig, catalog_port)
+    procs.append(importer)
     start = time.monotonic()
     await importer.wait_ready(120)
     ready = time.monotonic() - start
-    # idle = no pending keys: read the gauge
+    # idle = the peer's snapshot is in (its catalog version is set) and no key is pending
     while True:
         text = await asyncio.to_thread(_get, f"http://127.0.0.1:{importer.metrics_port}/metrics")
-        pending = [ln for ln in text.splitlines() if ln.startswith("isthmus_mirror_pending_keys")]
-        written = sum(float(ln.split()[-1]) for ln in text.splitlines()
+        lines = text.splitlines()
+        pending = [ln for ln in lines if ln.startswith("isthmus_mirror_pending_keys")]
+        synced = any(ln.startswith("isthmus_mirror_peer_catalog_version{") and
+                     float(ln.split()[-1]) > 0 for ln in lines)
+        written = sum(float(ln.split()[-1]) for ln in lines
                       if ln.startswith("isthmus_mirror_objects_written_total"))
-        if pending and float(pending[0].split()[-1]) == 0 and time.monotonic() - start > ready + 1:
+        if synced and pending and float(pending[0].split()[-1]) == 0:
             break
-        await asyncio.sleep(0.2)
-    total = time.monotonic() - start - 0.2
+        await asyncio.sleep(0.1)
+    total = time.monotonic() - start
     rss = rss_mb(importer.proc.pid)
     importer.stop()
     return {"n": n, "initial_import_s": first, "rss_initial_mb": rss_first,
             "resync_ready_s": ready, "resync_idle_s": total, "resync_writes": written,
             "rss_after_resync_mb": rss, "rss_exporter_mb": rss_mb(exporter_pid)}
+
+
+async def _drain(reflector: Reflector) -> None:
+    async for _ in reflector.events():
+        pass
 
 
 def fmt(values: list[float]) -> str:
@@ -272,7 +293,7 @@ async def main() -> None:
             importer.stop()
             procs.remove(importer)
             res = await resync(mesh, args.resync, mesh["east"].sa_kubeconfig,
-                               mesh["east"].catalog_port, exporter.proc.pid)
+                               mesh["east"].catalog_port, exporter.proc.pid, procs)
             print("\nfull resync:", " ".join(f"{k}={v:.1f}" for k, v in res.items()))
     finally:
         for p in procs:
@@ -280,6 +301,7 @@ async def main() -> None:
         await mesh.close()
         for cp in cps:
             cp.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

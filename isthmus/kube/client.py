@@ -18,11 +18,14 @@ from typing import Any
 
 import aiohttp
 import yaml
-from kubernetes_asyncio import client as k8s_client
-from kubernetes_asyncio import config as k8s_config
+import yarl
+from aiohttp import helpers as aiohttp_helpers
 
-from isthmus.kube import errors
+from isthmus.kube import errors, lean_import
 from isthmus.kube.resources import Resource
+
+# kubernetes_asyncio without its generated API and model classes (~40 MB): see lean_import
+k8s_client, k8s_config = lean_import.load()
 
 JsonObj = dict[str, Any]
 
@@ -49,7 +52,7 @@ class KubeApi:
             paths = [p for p in paths if p]
             if kubeconfig is None and context is None and os.environ.get(_SERVICE_HOST_ENV):
                 configuration = k8s_client.Configuration()
-                k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
+                k8s_config.load_incluster_config(
                     client_configuration=configuration
                 )
                 api_client = k8s_client.ApiClient(configuration)
@@ -68,6 +71,7 @@ class KubeApi:
             raise errors.ConfigurationError(
                 f"cannot load Kubernetes configuration for {where}: {exc}"
             ) from exc
+        _decide_proxy_once(api_client)
         return cls(api_client, name=context or "")
 
     async def close(self) -> None:
@@ -178,7 +182,11 @@ class KubeApi:
         label_selector: str | None = None,
         field_selector: str | None = None,
         resource_version: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
     ) -> JsonObj:
+        """One LIST request; with ``limit``, one page (the answer's ``metadata.continue``
+        names the next)."""
         return await self.request(
             "GET",
             res.path(namespace),
@@ -186,6 +194,8 @@ class KubeApi:
                 "labelSelector": label_selector,
                 "fieldSelector": field_selector,
                 "resourceVersion": resource_version,
+                "limit": limit,
+                "continue": continue_token,
             },
         )
 
@@ -274,6 +284,22 @@ def merge_kubeconfigs(paths: list[Path]) -> dict[str, Any]:
                     seen[section].add(entry.get("name"))
                     merged[section].append(entry)
     return merged
+
+
+def _decide_proxy_once(api_client: Any) -> None:
+    """kubernetes_asyncio's session has ``trust_env=True``, so aiohttp looks up the proxy
+    variables and ``~/.netrc`` in a worker thread for *every* request (a large share of a
+    busy controller's CPU). When no environment proxy applies to the API server, which is
+    the usual case, turn that per-request lookup off; otherwise leave it as it is."""
+    session = getattr(getattr(api_client, "rest_client", None), "pool_manager", None)
+    if session is None or not getattr(session, "_trust_env", False):
+        return
+    try:
+        aiohttp_helpers.get_env_proxy_for_url(yarl.URL(api_client.configuration.host))
+    except LookupError:
+        session._trust_env = False  # no env proxy for this server: nothing to look up
+    except (ValueError, TypeError):
+        return
 
 
 def _seconds(retry_after: str) -> float:

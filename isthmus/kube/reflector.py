@@ -8,6 +8,12 @@ last resourceVersion seen, which falls back to a LIST if that, too, is gone.
 Consumers iterate ``events()``. Every LIST is diffed against the store, so a re-list yields
 exactly the ADDED/MODIFIED/DELETED events that were missed (no spurious deletes, no
 duplicate adds), followed by one ``SYNCED`` marker; watch events pass through as they come.
+
+Memory: every object passes through a ``transform`` before it is stored or yielded (as
+client-go's ``SetTransform``). The default drops ``metadata.managedFields``, which nobody
+here reads and which is often the largest part of an object; a consumer that reads only a
+few fields passes its own projection. LISTs are paged (``limit``/``continue``) so a large
+collection never arrives as one huge body.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -29,6 +35,17 @@ log = get_logger("isthmus.kube.reflector")
 
 EventKind = Literal["ADDED", "MODIFIED", "DELETED", "SYNCED"]
 Key = tuple[str, str]  # (namespace or "", name)
+Transform = Callable[[JsonObj], JsonObj]
+
+LIST_PAGE = 500  # client-go's pager default
+
+
+def drop_managed_fields(obj: JsonObj) -> JsonObj:
+    """The default transform: the object without ``metadata.managedFields`` (in place)."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+    return obj
 
 
 @dataclass(frozen=True)
@@ -37,6 +54,7 @@ class WatchSettings:
 
     timeout_seconds: tuple[int, int] = (240, 300)  # randomised per request, like client-go
     backoff: Backoff = field(default_factory=Backoff)
+    list_page: int = LIST_PAGE  # items per LIST page (0: one unpaged LIST)
 
 
 def key_of(obj: JsonObj) -> Key:
@@ -72,8 +90,13 @@ class Reflector:
         *,
         label_selector: str | None = None,
         settings: WatchSettings | None = None,
+        transform: Transform = drop_managed_fields,
     ) -> None:
+        """``transform`` gets each object (a fresh dict it may change or replace) before it
+        is stored and yielded; the object it returns must keep ``metadata.name``,
+        ``namespace`` and ``resourceVersion`` (the reflector reads them)."""
         self.api = api
+        self.transform = transform
         self.resource = resource
         self.namespace = namespace
         self.label_selector = label_selector
@@ -115,21 +138,30 @@ class Reflector:
                 await asyncio.sleep(delay)
 
     async def _list(self) -> list[tuple[EventKind, JsonObj | None]]:
-        answer = await self.api.list(
-            self.resource, self.namespace, label_selector=self.label_selector
-        )
-        self.lists += 1
         kind = self.resource.kind
         api_version = self.resource.api_version
         fresh: dict[Key, JsonObj] = {}
-        for item in answer.get("items", []):
-            # LIST items omit apiVersion/kind; put them back so objects look alike everywhere.
-            item.setdefault("apiVersion", api_version)
-            item.setdefault("kind", kind)
-            fresh[key_of(item)] = item
+        token: str | None = None
+        while True:
+            answer = await self.api.list(
+                self.resource, self.namespace, label_selector=self.label_selector,
+                limit=self.settings.list_page or None, continue_token=token,
+            )
+            for raw in answer.pop("items", None) or []:
+                # LIST items omit apiVersion/kind; put them back so objects look alike.
+                raw.setdefault("apiVersion", api_version)
+                raw.setdefault("kind", kind)
+                item = self.transform(raw)
+                fresh[key_of(item)] = item
+            meta = answer.get("metadata") or {}
+            token = meta.get("continue") or None
+            if token is None:
+                break
+        # An expired continue token is a 410: the caller re-lists from the start.
+        self.lists += 1
         events = diff_lists(self.store, fresh)
         self.store = fresh
-        self.resource_version = str(answer.get("metadata", {}).get("resourceVersion") or "")
+        self.resource_version = str(meta.get("resourceVersion") or "")
         self.synced.set()
         self._log.debug("listed", count=len(fresh), rv=self.resource_version)
         return list(events)
@@ -161,6 +193,7 @@ class Reflector:
                 continue
             if kind not in ("ADDED", "MODIFIED", "DELETED"):
                 raise errors.TransportError(f"unknown watch event type {kind!r}")
+            obj = self.transform(obj)
             key = key_of(obj)
             if kind == "DELETED":
                 self.store.pop(key, None)

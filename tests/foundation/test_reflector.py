@@ -89,6 +89,37 @@ async def test_list_then_watch(api: KubeApi, unique: str) -> None:
     await rec.stop()
 
 
+async def test_list_is_paged_and_transformed(api: KubeApi, unique: str) -> None:
+    """A LIST in pages of 2 still yields every object once; managedFields are dropped by
+    default and a transform sees (and may replace) every listed and watched object."""
+    await _namespace(api, unique)
+    for i in range(5):
+        await _put(api, unique, f"p{i}")
+    seen: list[str] = []
+
+    def keep_name(obj: dict[str, Any]) -> dict[str, Any]:
+        seen.append(obj["metadata"]["name"])
+        meta = obj["metadata"]
+        return {"kind": obj["kind"], "metadata": {k: meta[k] for k in
+                                                  ("name", "namespace", "resourceVersion")}}
+
+    paged = WatchSettings(timeout_seconds=(5, 8), backoff=FAST.backoff, list_page=2)
+    rec = Recorder(Reflector(api, CONFIGMAPS, unique, settings=paged, transform=keep_name))
+    await rec.wait_for(lambda: ("SYNCED", None) in rec.events)
+    mine = [f"p{i}" for i in range(5)]  # (kube-root-ca.crt may be listed too)
+    assert sorted(n for k, n in rec.events if k == "ADDED" and n in mine) == mine
+    assert sorted(n for n in seen if n in mine) == mine
+    assert all("data" not in o for o in rec.reflector.store.values())
+    await _put(api, unique, "p9")
+    await rec.wait_for(lambda: ("ADDED", "p9") in rec.events)
+    assert "data" not in rec.reflector.store[(unique, "p9")]
+    await rec.stop()
+    plain = Reflector(api, CONFIGMAPS, unique, settings=paged)
+    await plain._list()
+    assert {name for _, name in plain.store} >= {*mine, "p9"}
+    assert all("managedFields" not in o["metadata"] for o in plain.store.values())
+
+
 async def test_api_server_restart_mid_watch(fresh_cluster: Callable[..., ControlPlane]) -> None:
     cp = fresh_cluster()
     api = await KubeApi.connect(cp.kubeconfig, cp.context)

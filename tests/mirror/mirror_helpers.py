@@ -277,4 +277,5 @@ def condition(obj: JsonObj | dict[str, Any] | None, type_: str) -> dict[str, Any
     for c in status.get("conditions") or []:
         if c.get("type") == type_:
             return dict(c)
-    return {}
+    # not (yet) written: a status no check expects, so `eventually` simply tries again
+    return {"type": type_, "status": "Absent", "reason": "", "message": ""}

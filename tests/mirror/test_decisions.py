@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from typing import Any
 
 import pytest
 
-from isthmus.exports import ExportedPort, ExportedService
+from isthmus.exports import ExportedPort, ExportedService, build_exports
+from isthmus.mirror.applier import vips_of
 from isthmus.mirror.desired import MERGED, PortKey, desired, global_service_status, port_names
 from isthmus.mirror.export_catalog import ExportCatalog
 from isthmus.mirror.model import CatalogEntry, LinkInfo, PeerView, PortSpec
 from isthmus.mirror.names import fit, mirror_service_name, pinned_service_name
 from isthmus.mirror.plan import Apply, Conflict, Delete, plan, plan_status
 from isthmus.mirror.ports import PortAllocator, PortsExhausted, recovered_ports
+from isthmus.mirror.projection import project
 
 
 def link(cluster: str) -> LinkInfo:
@@ -272,3 +275,62 @@ def test_weight_from_the_wire(weight: int | None, expected: int) -> None:
     # and the server's encoding round-trips
     back = entry_from_message(entry_message(got))
     assert back is not None and back.weight == expected
+
+
+def _as_served(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` as an API server answers it: defaults, bookkeeping and managedFields added."""
+    served = copy.deepcopy(obj)
+    meta = served["metadata"]
+    meta.update(uid="u-1", resourceVersion="42", creationTimestamp="2026-11-22T00:00:00Z",
+                managedFields=[{"manager": "isthmus-mirror", "fieldsV1": {"f:spec": {}}}],
+                annotations={"isthmus.io/export-to": "east", "other/big": "x" * 1000})
+    if served["kind"] == "Service":
+        served["spec"].update(clusterIP="10.96.0.7", clusterIPs=["10.96.0.7"],
+                              sessionAffinity="None", ipFamilies=["IPv4"])
+        served["status"] = {"loadBalancer": {}}
+    if served["kind"] == "EndpointSlice":
+        for ep in served["endpoints"]:
+            ep.update(nodeName="n1", zone="z", targetRef={"kind": "Pod", "name": "p"})
+            ep["conditions"].update(serving=True, terminating=False)
+    return served
+
+
+def test_projection_keeps_what_the_mirror_writes_and_reads() -> None:
+    ds = run_desired(peer("west", entry(ports=(("http", 80), ("", 81)))), peer("east", entry()))
+    ds = ds.services[("shop", "users")]
+    for ref, want in ds.objects.items():
+        slim = project(_as_served(want))
+        assert plan({ref: slim}, {ref: want}) == [], ref  # nothing to re-apply
+        meta = slim["metadata"]
+        assert "managedFields" not in meta and "creationTimestamp" not in meta
+        assert meta["uid"] == "u-1" and meta["resourceVersion"] == "42"
+        assert meta["annotations"] == {"isthmus.io/export-to": "east"}
+    svc = project(_as_served(ds.objects[("Service", "shop", "users-global")]))
+    assert vips_of({("Service", "shop", "users-global"): svc}) == {"users-global": "10.96.0.7"}
+    assert set(svc["spec"]) == {"type", "clusterIP", "ports"} and "status" not in svc
+
+
+def test_projection_keeps_what_export_reads() -> None:
+    svc = _as_served({"apiVersion": "v1", "kind": "Service",
+                      "metadata": {"name": "users", "namespace": "shop",
+                                   "labels": {"isthmus.io/export": "true"}},
+                      "spec": {"ports": [{"name": "http", "port": 80, "appProtocol": "http"}]}})
+    sl = _as_served({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                     "metadata": {"name": "users-x", "namespace": "shop",
+                                  "labels": {"kubernetes.io/service-name": "users"}},
+                     "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}],
+                     "endpoints": [{"addresses": ["10.1.0.1"], "conditions": {"ready": True}},
+                                   {"addresses": ["10.1.0.2"], "conditions": {"ready": False}}]})
+    assert build_exports([project(svc)], [project(sl)]) == build_exports([svc], [sl])
+
+
+def test_port_release_frees_only_that_service() -> None:
+    alloc = PortAllocator(20000, 20010)
+    a80, a81 = PortKey("shop", "a", MERGED, 80), PortKey("shop", "a", MERGED, 81)
+    b80 = PortKey("shop", "b", MERGED, 80)
+    alloc.ensure([a80, a81, b80])
+    alloc.release(("shop", "a"), keep=[a80])
+    assert set(alloc.by_key) == {a80, b80} and len(alloc.used) == 2
+    alloc.release(("shop", "a"))
+    alloc.release(("shop", "zzz"))
+    assert set(alloc.by_key) == {b80}

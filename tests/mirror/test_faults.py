@@ -154,11 +154,16 @@ async def test_unlink_removes_exactly_that_links_objects(mesh: Mesh, unique: str
     await export_service(mesh["west"].admin, unique, "only-w")
     await export_service(east, unique, "local")  # east's own exported Service
 
+    def complete(gs: dict[str, Any] | None, clusters: int) -> bool:
+        # status is written last, after the pinned objects: then every object is in place
+        cvips = ((gs or {}).get("status") or {}).get("clusterVips") or []
+        return len(cvips) == clusters and all(c["vips"] for c in cvips)
+
     async def both_merged() -> bool:
         gs = await mesh.gs("east", unique, "both")
         assert gs is not None and len(gs["spec"]["endpoints"]) == 2
-        return await mesh.gs("east", unique, "only-c") is not None and \
-            await mesh.gs("east", unique, "only-w") is not None
+        return complete(gs, 2) and complete(await mesh.gs("east", unique, "only-c"), 1) and \
+            complete(await mesh.gs("east", unique, "only-w"), 1)
 
     await eventually(both_merged, what="imports from west and central")
     before = await _mirror_names(east, unique)

@@ -1,0 +1,84 @@
+"""Pure: the slim copy of an API object that the mirror's caches keep.
+
+The controller watches every Service, EndpointSlice and GlobalService of its cluster, so
+its caches hold the whole cluster; whole objects (``managedFields``, status, annotations,
+topology of every endpoint) cost several KB each. ``project`` keeps exactly what the mirror
+reads (README "### Memory"):
+
+- metadata: name, namespace, uid, resourceVersion, deletionTimestamp, every label, and
+  only the ``isthmus.io/`` annotations (``export-to``);
+- Service: ``type``, ``clusterIP`` and ``ports`` (export, ``plan`` and the VIPs);
+- EndpointSlice: ``addressType``, ``ports``, and per endpoint its addresses and the
+  ``ready``/``terminating`` conditions (export readiness, gateway addresses, ``plan``);
+- GlobalService: ``spec`` and ``status`` as they are (written by the mirror);
+- anything else (Namespace): metadata only. (Links are few and are not projected.)
+
+Whatever ``desired`` writes must survive the projection, or ``plan`` would see a difference
+on every reconcile; ``tests/mirror/test_decisions.py`` checks that for each object kind.
+Repeated strings (label keys and values, namespaces, kinds) are interned so 10 000 objects
+share one copy of each.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from isthmus.mirror.model import JsonObj
+
+_META_KEEP = ("name", "namespace", "uid", "resourceVersion", "deletionTimestamp")
+_ANNOTATION_PREFIX = "isthmus.io/"
+_SERVICE_SPEC_KEEP = ("type", "clusterIP", "ports")
+_intern = sys.intern
+
+
+def _s(value: Any) -> Any:
+    return _intern(value) if isinstance(value, str) else value
+
+
+def _flat(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """A dict of scalars with interned keys and string values (ports, conditions)."""
+    return {_intern(k): _s(v) for k, v in obj.items()}
+
+
+def _metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {k: _s(meta[k]) for k in _META_KEEP if k in meta}
+    labels = meta.get("labels")
+    if labels:
+        out["labels"] = _flat(labels)
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
+                   if k.startswith(_ANNOTATION_PREFIX)}
+    if annotations:
+        out["annotations"] = _flat(annotations)
+    return out
+
+
+def _endpoint(ep: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"addresses": [_s(a) for a in ep.get("addresses") or []]}
+    cond = ep.get("conditions")
+    if cond:
+        out["conditions"] = {k: cond[k] for k in ("ready", "terminating") if k in cond}
+    return out
+
+
+def project(obj: JsonObj) -> JsonObj:
+    """The slim copy the mirror keeps of ``obj`` (a new dict; ``obj`` is not changed)."""
+    kind = obj.get("kind")
+    out: JsonObj = {"apiVersion": _s(obj.get("apiVersion")), "kind": _s(kind),
+                    "metadata": _metadata(obj.get("metadata") or {})}
+    if kind == "Service":
+        spec = obj.get("spec") or {}
+        slim = {k: _s(spec[k]) for k in _SERVICE_SPEC_KEEP if k in spec and k != "ports"}
+        if "ports" in spec:
+            slim["ports"] = [_flat(p) for p in spec["ports"] or []]
+        out["spec"] = slim
+    elif kind == "EndpointSlice":
+        out["addressType"] = _s(obj.get("addressType"))
+        out["ports"] = [_flat(p) for p in obj.get("ports") or []]
+        out["endpoints"] = [_endpoint(ep) for ep in obj.get("endpoints") or []]
+    elif kind == "GlobalService":
+        for part in ("spec", "status"):
+            if part in obj:
+                out[part] = obj[part]
+    return out
