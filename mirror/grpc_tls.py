@@ -12,35 +12,25 @@ TLS 1.2 with an RSA-certified server.) ``tests/mirror/test_grpc_tls.py`` proves 
 with ``openssl s_client``/``s_server``.
 
 Because the variable is read at import, it must be set before anything imports ``grpc``:
-``isthmus/mirror/__init__.py`` imports this module first, so any use of the mirror sets it
-in time. A value set by the environment is overwritten. If ``grpc`` was imported before
-(by a host program), the setting came too late: ``require_tls13`` refuses to build a catalog
-server or channel rather than run one that would accept TLS 1.2.
+``isthmus/__init__.py`` does it (``isthmus.grpc_tls``), so any isthmus process and the test
+session set it in time. A value set by the environment is overwritten. If ``grpc`` was
+imported before (by a host program), the setting came too late: ``require_tls13`` refuses
+to build a catalog server or channel rather than run one that would accept TLS 1.2.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-
+# The pin itself runs in ``isthmus/__init__.py`` (``isthmus.grpc_tls``), before any module
+# of the package can import grpc.
+from isthmus.grpc_tls import CIPHER_SUITES_ENV, PINNED, TLS12_CIPHER_SUITES
 from isthmus.mirror.errors import MirrorError
 
-CIPHER_SUITES_ENV = "GRPC_SSL_CIPHER_SUITES"
-TLS12_CIPHER_SUITES = "PSK-AES128-CBC-SHA"
+__all__ = ["CIPHER_SUITES_ENV", "PINNED", "TLS12_CIPHER_SUITES", "GrpcTlsNotPinned",
+           "require_tls13"]
 
 
 class GrpcTlsNotPinned(MirrorError):
     """grpc was initialised before isthmus restricted it to TLS 1.3."""
-
-
-def _pin() -> bool:
-    """Set the variable; True if grpc will read our value (it was not imported before)."""
-    ours_already = os.environ.get(CIPHER_SUITES_ENV) == TLS12_CIPHER_SUITES
-    os.environ[CIPHER_SUITES_ENV] = TLS12_CIPHER_SUITES
-    return ours_already or "grpc" not in sys.modules
-
-
-PINNED = _pin()
 
 
 def require_tls13() -> None:
