@@ -16,7 +16,7 @@ import datetime as dt
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +54,12 @@ from isthmus.mirror.catalog_client import (
 )
 from isthmus.mirror.catalog_server import CatalogServer
 from isthmus.mirror.certs import MirrorCertificates
-from isthmus.mirror.desired import desired, global_service_status, required_ports
+from isthmus.mirror.desired import (
+    DesiredService,
+    desired,
+    global_service_status,
+    required_ports,
+)
 from isthmus.mirror.errors import MirrorError, RetryableError, WriteRejected
 from isthmus.mirror.export_catalog import ExportCatalog
 from isthmus.mirror.gateway_dialer import GatewayDialer
@@ -846,7 +851,12 @@ class MirrorController:
         if urgent_only:
             urgent = [a for a in actions if is_urgent(a)]
             if urgent and (len(urgent) < len(actions) or ds is not None):
-                await self.applier.execute(urgent)
+                early = await self.applier.execute(urgent)
+                if ds is not None:
+                    # The merged VIP goes into the status now, not after the deferred pass:
+                    # DNS answers <svc>.<ns>.global from it (pinned VIPs follow later).
+                    await self._write_status(ds, wanted, {**observed, **early.written},
+                                             early.conflicts)
                 return True
         outcome = await self.applier.execute(actions)
         current = {**observed, **outcome.written}
@@ -860,14 +870,10 @@ class MirrorController:
             self.allocator.release(key)
             return False
         self.allocator.release(key, keep=needed)
-        gs_ref = next(r for r in wanted if r[0] == "GlobalService")
-        if gs_ref in outcome.conflicts:
+        wrote_status = await self._write_status(ds, wanted, current, outcome.conflicts)
+        if wrote_status is None:
             return False
-        status = global_service_status(ds, vips_of(current), list(outcome.conflicts.values()))
-        st = plan_status(wanted[gs_ref], status, current.get(gs_ref), _now())
-        if st is not None:
-            await self.applier.execute([st])
-        elif not actions and not want.missing_namespaces:
+        if not wrote_status and not actions and not want.missing_namespaces:
             self._settled[key] = (inputs, tuple(wanted))
         if outcome.written:
             newest = max((p.entries[key].changed_at_ms for p in self.peers.values()
@@ -875,6 +881,21 @@ class MirrorController:
             if newest:
                 self.metrics.export_to_mirror.observe(max(0.0, time.time() - newest / 1000))
         return False
+
+    async def _write_status(self, ds: DesiredService, wanted: Mapping[ObjRef, JsonObj],
+                            current: Mapping[ObjRef, JsonObj],
+                            conflicts: Mapping[ObjRef, str]) -> bool | None:
+        """Write the GlobalService status if it changed: True if written, False if it was
+        already right, None if the GlobalService itself is in conflict (not ours)."""
+        gs_ref = next(r for r in wanted if r[0] == "GlobalService")
+        if gs_ref in conflicts:
+            return None
+        status = global_service_status(ds, vips_of(current), list(conflicts.values()))
+        st = plan_status(wanted[gs_ref], status, current.get(gs_ref), _now())
+        if st is None:
+            return False
+        await self.applier.execute([st])
+        return True
 
     def _inputs(self, key: ServiceKey, views: list[PeerView]) -> tuple[Any, ...]:
         """What a reconcile of ``key`` reads, as a comparable value (besides foreign
