@@ -37,7 +37,7 @@ def require_tls13() -> None:
     """Raise unless grpc in this process refuses TLS 1.2 (called before serving or dialling)."""
     if not PINNED:
         raise GrpcTlsNotPinned(
-            "grpc was imported before isthmus.mirror set GRPC_SSL_CIPHER_SUITES, so the "
-            "catalog would accept TLS 1.2; import isthmus.mirror before grpc, or start the "
+            "grpc was imported before isthmus set GRPC_SSL_CIPHER_SUITES, so the "
+            "catalog would accept TLS 1.2; import isthmus before grpc, or start the "
             f"process with {CIPHER_SUITES_ENV}={TLS12_CIPHER_SUITES}"
         )
