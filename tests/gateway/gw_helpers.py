@@ -279,3 +279,28 @@ def proc_rss_kb(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+class Stalled:
+    """A peer that accepts TCP and never answers the TLS handshake; counts open sockets."""
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.open = 0
+        self.server: asyncio.Server | None = None
+
+    async def _handle(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        self.open += 1
+        try:
+            while await r.read(65536):
+                pass
+        except ConnectionError:
+            pass
+        finally:
+            self.open -= 1
+            w.close()
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 import pytest
-from gw_helpers import MIRROR_SA, SYSTEM, Pki, echo_backend, link, running, snapshot
+from gw_helpers import MIRROR_SA, SYSTEM, Pki, Stalled, echo_backend, link, running, snapshot
 
 from isthmus.api.models import GatewayAddress
 from isthmus.gateway import (
@@ -77,31 +77,6 @@ async def test_forwarder_carries_grpc_streaming(pki: Pki) -> None:
                 assert got == [b"delta %d" % i for i in range(20)]
     finally:
         await server.stop(None)
-
-
-class Stalled:
-    """A peer that accepts TCP and never answers the TLS handshake; counts open sockets."""
-
-    def __init__(self) -> None:
-        self.accepted = 0
-        self.open = 0
-        self.server: asyncio.Server | None = None
-
-    async def _handle(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        self.accepted += 1
-        self.open += 1
-        try:
-            while await r.read(65536):
-                pass
-        except ConnectionError:
-            pass
-        finally:
-            self.open -= 1
-            w.close()
-
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        return int(self.server.sockets[0].getsockname()[1])
 
 
 def opening_tasks() -> list[asyncio.Task[object]]:

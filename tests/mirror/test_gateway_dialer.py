@@ -6,32 +6,13 @@ import asyncio
 import contextlib
 
 import grpc
+from gw_helpers import Stalled
 from mirror_helpers import Pki, eventually
 
 from isthmus.mirror.gateway_dialer import GatewayDialer
 from isthmus.mirror.model import LinkInfo
 from isthmus.mirror.names import mirror_server_name
 from isthmus.trust import Issuer, TlsMaterial
-
-
-class Stalled:
-    """A "gateway" that accepts TCP and never answers the TLS handshake."""
-
-    def __init__(self) -> None:
-        self.accepted = 0
-        self.open = 0
-
-    async def handle(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        self.accepted += 1
-        self.open += 1
-        try:
-            while await r.read(65536):
-                pass
-        except ConnectionError:
-            pass
-        finally:
-            self.open -= 1
-            w.close()
 
 
 def ours() -> list[asyncio.Task[object]]:
@@ -52,8 +33,7 @@ async def refused(port: int) -> bool:
 
 async def test_close_releases_listeners_tasks_and_sockets(pki: Pki) -> None:
     stalled = Stalled()
-    server = await asyncio.start_server(stalled.handle, "127.0.0.1", 0)
-    gateway_port = int(server.sockets[0].getsockname()[1])
+    gateway_port = await stalled.start()
     key = Issuer(pki.ca("east")).issue("isthmus-system", "isthmus-mirror",
                                        dns_names=[mirror_server_name("east")])
     material = TlsMaterial.from_certified(key, pki.bundle)
@@ -81,4 +61,5 @@ async def test_close_releases_listeners_tasks_and_sockets(pki: Pki) -> None:
 
     await eventually(tunnels_closed, timeout=2, interval=0.02, what="tunnels closed")
     assert dialer.ports == {}
-    server.close()
+    assert stalled.server is not None
+    stalled.server.close()
