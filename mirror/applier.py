@@ -20,6 +20,7 @@ from isthmus.kube.apply import with_retries
 from isthmus.kube.backoff import Backoff
 from isthmus.kube.client import KubeApi
 from isthmus.kube.resources import ENDPOINTSLICES, GLOBALSERVICES, SERVICES, Resource
+from isthmus.kube.shapes import decoders
 from isthmus.logging import get_logger
 from isthmus.mirror.errors import RetryableError, WriteRejected
 from isthmus.mirror.metrics import MirrorMetrics
@@ -57,12 +58,15 @@ class Applier:
         verify_absent: bool = True,
         on_writing: Callable[[ObjRef, bool], None] | None = None,
         project: Callable[[JsonObj], JsonObj] | None = None,
+        shapes: Mapping[str, type] | None = None,
     ) -> None:
         """``verify_absent=False`` trusts the caller's complete watch cache that a name is
         free (no GET before creating); the controller watches every Service, EndpointSlice
         and GlobalService, so it passes False. ``project`` turns each written object (the
-        API server's answer) into the copy that is kept, like the watch caches do."""
+        API server's answer) into the copy that is kept, like the watch caches do; ``shapes``
+        (kind -> TypedDict) limits decoding of those answers to the fields kept."""
         self._project = project or (lambda obj: obj)
+        self._decode = {kind: decoders(shape).object for kind, shape in (shapes or {}).items()}
         self.verify_absent = verify_absent
         self._on_writing = on_writing or (lambda _ref, _busy: None)
         self.api = api
@@ -135,7 +139,8 @@ class Applier:
         self._on_writing(ref, True)
         try:
             written = await self._call(
-                what, lambda: self.api.apply(res, obj, field_manager=FIELD_MANAGER, force=True)
+                what, lambda: self.api.apply(res, obj, field_manager=FIELD_MANAGER, force=True,
+                                             decode=self._decode.get(kind))
             )
         finally:
             self._on_writing(ref, False)
@@ -153,7 +158,8 @@ class Applier:
             written = await self._call(
                 f"apply {kind} {meta['namespace']}/{meta['name']} status",
                 lambda: self.api.apply(RESOURCES[kind], obj, field_manager=FIELD_MANAGER,
-                                       force=True, subresource="status"),
+                                       force=True, subresource="status",
+                                       decode=self._decode.get(kind)),
             )
         finally:
             self._on_writing(ref, False)

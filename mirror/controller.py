@@ -76,7 +76,7 @@ from isthmus.mirror.plan import (
     with_transition_times,
 )
 from isthmus.mirror.ports import PortAllocator, recovered_ports
-from isthmus.mirror.projection import project
+from isthmus.mirror.projection import SHAPES, project
 from isthmus.mirror.recorder import EventRecorder
 from isthmus.mirror.settings import MirrorSettings
 
@@ -278,10 +278,11 @@ class MirrorController:
         self.catalog_port = 0
         self.metrics_port = 0
         self.recorder = EventRecorder(api, self.identity)
+        api.limit_in_flight(settings.api_in_flight)
         self.applier = Applier(
             api, self.metrics, attempts=settings.write_attempts,
             on_written=self._written, on_deleted=self._deleted, verify_absent=False,
-            on_writing=self._writing, project=project,
+            on_writing=self._writing, project=project, shapes=SHAPES,
         )
         self.elector: LeaderElector | None = None
         self.watch_settings = WatchSettings(
@@ -407,7 +408,8 @@ class MirrorController:
         for name, (res, slim, handler) in specs.items():
             # The caches hold the whole cluster: keep only what the mirror reads.
             reflector = Reflector(self.api, res, settings=self.watch_settings,
-                                  transform=project if slim else drop_managed_fields)
+                                  transform=project if slim else drop_managed_fields,
+                                  shape=SHAPES[res.kind] if slim else None)
             self.reflectors[name] = reflector
             self._watchers[name] = tg.create_task(self._consume(reflector, handler))
 

@@ -17,6 +17,10 @@ Whatever ``desired`` writes must survive the projection, or ``plan`` would see a
 on every reconcile; ``tests/mirror/test_decisions.py`` checks that for each object kind.
 Repeated strings (label keys and values, namespaces, kinds) are interned so 10 000 objects
 share one copy of each.
+
+The ``*Shape`` TypedDicts say the same for decoding (``isthmus.kube.shapes``): the watches and
+the answers to our writes are decoded into these fields only, so the dropped parts of an
+object are never built at all; ``project`` then trims and interns what is left.
 """
 
 from __future__ import annotations
@@ -25,12 +29,55 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from typing_extensions import TypedDict
+
+from isthmus.kube.shapes import ObjectShape
 from isthmus.mirror.model import JsonObj
 
 _META_KEEP = ("name", "namespace", "uid", "resourceVersion", "deletionTimestamp")
 _ANNOTATION_PREFIX = "isthmus.io/"
 _SERVICE_SPEC_KEEP = ("type", "clusterIP", "ports")
 _intern = sys.intern
+
+
+class ServiceSpecShape(TypedDict, total=False):
+    type: str
+    clusterIP: str
+    ports: list[dict[str, Any]] | None
+
+
+class ServiceShape(ObjectShape, total=False):
+    spec: ServiceSpecShape
+
+
+class EndpointConditionsShape(TypedDict, total=False):
+    ready: bool | None
+    terminating: bool | None
+
+
+class EndpointShape(TypedDict, total=False):
+    addresses: list[str] | None
+    conditions: EndpointConditionsShape | None
+
+
+class EndpointSliceShape(ObjectShape, total=False):
+    addressType: str
+    ports: list[dict[str, Any]] | None
+    endpoints: list[EndpointShape] | None
+
+
+class GlobalServiceShape(ObjectShape, total=False):
+    spec: dict[str, Any]
+    status: dict[str, Any]
+
+
+# kind -> the fields the mirror decodes (anything else, e.g. a Namespace: metadata only)
+SHAPES: dict[str, type] = {
+    "Service": ServiceShape,
+    "EndpointSlice": EndpointSliceShape,
+    "GlobalService": GlobalServiceShape,
+    "Namespace": ObjectShape,
+}
 
 
 def _s(value: Any) -> Any:

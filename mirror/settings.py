@@ -54,6 +54,10 @@ class MirrorSettings(ComponentSettings):
         description="Local gateway outbound ports the mirror allocates from.")
     concurrency: int = pydantic.Field(
         default=64, ge=1, description="Services reconciled in parallel.")
+    api_in_flight: int = pydantic.Field(
+        default=16, ge=1,
+        description="API requests in flight at once (watches not counted); each holds a "
+                    "TLS connection and its buffers.")
     write_attempts: int = pydantic.Field(
         default=5, ge=1, description="Attempts per API write (409/429/5xx/transport).")
     requeue_limit: int = pydantic.Field(

@@ -13,7 +13,9 @@ Memory: every object passes through a ``transform`` before it is stored or yield
 client-go's ``SetTransform``). The default drops ``metadata.managedFields``, which nobody
 here reads and which is often the largest part of an object; a consumer that reads only a
 few fields passes its own projection. LISTs are paged (``limit``/``continue``) so a large
-collection never arrives as one huge body.
+collection never arrives as one huge body. A consumer that knows which fields it reads also
+passes a ``shape`` (``isthmus.kube.shapes``): LIST pages and watch events are then decoded
+straight into those fields, and the rest of each object is never built.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from isthmus.kube import errors
 from isthmus.kube.backoff import Backoff
 from isthmus.kube.client import JsonObj, KubeApi
 from isthmus.kube.resources import Resource
+from isthmus.kube.shapes import Decode, decoders
 from isthmus.logging import get_logger
 
 log = get_logger("isthmus.kube.reflector")
@@ -91,10 +94,12 @@ class Reflector:
         label_selector: str | None = None,
         settings: WatchSettings | None = None,
         transform: Transform = drop_managed_fields,
+        shape: type | None = None,
     ) -> None:
         """``transform`` gets each object (a fresh dict it may change or replace) before it
         is stored and yielded; the object it returns must keep ``metadata.name``,
-        ``namespace`` and ``resourceVersion`` (the reflector reads them)."""
+        ``namespace`` and ``resourceVersion`` (the reflector reads them). ``shape`` (a
+        TypedDict from ``isthmus.kube.shapes``) limits decoding to its fields."""
         self.api = api
         self.transform = transform
         self.resource = resource
@@ -103,6 +108,9 @@ class Reflector:
         self.settings = settings or WatchSettings()
         self.store: dict[Key, JsonObj] = {}
         self.resource_version: str | None = None
+        shaped = decoders(shape) if shape is not None else None
+        self._decode_page = shaped.page if shaped else None
+        self._decode_event: Decode = shaped.event if shaped else json.loads
         self.synced = asyncio.Event()
         self.lists = 0  # how many LISTs were made (observable by tests and metrics)
         self._log = log.bind(resource=resource.plural, namespace=namespace)
@@ -146,6 +154,7 @@ class Reflector:
             answer = await self.api.list(
                 self.resource, self.namespace, label_selector=self.label_selector,
                 limit=self.settings.list_page or None, continue_token=token,
+                decode=self._decode_page,
             )
             for raw in answer.pop("items", None) or []:
                 # LIST items omit apiVersion/kind; put them back so objects look alike.
@@ -179,7 +188,7 @@ class Reflector:
         lines = self.api.stream_lines(self.resource.path(self.namespace), query, timeout + 30)
         async for line in lines:
             try:
-                event = json.loads(line)
+                event = self._decode_event(line)
                 kind = event["type"]
                 obj = event["object"]
             except (ValueError, KeyError, TypeError) as exc:

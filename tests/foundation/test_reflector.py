@@ -13,6 +13,7 @@ from isthmus.kube.backoff import Backoff
 from isthmus.kube.client import KubeApi
 from isthmus.kube.reflector import EventKind, Reflector, WatchSettings, diff_lists
 from isthmus.kube.resources import CONFIGMAPS, NAMESPACES
+from isthmus.kube.shapes import ObjectShape
 
 FAST = WatchSettings(timeout_seconds=(5, 8), backoff=Backoff(initial=0.05, maximum=0.5))
 
@@ -118,6 +119,14 @@ async def test_list_is_paged_and_transformed(api: KubeApi, unique: str) -> None:
     await plain._list()
     assert {name for _, name in plain.store} >= {*mine, "p9"}
     assert all("managedFields" not in o["metadata"] for o in plain.store.values())
+    # with a shape, pages are decoded into its fields only (the transform sees the rest absent)
+    shaped = Reflector(api, CONFIGMAPS, unique, settings=paged, shape=ObjectShape,
+                       transform=lambda o: o)
+    await shaped._list()
+    assert {name for _, name in shaped.store} >= {*mine, "p9"}
+    for o in shaped.store.values():
+        assert set(o) <= {"apiVersion", "kind", "metadata"}
+        assert "managedFields" not in o["metadata"] and "creationTimestamp" not in o["metadata"]
 
 
 async def test_api_server_restart_mid_watch(fresh_cluster: Callable[..., ControlPlane]) -> None:
@@ -141,16 +150,19 @@ async def test_api_server_restart_mid_watch(fresh_cluster: Callable[..., Control
         await api.close()
 
 
-async def test_gone_410_relists_and_diffs(fresh_cluster: Callable[..., ControlPlane]) -> None:
+@pytest.mark.parametrize("shape", [None, ObjectShape], ids=["json", "shaped"])
+async def test_gone_410_relists_and_diffs(fresh_cluster: Callable[..., ControlPlane],
+                                          shape: type | None) -> None:
     """Changes made while the consumer was away, then history compacted: the next watch gets
-    410 Gone, the reflector re-lists, and the diff yields exactly the missed changes."""
+    410 Gone, the reflector re-lists, and the diff yields exactly the missed changes (also
+    when events are decoded into a shape: the ERROR event's Status code must survive)."""
     cp = fresh_cluster(watch_cache=False)  # straight to etcd, so compaction bites
     api = await KubeApi.connect(cp.kubeconfig, cp.context)
     try:
         await _namespace(api, "g")
         for name in ("keep", "change", "drop"):
             await _put(api, "g", name)
-        reflector = Reflector(api, CONFIGMAPS, "g", settings=FAST)
+        reflector = Reflector(api, CONFIGMAPS, "g", settings=FAST, shape=shape)
         rec = Recorder(reflector)
         await rec.wait_for(lambda: ("SYNCED", None) in rec.events)
         await rec.stop()  # the "controller" goes away, keeping its cache and resourceVersion

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 from typing import Any
 
 import pytest
 
 from isthmus.exports import ExportedPort, ExportedService, build_exports
+from isthmus.kube.shapes import decoders
 from isthmus.mirror.applier import vips_of
 from isthmus.mirror.desired import MERGED, PortKey, desired, global_service_status, port_names
 from isthmus.mirror.export_catalog import ExportCatalog
@@ -16,7 +18,7 @@ from isthmus.mirror.model import CatalogEntry, LinkInfo, PeerView, PortSpec
 from isthmus.mirror.names import fit, mirror_service_name, pinned_service_name
 from isthmus.mirror.plan import Apply, Conflict, Delete, plan, plan_status
 from isthmus.mirror.ports import PortAllocator, PortsExhausted, recovered_ports
-from isthmus.mirror.projection import project
+from isthmus.mirror.projection import SHAPES, project
 
 
 def link(cluster: str) -> LinkInfo:
@@ -301,6 +303,9 @@ def test_projection_keeps_what_the_mirror_writes_and_reads() -> None:
     for ref, want in ds.objects.items():
         slim = project(_as_served(want))
         assert plan({ref: slim}, {ref: want}) == [], ref  # nothing to re-apply
+        # decoding the served JSON straight into the kind's shape loses nothing kept
+        shaped = decoders(SHAPES[ref[0]]).object(json.dumps(_as_served(want)).encode())
+        assert project(shaped) == slim, ref
         meta = slim["metadata"]
         assert "managedFields" not in meta and "creationTimestamp" not in meta
         assert meta["uid"] == "u-1" and meta["resourceVersion"] == "42"
@@ -322,6 +327,9 @@ def test_projection_keeps_what_export_reads() -> None:
                      "endpoints": [{"addresses": ["10.1.0.1"], "conditions": {"ready": True}},
                                    {"addresses": ["10.1.0.2"], "conditions": {"ready": False}}]})
     assert build_exports([project(svc)], [project(sl)]) == build_exports([svc], [sl])
+    shaped_svc = decoders(SHAPES["Service"]).object(json.dumps(svc).encode())
+    shaped_sl = decoders(SHAPES["EndpointSlice"]).object(json.dumps(sl).encode())
+    assert build_exports([project(shaped_svc)], [project(shaped_sl)]) == build_exports([svc], [sl])
 
 
 def test_port_release_frees_only_that_service() -> None:
