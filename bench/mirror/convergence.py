@@ -220,8 +220,12 @@ async def resync(mesh: Mesh, n: int, kubeconfig: Path, catalog_port: int,
         if time.monotonic() - start > 3600:
             raise RuntimeError("initial import timed out")
         await asyncio.sleep(0.2)
-    first = time.monotonic() - start
+    first_vips = time.monotonic() - start
     watching.cancel()
+    # The VIPs are written in the urgent pass; the pinned objects follow in the deferred one.
+    # Stopping before that is done would leave the resync below to write them.
+    await _idle(importer)
+    first = time.monotonic() - start
     rss_first = rss_mb(importer.proc.pid)
     importer.stop()
     importer = Controller("east-resync2", kubeconfig, catalog_port)
@@ -229,7 +233,19 @@ async def resync(mesh: Mesh, n: int, kubeconfig: Path, catalog_port: int,
     start = time.monotonic()
     await importer.wait_ready(120)
     ready = time.monotonic() - start
-    # idle = the peer's snapshot is in (its catalog version is set) and no key is pending
+    written = await _idle(importer)
+    total = time.monotonic() - start
+    rss = rss_mb(importer.proc.pid)
+    importer.stop()
+    return {"n": n, "initial_import_vips_s": first_vips, "initial_import_s": first,
+            "rss_initial_mb": rss_first, "resync_ready_s": ready, "resync_idle_s": total,
+            "resync_writes": written, "rss_after_resync_mb": rss,
+            "rss_exporter_mb": rss_mb(exporter_pid)}
+
+
+async def _idle(importer: Controller) -> float:
+    """Wait until the peer's snapshot is in (its catalog version is set) and no key is
+    pending; the objects the importer has written so far."""
     while True:
         text = await asyncio.to_thread(_get, f"http://127.0.0.1:{importer.metrics_port}/metrics")
         lines = text.splitlines()
@@ -239,14 +255,8 @@ async def resync(mesh: Mesh, n: int, kubeconfig: Path, catalog_port: int,
         written = sum(float(ln.split()[-1]) for ln in lines
                       if ln.startswith("isthmus_mirror_objects_written_total"))
         if synced and pending and float(pending[0].split()[-1]) == 0:
-            break
+            return written
         await asyncio.sleep(0.1)
-    total = time.monotonic() - start
-    rss = rss_mb(importer.proc.pid)
-    importer.stop()
-    return {"n": n, "initial_import_s": first, "rss_initial_mb": rss_first,
-            "resync_ready_s": ready, "resync_idle_s": total, "resync_writes": written,
-            "rss_after_resync_mb": rss, "rss_exporter_mb": rss_mb(exporter_pid)}
 
 
 async def _drain(reflector: Reflector) -> None:
