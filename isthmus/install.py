@@ -3,8 +3,9 @@
 The documents come from manifests/ (shipped inside the package): the namespace, the CRDs,
 each component's ServiceAccount, least-privilege RBAC, Deployment and Service, plus this
 cluster's identity ConfigMap. With ``--context`` they are applied by server-side apply, the
-two leaf Secrets (``isthmus-gateway-tls``, ``isthmus-mirror-tls``) are created empty if
-absent (never overwritten: the mirror fills them, and only has ``patch`` on them), and
+two leaf Secrets (``isthmus-gateway-tls``, ``isthmus-mirror-tls``) and the mirror's Lease
+(``isthmus-mirror``) are created empty if absent (never overwritten: the mirror fills the
+Secrets and holds the Lease, with only ``patch`` / ``get, update`` on them), and
 CoreDNS's Corefile (ConfigMap kube-system/coredns, if the cluster has one) gets a stub zone
 that forwards ``global`` to isthmus-dns. Without it, YAML goes to stdout for
 ``kubectl apply -f -`` and the CoreDNS change is printed as a comment for the operator.
@@ -16,6 +17,7 @@ key never needs to be near the machine that installs.
 from __future__ import annotations
 
 import asyncio
+import json
 from importlib import resources
 from typing import Any
 
@@ -31,6 +33,7 @@ from isthmus.labels import (
     GATEWAY_TLS_SECRET,
     MANAGED_BY,
     MANAGED_BY_LABEL,
+    MIRROR_LEASE,
     MIRROR_TLS_SECRET,
     SYSTEM_NAMESPACE,
 )
@@ -69,6 +72,7 @@ def _with_image(doc: dict[str, Any], image: str) -> dict[str, Any]:
 
 
 LEAF_SECRETS = (GATEWAY_TLS_SECRET, MIRROR_TLS_SECRET)
+_LABELS = {MANAGED_BY_LABEL: MANAGED_BY, "app.kubernetes.io/part-of": "isthmus"}
 
 
 def leaf_secret_placeholders() -> list[dict[str, Any]]:
@@ -76,33 +80,46 @@ def leaf_secret_placeholders() -> list[dict[str, Any]]:
     and never applied again: re-applying would blank a live certificate."""
     return [{
         "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-        "metadata": {"name": name, "namespace": SYSTEM_NAMESPACE,
-                     "labels": {MANAGED_BY_LABEL: MANAGED_BY,
-                                "app.kubernetes.io/part-of": "isthmus"},
+        "metadata": {"name": name, "namespace": SYSTEM_NAMESPACE, "labels": dict(_LABELS),
                      "annotations": {"isthmus.io/filled-by": "isthmus-mirror"}},
         "data": {"tls.crt": "", "tls.key": ""},
     } for name in LEAF_SECRETS]
 
 
+def lease_placeholder() -> dict[str, Any]:
+    """Pure: the mirror's leader Lease, holderless. Created here because RBAC cannot limit
+    ``create`` by name; the mirror only gets and updates this one Lease."""
+    return {
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": MIRROR_LEASE, "namespace": SYSTEM_NAMESPACE,
+                     "labels": dict(_LABELS)},
+        "spec": {},
+    }
+
+
 def placeholder_commands() -> str:
     """For the render path (``kubectl apply`` would blank live certificates on a re-run)."""
-    return "\n".join(
+    secrets = [
         f"#   kubectl -n {SYSTEM_NAMESPACE} create secret generic {name} "
         "--type=kubernetes.io/tls --from-literal=tls.crt= --from-literal=tls.key="
-        for name in LEAF_SECRETS)
+        for name in LEAF_SECRETS]
+    lease = json.dumps(lease_placeholder(), separators=(",", ":"))
+    return "\n".join([*secrets, f"#   echo '{lease}' | kubectl create -f -"])
 
 
-async def create_leaf_secrets(api: Any) -> list[str]:
-    """Create the placeholders that do not exist yet; the names created."""
-    from isthmus.kube.resources import SECRETS
+async def create_placeholders(api: Any) -> list[str]:
+    """Create the leaf Secrets and the mirror's Lease where they do not exist yet (the
+    mirror can fill or hold them, never create them); the names created."""
+    from isthmus.kube.resources import LEASES, SECRETS
 
     created = []
-    for doc in leaf_secret_placeholders():
+    docs = [*((SECRETS, d) for d in leaf_secret_placeholders()), (LEASES, lease_placeholder())]
+    for res, doc in docs:
         try:
-            await api.create(SECRETS, doc, SYSTEM_NAMESPACE)
+            await api.create(res, doc, SYSTEM_NAMESPACE)
             created.append(doc["metadata"]["name"])
         except kube_errors.ConflictError:
-            pass  # exists (perhaps with a live certificate): leave it alone
+            pass  # exists (perhaps with a live certificate or holder): leave it alone
     return created
 
 
@@ -128,7 +145,7 @@ async def _apply(kubeconfig: str | None, context: str, docs: list[dict[str, Any]
             await apply(api, doc, field_manager=FIELD_MANAGER, force=True)
             if doc["kind"] == "CustomResourceDefinition":
                 await wait_crds_established(api, [doc["metadata"]["name"]])
-        await create_leaf_secrets(api)
+        await create_placeholders(api)
         dns = await api.get(SERVICES, "isthmus-dns", SYSTEM_NAMESPACE)
         address = str(dns.get("spec", {}).get("clusterIP") or "")
         try:
@@ -181,9 +198,9 @@ def command(
         click.echo(yaml.safe_dump_all(docs, sort_keys=False), nl=False)
         click.echo("# CoreDNS: add a stub zone forwarding `global` to the isthmus-dns ClusterIP "
                    "(or run again with --context to have it done).")
-        click.echo("# Leaf Secrets: create them once (not with apply, which would blank the "
-                   "certificates on a re-run); the mirror fills them:\n"
-                   + placeholder_commands())
+        click.echo("# Leaf Secrets and the mirror's Lease: create them once (not with apply, "
+                   "which would blank the certificates on a re-run); the mirror fills and "
+                   "holds them:\n" + placeholder_commands())
         return
     try:
         message = asyncio.run(_apply(kubeconfig, context, docs))

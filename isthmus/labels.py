@@ -35,6 +35,9 @@ SYSTEM_NAMESPACE = "isthmus-system"
 # The leaf Secrets: created empty by `isthmus install`, filled (patched) by the mirror.
 GATEWAY_TLS_SECRET = "isthmus-gateway-tls"  # noqa: S105 - a name
 MIRROR_TLS_SECRET = "isthmus-mirror-tls"  # noqa: S105 - a name
+# The mirror's leader Lease: created holderless by `isthmus install` (RBAC cannot limit
+# `create` by name, so the mirror only has get/update on this one).
+MIRROR_LEASE = "isthmus-mirror"
 GATEWAY_SERVICE_ACCOUNT = "isthmus-gateway"
 MIRROR_SERVICE_ACCOUNT = "isthmus-mirror"
 DNS_SERVICE_ACCOUNT = "isthmus-dns"

@@ -5,6 +5,11 @@ The usual shape: take the Lease when it is free or expired (``renewTime`` +
 optimistic update (resourceVersion), so of two candidates exactly one wins. A leader that
 cannot renew before its lease would expire stops leading at once; on a clean stop it
 releases the Lease so a standby takes over without waiting for expiry.
+
+The Lease is never created here: ``isthmus install`` creates it holderless, because RBAC
+cannot limit ``create`` by name and the mirror should not create Leases at will. A missing
+Lease is waited for (one warning, then retries at the usual cadence); a leader whose Lease
+was deleted stops at once, since a standby may take the recreated one at any moment.
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ class LeaderElector:
         self.renew_interval = renew_interval
         self.retry_interval = retry_interval
         self.leading = False
+        self.lease_missing = False  # the last attempt found no Lease (warned once)
 
     def _spec(self, now: dt.datetime, old: dict[str, Any] | None) -> dict[str, Any]:
         old = old or {}
@@ -81,21 +87,20 @@ class LeaderElector:
         }
 
     async def try_acquire(self) -> bool:
-        """One attempt to take or renew the Lease; True if we hold it now."""
+        """One attempt to take or renew the Lease; True if we hold it now (False also
+        while it does not exist: see ``lease_missing``)."""
         now = _now()
         try:
             lease = await self.api.get(LEASES, self.name, self.namespace)
         except kube_errors.NotFoundError:
-            body = {
-                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": self.name, "namespace": self.namespace},
-                "spec": self._spec(now, None),
-            }
-            try:
-                await self.api.create(LEASES, body, self.namespace)
-            except kube_errors.ConflictError:
-                return False
-            return True
+            if not self.lease_missing:  # once per absence, not once per retry
+                log.warning("leader Lease missing; `isthmus install` creates it",
+                            lease=f"{self.namespace}/{self.name}")
+            self.lease_missing = True
+            return False
+        if self.lease_missing:
+            log.info("leader Lease found", lease=f"{self.namespace}/{self.name}")
+            self.lease_missing = False
         spec = lease.get("spec") or {}
         if not lease_free(spec, self.identity, now):
             return False
@@ -148,6 +153,8 @@ class LeaderElector:
                 if await self.try_acquire():
                     last = asyncio.get_running_loop().time()
                     continue
+                if self.lease_missing:
+                    raise LeadershipLost("the Lease was deleted")
                 raise LeadershipLost("another replica holds the lease")
             except kube_errors.KubeError as exc:
                 log.warning("lease renewal failed", error=str(exc))

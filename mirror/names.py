@@ -22,6 +22,7 @@ from isthmus.labels import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     MIRROR_LABEL,
+    MIRROR_LEASE,
     PEER_CLUSTER_LABEL,
     PINNED_CLUSTER_LABEL,
     SYSTEM_NAMESPACE,
@@ -35,7 +36,7 @@ SLICE_MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 SLICE_MANAGED_BY = "isthmus.io-mirror"
 GATEWAY_SERVICE = "isthmus-gateway"
 MIRROR_SERVICE_ACCOUNT = "isthmus-mirror"
-LEASE_NAME = "isthmus-mirror"
+LEASE_NAME = MIRROR_LEASE
 
 __all__ = [
     "FIELD_MANAGER",

@@ -7,7 +7,7 @@ from typing import Literal
 import pydantic
 from pydantic_settings import SettingsConfigDict
 
-from isthmus.labels import SYSTEM_NAMESPACE
+from isthmus.labels import MIRROR_LEASE, SYSTEM_NAMESPACE
 from isthmus.settings import ComponentSettings
 
 
@@ -35,7 +35,8 @@ class MirrorSettings(ComponentSettings):
         default=None, description="Lease holder identity (default: $HOSTNAME).")
     leader_election: bool = pydantic.Field(
         default=True, description="Take a Lease before writing (two replicas are safe).")
-    lease_name: str = pydantic.Field(default="isthmus-mirror", description="Lease name.")
+    lease_name: str = pydantic.Field(
+        default=MIRROR_LEASE, description="Lease name (install creates it; RBAC names it).")
     lease_seconds: float = pydantic.Field(default=15.0, gt=0, description="Lease duration.")
     lease_renew_seconds: float = pydantic.Field(default=5.0, gt=0, description="Renew period.")
     stale_grace_seconds: float = pydantic.Field(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 
 import yaml
@@ -11,8 +12,16 @@ from click.testing import CliRunner
 from isthmus.cli import cli
 from isthmus.devcluster import ControlPlane
 from isthmus.dns.coredns import parse_server_blocks
+from isthmus.install import lease_placeholder
 from isthmus.kube.client import KubeApi
-from isthmus.kube.resources import CONFIGMAPS, NAMESPACES, SECRETS, SERVICEACCOUNTS, SERVICES
+from isthmus.kube.resources import (
+    CONFIGMAPS,
+    LEASES,
+    NAMESPACES,
+    SECRETS,
+    SERVICEACCOUNTS,
+    SERVICES,
+)
 
 COREFILE = """.:53 {
     errors
@@ -44,10 +53,19 @@ def test_render_prints_every_component_with_the_image() -> None:
     assert all(d["metadata"].get("namespace") != "kube-system" for d in docs)
     # the leaf Secrets are never in the applied stream (a re-apply would blank them): the
     # operator is told to create them once
-    assert not any(d["kind"] == "Secret" for d in docs)
+    assert not any(d["kind"] in ("Secret", "Lease") for d in docs)
     for name in ("isthmus-gateway-tls", "isthmus-mirror-tls"):
         assert (f"kubectl -n isthmus-system create secret generic {name} "
                 "--type=kubernetes.io/tls") in result.output
+    # nor is the mirror's Lease (it has no `create` on Leases): one `kubectl create` of it
+    line = next(ln for ln in result.output.splitlines() if "kind\":\"Lease" in ln)
+    assert line.startswith("#   echo '") and line.endswith("' | kubectl create -f -")
+    assert json.loads(line.split("'")[1]) == lease_placeholder()
+    # the mirror's Role: get/update on its one Lease, no create on any
+    role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "isthmus-mirror")
+    lease_rules = [r for r in role["rules"] if "leases" in r["resources"]]
+    assert lease_rules == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                            "resourceNames": ["isthmus-mirror"], "verbs": ["get", "update"]}]
 
 
 def test_bad_input_is_a_clear_error() -> None:
@@ -74,6 +92,12 @@ async def test_apply_to_a_real_cluster_and_edit_coredns(
             secret = await api.get(SECRETS, name, "isthmus-system")
             assert secret["type"] == "kubernetes.io/tls"
             assert secret["data"] == {"tls.crt": "", "tls.key": ""}
+        # and the mirror's Lease, holderless; a holder survives a re-install too
+        lease = await api.get(LEASES, "isthmus-mirror", "isthmus-system")
+        assert not (lease.get("spec") or {}).get("holderIdentity")
+        assert lease["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "isthmus"
+        lease["spec"] = {"holderIdentity": "replica-a", "leaseDurationSeconds": 15}
+        await api.replace(LEASES, lease, "isthmus-system")
         live = {"data": {"tls.crt": "Y2VydA==", "tls.key": "a2V5"}}
         await api.merge_patch(SECRETS, "isthmus-mirror-tls", live, "isthmus-system",
                               field_manager="isthmus-mirror")
@@ -81,6 +105,8 @@ async def test_apply_to_a_real_cluster_and_edit_coredns(
         assert result.exit_code == 0, (result.output, result.exception)
         secret = await api.get(SECRETS, "isthmus-mirror-tls", "isthmus-system")
         assert secret["data"] == live["data"]
+        lease = await api.get(LEASES, "isthmus-mirror", "isthmus-system")
+        assert lease["spec"]["holderIdentity"] == "replica-a"
         for sa in ("isthmus-mirror", "isthmus-gateway", "isthmus-dns"):
             await api.get(SERVICEACCOUNTS, sa, "isthmus-system")
         dns_ip = (await api.get(SERVICES, "isthmus-dns", "isthmus-system"))["spec"]["clusterIP"]

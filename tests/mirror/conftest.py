@@ -1,6 +1,7 @@
 """Fixtures for the mirror tests: a shared root, clusters prepared as `isthmus install`
-would (CRDs, isthmus-system, cluster CA Secret, trust bundle, the mirror's RBAC), and
-controllers that run as the isthmus-mirror ServiceAccount (never as admin)."""
+would (CRDs, isthmus-system, cluster CA Secret, trust bundle, the mirror's RBAC, the leaf
+Secrets and the mirror's Lease), and controllers that run as the isthmus-mirror
+ServiceAccount (never as admin)."""
 
 from __future__ import annotations
 

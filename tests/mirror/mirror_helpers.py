@@ -14,7 +14,7 @@ import yaml
 from isthmus.api.crds import install_crds
 from isthmus.devcluster import ControlPlane
 from isthmus.devcluster.controlplane import free_port
-from isthmus.install import create_leaf_secrets
+from isthmus.install import create_placeholders
 from isthmus.kube import errors as kube_errors
 from isthmus.kube.client import JsonObj, KubeApi
 from isthmus.kube.resources import (
@@ -97,14 +97,15 @@ async def ensure_namespace(api: KubeApi, name: str) -> None:
 
 
 async def prepare_cluster(cp: ControlPlane, api: KubeApi, pki: Pki, workdir: Path) -> Path:
-    """CRDs, isthmus-system, the CA Secret + bundle, the mirror's RBAC; a SA kubeconfig."""
+    """CRDs, isthmus-system, the CA Secret + bundle, the mirror's RBAC, the leaf Secrets and
+    the Lease (install's placeholders); a SA kubeconfig."""
     await install_crds(api)
     await ensure_namespace(api, "isthmus-system")
     await apply(api, SECRETS, cluster_ca_secret(pki.ca(cp.name), pki.root.cert_pem()))
     await apply(api, CONFIGMAPS, bundle_configmap(pki.bundle))
     for doc in yaml.safe_load_all((ROOT / "manifests/mirror/rbac.yaml").read_text()):
         await apply(api, RBAC_RESOURCES[doc["kind"]], doc)
-    await create_leaf_secrets(api)  # as `isthmus install` does: the mirror cannot create them
+    await create_placeholders(api)  # as `isthmus install` does: the mirror cannot create them
     path = workdir / f"{cp.name}-mirror.kubeconfig"
     await asyncio.to_thread(cp.service_account_kubeconfig, "isthmus-system", "isthmus-mirror", path)
     return path

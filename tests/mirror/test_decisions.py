@@ -1,4 +1,5 @@
-"""Tables for the pure parts: desired(), plan(), statuses, port allocation, the catalog log."""
+"""Tables for the pure parts: desired(), plan(), statuses, port allocation, the catalog log,
+who may take the Lease."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from typing import Any
 import pytest
 
 from isthmus.exports import ExportedPort, ExportedService, build_exports
+from isthmus.install import lease_placeholder
 from isthmus.kube.shapes import decoders
 from isthmus.mirror.applier import vips_of
 from isthmus.mirror.desired import MERGED, PortKey, desired, global_service_status, port_names
 from isthmus.mirror.export_catalog import ExportCatalog
+from isthmus.mirror.leader import lease_free
 from isthmus.mirror.model import CatalogEntry, LinkInfo, PeerView, PortSpec
 from isthmus.mirror.names import fit, mirror_service_name, pinned_service_name
 from isthmus.mirror.plan import Apply, Conflict, Delete, plan, plan_status
@@ -368,3 +371,26 @@ def test_projection_shares_endpoints_and_conditions() -> None:
           for n in ("a", "b")]
     assert gs[0]["status"]["conditions"][0] is gs[1]["status"]["conditions"][0]
     assert gs[0]["status"] == {"conditions": [cond], "vips": ["10.0.0.1"]}
+
+
+_NOW = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("spec", "free"),
+    [
+        pytest.param(lease_placeholder()["spec"], True, id="as-install-creates-it"),
+        pytest.param({"holderIdentity": "", "leaseDurationSeconds": 1}, True, id="released"),
+        pytest.param({"holderIdentity": "me", "renewTime": "2026-01-01T11:59:59.000000Z",
+                      "leaseDurationSeconds": 15}, True, id="ours"),
+        pytest.param({"holderIdentity": "other", "renewTime": "2026-01-01T11:59:50.000000Z",
+                      "leaseDurationSeconds": 15}, False, id="held"),
+        pytest.param({"holderIdentity": "other", "renewTime": "2026-01-01T11:59:40.000000Z",
+                      "leaseDurationSeconds": 15}, True, id="expired"),
+        pytest.param({"holderIdentity": "other", "acquireTime": "2026-01-01T11:59:50.000000Z",
+                      "leaseDurationSeconds": 15}, False, id="acquired-not-renewed"),
+        pytest.param({"holderIdentity": "other"}, True, id="holder-without-times"),
+    ],
+)
+def test_lease_free(spec: dict[str, Any], free: bool) -> None:
+    assert lease_free(spec, "me", _NOW) is free

@@ -17,20 +17,22 @@ from mirror_helpers import (
     eventually,
     export_service,
 )
+from structlog.testing import capture_logs
 
-from isthmus.install import create_leaf_secrets
+from isthmus.install import create_placeholders, lease_placeholder
 from isthmus.kube import errors as kube_errors
 from isthmus.kube.client import KubeApi
 from isthmus.kube.resources import (
     ENDPOINTSLICES,
     EVENTS,
     GLOBALSERVICES,
+    LEASES,
     LINKS,
     NAMESPACES,
     SECRETS,
     SERVICES,
 )
-from isthmus.mirror import CertificateError, remove_link_objects
+from isthmus.mirror import CertificateError, LeadershipLost, remove_link_objects
 from isthmus.mirror.certs import MirrorCertificates
 
 
@@ -227,6 +229,9 @@ async def test_two_replicas_one_writes(mesh: Mesh, unique: str) -> None:
         await _imported(mesh, "central", unique, "led")
         await asyncio.sleep(0.5)
         assert a.ready.is_set() and not b.ready.is_set()
+        # taken as the ServiceAccount, which has no `create` on Leases: install made it
+        lease = await member.admin.get(LEASES, "isthmus-mirror", "isthmus-system")
+        assert lease["spec"]["holderIdentity"] == "replica-a"
         written = a.metrics.objects_written
         assert sum(s.value for m in written.collect() for s in m.samples
                    if s.name.endswith("_total")) > 0
@@ -260,6 +265,10 @@ async def test_service_account_is_least_privilege(mesh: Mesh) -> None:
         api.list(SECRETS, "default"),
         api.create(NAMESPACES, {"metadata": {"name": "nope"}}),
         api.delete(LINKS, "east"),
+        # the Lease comes from install: no Lease may be created, not even its own
+        api.create(LEASES, {**lease_placeholder(), "metadata": {"name": "stray"}},
+                   "isthmus-system"),
+        api.create(LEASES, lease_placeholder(), "isthmus-system"),
     ]
     for call in forbidden:
         try:
@@ -269,7 +278,44 @@ async def test_service_account_is_least_privilege(mesh: Mesh) -> None:
         raise AssertionError("the mirror's ServiceAccount may do more than it needs")
     # and what it needs, it can do (the whole suite runs the controllers as this account)
     assert await api.get(SECRETS, "isthmus-cluster-ca", "isthmus-system")
+    assert await api.get(LEASES, "isthmus-mirror", "isthmus-system")
     assert (await api.list(LINKS))["items"]
+
+
+async def test_missing_lease_waits_without_leading_then_leads(mesh: Mesh) -> None:
+    """The mirror cannot create its Lease (install does). Without it a replica neither
+    crashes nor leads, warning once; once install's creation runs again it leads; a leader
+    whose Lease is deleted stops at once."""
+    member = mesh["central"]
+    await mesh.stop("central")
+    await member.admin.delete(LEASES, "isthmus-mirror", "isthmus-system")
+    try:
+        with capture_logs() as logs:
+            c = await mesh.start("central", wait=False, leader_election=True, identity="replica-a")
+            task = member.task
+            assert task is not None
+            await asyncio.sleep(2.5)  # about five retries (every 0.5 s here)
+            assert not task.done()
+            assert c.elector is not None and not c.elector.leading and not c.ready.is_set()
+            assert c.elector.lease_missing
+            missing = [e for e in logs if e["event"].startswith("leader Lease missing")]
+            assert len(missing) == 1, missing  # once per absence, not once per retry
+            assert missing[0]["log_level"] == "warning"
+            assert "isthmus install" in missing[0]["event"]
+            assert await create_placeholders(member.admin) == ["isthmus-mirror"]
+            await mesh.wait_ready("central", timeout=15)
+        lease = await member.admin.get(LEASES, "isthmus-mirror", "isthmus-system")
+        assert lease["spec"]["holderIdentity"] == "replica-a"
+        assert not c.elector.lease_missing
+        # deleted under a leader: it stops, since a standby could take a recreated Lease
+        await member.admin.delete(LEASES, "isthmus-mirror", "isthmus-system")
+        with pytest.raises(LeadershipLost, match="deleted"):
+            await asyncio.wait_for(task, 10)
+        assert not c.ready.is_set()
+    finally:
+        await create_placeholders(member.admin)
+        await mesh.stop("central")
+        await mesh.start("central")
 
 
 async def test_missing_leaf_secret_is_a_clear_error(mesh: Mesh) -> None:
@@ -285,7 +331,7 @@ async def test_missing_leaf_secret_is_a_clear_error(mesh: Mesh) -> None:
         with pytest.raises(CertificateError, match="run `isthmus install`"):
             await certs.publish_gateway(leaf)
     finally:
-        assert await create_leaf_secrets(member.admin) == ["isthmus-gateway-tls"]
+        assert await create_placeholders(member.admin) == ["isthmus-gateway-tls"]
     await certs.publish_gateway(leaf)
     secret = await member.admin.get(SECRETS, "isthmus-gateway-tls", "isthmus-system")
     assert secret["type"] == "kubernetes.io/tls"
