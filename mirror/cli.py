@@ -9,7 +9,6 @@ from typing import Any
 
 import click
 
-from isthmus import heap
 from isthmus.kube.client import KubeApi
 from isthmus.logging import configure
 from isthmus.mirror.controller import MirrorController
@@ -38,5 +37,4 @@ def command(**flags: Any) -> None:
     peers and import theirs as GlobalServices and mirror Services."""
     settings = load(MirrorSettings, flags)
     configure(settings.log_level)
-    heap.limit_arenas(2)  # before grpc's threads start (see isthmus.heap)
     asyncio.run(_run(settings))

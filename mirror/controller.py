@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from isthmus import heap
 from isthmus.exports import build_exports, is_exported
 from isthmus.kube import errors as kube_errors
 from isthmus.kube.backoff import Backoff
@@ -82,8 +81,6 @@ from isthmus.mirror.recorder import EventRecorder
 from isthmus.mirror.settings import MirrorSettings
 
 log = get_logger("isthmus.mirror.controller")
-
-_TRIM_PERIOD = 30.0  # seconds between heap trims while idle (a trim of 200 MB takes ms)
 
 
 def _rv(obj: JsonObj) -> int:
@@ -370,7 +367,6 @@ class MirrorController:
                 tg.create_task(self._status_loop())
                 tg.create_task(self._ticker())
                 tg.create_task(self.certs.run())
-                tg.create_task(self._trim_heap())
                 self._started = True
                 self.ready.set()
                 log.info("mirror running", cluster=self.certs.cluster, catalog=self.catalog_port)
@@ -1059,20 +1055,6 @@ class MirrorController:
             if now - last_resync >= self.settings.resync_seconds:
                 last_resync = now
                 self.queue.put_nowait(ev.OrphanGcTriggered())
-
-    async def _trim_heap(self) -> None:
-        """Once work has drained, give the heap freed by it back to the OS (isthmus.heap):
-        a full re-list or an import burst otherwise leaves RSS at its high-water mark."""
-        workers = self.workers
-        assert workers is not None
-        while True:
-            await workers.idle.wait()
-            await asyncio.sleep(1.0)  # let the tail of a burst settle first
-            if not workers.idle.is_set():
-                continue
-            if await asyncio.to_thread(heap.trim):
-                log.debug("heap trimmed")
-            await asyncio.sleep(_TRIM_PERIOD)
 
     async def wait_idle(self, timeout: float = 30.0) -> None:
         """For tests and benchmarks: wait until no event or key is pending."""

@@ -35,8 +35,7 @@ from isthmus.kube.client import KubeApi  # noqa: E402
 from isthmus.kube.reflector import Reflector  # noqa: E402
 from isthmus.kube.resources import GLOBALSERVICES, SERVICES  # noqa: E402
 
-# RSS is read this long after the importer went idle: it trims its heap 1 s after work
-# drains (isthmus.heap), and the steady state, not the burst's high-water mark, is reported
+# RSS is read at idle and again this long after: the steady state, not the tail of the work
 _SETTLE = 3.0
 
 
