@@ -242,7 +242,7 @@ class Mesh:
         member = self.members[name]
         if member.task is not None:
             member.task.cancel()
-            done, _ = await asyncio.wait([member.task], timeout=10)
+            done, _ = await asyncio.wait([member.task], timeout=30)
             if not done:
                 stuck = []
                 for t in asyncio.all_tasks():
