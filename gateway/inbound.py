@@ -168,10 +168,8 @@ class InboundServer:
             started = loop.time()
             self.dial_attempts += 1
             try:
-                await asyncio.wait_for(
-                    loop.create_connection(lambda: plain, host, port),  # noqa: B023 - awaited here
-                    self.connect_timeout,
-                )
+                async with asyncio.timeout(self.connect_timeout):
+                    await loop.create_connection(lambda: plain, host, port)  # noqa: B023 - awaited here
             except (OSError, TimeoutError) as exc:
                 reason = "timeout" if isinstance(exc, TimeoutError) else "refused"
                 self.metrics.upstream_failures.labels("inbound", stats.peer_cluster, reason).inc()

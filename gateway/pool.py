@@ -150,10 +150,8 @@ class PeerPool:
         tunnel.context = _TunnelCtx(self, ready)
         self.handshakes += 1
         try:
-            await asyncio.wait_for(
-                loop.create_connection(lambda: tunnel, self.host, self.port),
-                self.settings.connect_timeout,
-            )
+            async with asyncio.timeout(self.settings.connect_timeout):
+                await loop.create_connection(lambda: tunnel, self.host, self.port)
         except (OSError, TimeoutError) as exc:
             raise TunnelError(f"connect to {self.host}:{self.port}: {exc or 'timeout'}") from exc
         self.all.add(tunnel)
@@ -237,7 +235,8 @@ class PeerPool:
             ctx.status = loop.create_future()
             tunnel.send_open(target)
             try:
-                status = await asyncio.wait_for(ctx.status, self.settings.open_timeout)
+                async with asyncio.timeout(self.settings.open_timeout):
+                    status = await ctx.status
             except TunnelError:
                 if pooled and attempt == 0:
                     continue

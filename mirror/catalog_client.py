@@ -170,7 +170,8 @@ async def follow(
             )(pb.WatchRequest(epoch=epoch, version=version))
             iterator = call.__aiter__()
             while True:
-                msg = await asyncio.wait_for(iterator.__anext__(), idle_timeout)
+                async with asyncio.timeout(idle_timeout):
+                    msg = await iterator.__anext__()
                 attempt = 0
                 if msg.kind == pb.CatalogEvent.SNAPSHOT:
                     epoch, version = msg.epoch, msg.version

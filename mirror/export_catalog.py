@@ -134,7 +134,8 @@ class ExportCatalog:
             return True
         event = self._changed
         try:
-            await asyncio.wait_for(event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await event.wait()
         except TimeoutError:
             return self.version > after
         return True

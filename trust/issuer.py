@@ -198,7 +198,8 @@ class LeafRenewer:
 
     async def _wait(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=max(seconds, 0.0))
+            async with asyncio.timeout(max(seconds, 0.0)):
+                await self._wake.wait()
         self._wake.clear()
 
     async def run(self, *, iterations: int | None = None) -> None:

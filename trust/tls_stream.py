@@ -124,14 +124,16 @@ async def _handshake(
             return
 
     try:
-        await asyncio.wait_for(run(), timeout)
+        async with asyncio.timeout(timeout):
+            await run()
     except BaseException:
         # Send whatever OpenSSL queued (the alert), then close.
         with contextlib.suppress(Exception):
             pending = outgoing.read()
             if pending:
                 writer.write(pending)
-                await asyncio.wait_for(writer.drain(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await writer.drain()
         writer.close()
         raise
     return TlsStream(reader, writer, sslobj, incoming, outgoing)
