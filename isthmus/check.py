@@ -22,8 +22,13 @@ from isthmus.clusterinfo import CONFIGMAP_NAME, ClusterInfo
 from isthmus.errors import ConfigError, IsthmusError
 from isthmus.kube import errors as kube_errors
 from isthmus.kube.client import KubeApi
-from isthmus.kube.resources import CONFIGMAPS, CRDS, GLOBALSERVICES, LINKS, SECRETS
-from isthmus.labels import GATEWAY_TLS_SECRET, MIRROR_TLS_SECRET, SYSTEM_NAMESPACE
+from isthmus.kube.resources import CONFIGMAPS, CRDS, GLOBALSERVICES, LEASES, LINKS, SECRETS
+from isthmus.labels import (
+    GATEWAY_TLS_SECRET,
+    MIRROR_LEASE,
+    MIRROR_TLS_SECRET,
+    SYSTEM_NAMESPACE,
+)
 
 EXIT_OK, EXIT_ERROR, EXIT_WARNING = 0, 1, 3
 CERT_SECRETS = ("isthmus-cluster-ca", GATEWAY_TLS_SECRET, MIRROR_TLS_SECRET)
@@ -56,6 +61,7 @@ class Observed:
     secrets: dict[str, dict[str, Any] | None]
     links: list[dict[str, Any]]
     global_services: list[dict[str, Any]]
+    lease: dict[str, Any] | None = None  # the mirror's leader-election Lease
 
 
 def check_crds(obs: Observed) -> list[Finding]:
@@ -151,10 +157,37 @@ def check_links(obs: Observed) -> list[Finding]:
     return out
 
 
+def _parse_time(value: Any) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def check_lease(obs: Observed, now: dt.datetime) -> list[Finding]:
+    """The mirror only leads while it holds its Lease, and may not create it (least
+    privilege: ``isthmus install`` does)."""
+    what = f"Lease {SYSTEM_NAMESPACE}/{MIRROR_LEASE}"
+    if obs.lease is None:
+        return [Finding(Level.ERROR, what,
+                        "missing (run isthmus install): the mirror waits and never leads")]
+    spec = obs.lease.get("spec") or {}
+    holder = spec.get("holderIdentity")
+    if not holder:
+        return [Finding(Level.WARNING, what, "no mirror holds it (is the mirror running?)")]
+    renewed = _parse_time(spec.get("renewTime") or spec.get("acquireTime"))
+    duration = int(spec.get("leaseDurationSeconds") or 0)
+    if renewed is None or now > renewed + dt.timedelta(seconds=duration):
+        ago = f"{int((now - renewed).total_seconds())} s ago" if renewed else "never"
+        return [Finding(Level.WARNING, what,
+                        f"held by {holder} but not renewed ({ago}; is the mirror running?)")]
+    return [Finding(Level.OK, what, f"held by {holder}")]
+
+
 def evaluate(obs: Observed, now: dt.datetime, warn_days: int = 30) -> list[Finding]:
     """Pure: every finding for what was observed."""
     return [*check_crds(obs), *check_identity(obs), *check_certificates(obs, now, warn_days),
-            *check_links(obs)]
+            *check_lease(obs, now), *check_links(obs)]
 
 
 def exit_code(findings: list[Finding]) -> int:
@@ -179,6 +212,7 @@ async def observe(api: KubeApi) -> Observed:
         cluster_info=await _get(api, CONFIGMAPS, CONFIGMAP_NAME, SYSTEM_NAMESPACE),
         bundle=await _get(api, CONFIGMAPS, BUNDLE_CONFIGMAP, SYSTEM_NAMESPACE),
         secrets={n: await _get(api, SECRETS, n, SYSTEM_NAMESPACE) for n in CERT_SECRETS},
+        lease=await _get(api, LEASES, MIRROR_LEASE, SYSTEM_NAMESPACE),
         links=(await api.list(LINKS))["items"] if installed else [],
         global_services=(await api.list(GLOBALSERVICES))["items"] if installed else [],
     )

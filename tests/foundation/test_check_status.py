@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Callable
+from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
+from isthmus.check import Level, Observed, check_lease
 from isthmus.cli import cli
 from isthmus.devcluster import ControlPlane
 from isthmus.kube.apply import apply, with_retries
@@ -55,6 +58,7 @@ async def test_check_and_status_walk_through(fresh_cluster: Callable[..., Contro
         assert code == 3, (out, err)  # warnings only: CA expires soon, leaves not issued, no links
         assert "WARNING" in out and "expires in" in out
         assert "Links: none" in out
+        assert "Lease isthmus-system/isthmus-mirror: no mirror holds it" in out  # install made it
 
         past = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
         expired = create_cluster_ca(root, "west", lifetime=dt.timedelta(days=1), now=past)
@@ -99,3 +103,28 @@ async def test_check_and_status_walk_through(fresh_cluster: Callable[..., Contro
         assert "east(unhealthy)" in out
     finally:
         await api.close()
+
+
+NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("lease", "level", "text"),
+    [
+        pytest.param(None, Level.ERROR, "missing (run isthmus install)", id="missing"),
+        pytest.param({"spec": {}}, Level.WARNING, "no mirror holds it", id="unheld"),
+        pytest.param({"spec": {"holderIdentity": "m-1", "leaseDurationSeconds": 15,
+                               "renewTime": "2026-11-22T11:59:50.000000Z"}},
+                     Level.OK, "held by m-1", id="held"),
+        pytest.param({"spec": {"holderIdentity": "m-1", "leaseDurationSeconds": 15,
+                               "renewTime": "2026-11-22T11:50:00.000000Z"}},
+                     Level.WARNING, "not renewed (600 s ago", id="expired"),
+        pytest.param({"spec": {"holderIdentity": "m-1", "renewTime": "garbage"}},
+                     Level.WARNING, "not renewed (never", id="unreadable-time"),
+    ],
+)
+def test_check_lease(lease: dict[str, Any] | None, level: Level, text: str) -> None:
+    obs = Observed(crds={}, cluster_info=None, bundle=None, secrets={}, links=[],
+                   global_services=[], lease=lease)
+    [finding] = check_lease(obs, NOW)
+    assert finding.level == level and text in finding.message
