@@ -16,7 +16,7 @@ import datetime as dt
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ from isthmus.kube.resources import (
     SERVICES,
     Resource,
 )
+from isthmus.kube.store import key_of, pack, unpack
 from isthmus.labels import (
     DEFAULT_WEIGHT,
     GLOBAL_SERVICE_LABEL,
@@ -83,6 +84,10 @@ from isthmus.mirror.settings import MirrorSettings
 log = get_logger("isthmus.mirror.controller")
 
 
+# The kinds whose caches are kept packed (isthmus.kube.store), and their reflectors.
+_PACKED = {"Service": "services", "EndpointSlice": "slices", "GlobalService": "globalservices"}
+
+
 def _rv(obj: JsonObj) -> int:
     try:
         return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
@@ -102,13 +107,19 @@ def _now() -> dt.datetime:
 
 
 class ObservedIndex:
-    """The mirror's own objects, by the service key they belong to."""
+    """The mirror's own objects, by the service key they belong to.
+
+    Kept packed (``isthmus.kube.store``), usually the very bytes the reflector's store
+    holds for the same object (``put``'s ``raw``), so the cache costs one copy; every read
+    decodes a fresh dict."""
 
     def __init__(self) -> None:
-        self.by_key: dict[ServiceKey, dict[ObjRef, JsonObj]] = {}
+        self.by_key: dict[ServiceKey, dict[ObjRef, bytes]] = {}
         self._key_of: dict[ObjRef, ServiceKey] = {}
 
-    def put(self, obj: JsonObj) -> ServiceKey | None:
+    def put(self, obj: JsonObj, raw: bytes | None = None) -> ServiceKey | None:
+        """Index ``obj`` (``raw``: its packed form, if the caller has it) unless a newer
+        version of it is indexed already."""
         ref = ref_of(obj)
         if not is_ours(obj):
             self.remove(ref)
@@ -120,8 +131,8 @@ class ObservedIndex:
             self.remove(ref)
         bucket = self.by_key.setdefault(key, {})
         old = bucket.get(ref)
-        if old is None or _rv(obj) >= _rv(old):
-            bucket[ref] = obj
+        if old is None or _rv(obj) >= _rv(unpack(old)):
+            bucket[ref] = raw if raw is not None else pack(obj)
         self._key_of[ref] = key
         return key
 
@@ -138,14 +149,25 @@ class ObservedIndex:
     def refs(self) -> dict[ObjRef, ServiceKey]:
         return self._key_of
 
+    def get(self, ref: ObjRef) -> JsonObj | None:
+        key = self._key_of.get(ref)
+        raw = self.by_key.get(key, {}).get(ref) if key is not None else None
+        return unpack(raw) if raw is not None else None
+
     def for_key(self, key: ServiceKey) -> dict[ObjRef, JsonObj]:
-        return dict(self.by_key.get(key, {}))
+        return {ref: unpack(raw) for ref, raw in self.by_key.get(key, {}).items()}
+
+    def objects(self, kind: str | None = None) -> Iterator[JsonObj]:
+        for bucket in self.by_key.values():
+            for ref, raw in bucket.items():
+                if kind is None or ref[0] == kind:
+                    yield unpack(raw)
 
     def keys_of_cluster(self, cluster: str) -> set[ServiceKey]:
         found = set()
         for key, objs in self.by_key.items():
-            for obj in objs.values():
-                if cluster in link_owners(obj["metadata"].get("labels") or {}):
+            for raw in objs.values():
+                if cluster in link_owners(unpack(raw)["metadata"].get("labels") or {}):
                     found.add(key)
                     break
         return found
@@ -267,7 +289,7 @@ class MirrorController:
         self.links: dict[str, LinkInfo] = {}
         self.peers: dict[str, PeerState] = {}
         self.observed = ObservedIndex()
-        self.foreign: dict[ObjRef, JsonObj] = {}
+        self.foreign: dict[ObjRef, bytes] = {}  # packed, as in the ObservedIndex
         self._conflict_refs: dict[ObjRef, ServiceKey] = {}
         self._inflight: set[ObjRef] = set()
         self.namespaces: set[str] = set()
@@ -294,11 +316,12 @@ class MirrorController:
         self._subscriptions: dict[str, asyncio.Task[None]] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._own_rv: dict[ObjRef, int] = {}
-        self._export_slices: dict[ServiceKey, dict[str, JsonObj]] = {}
+        self._export_slices: dict[ServiceKey, dict[str, bytes]] = {}  # packed, shared
         self._weight_problems: dict[ServiceKey, str] = {}  # reported once per distinct value
         self._requeues: dict[ServiceKey, int] = {}
-        # keys whose last reconcile had nothing to do: (inputs, wanted refs) it saw
-        self._settled: dict[ServiceKey, tuple[tuple[Any, ...], tuple[ObjRef, ...]]] = {}
+        # keys whose last reconcile had nothing to do: the inputs it saw (its wanted objects
+        # were then exactly its observed ones)
+        self._settled: dict[ServiceKey, tuple[Any, ...]] = {}
         self._namespaces_frozen: frozenset[str] | None = None
         self._status_dirty: set[str] = set()
         self._link_status_written: dict[str, dict[str, Any]] = {}
@@ -409,7 +432,8 @@ class MirrorController:
             # The caches hold the whole cluster: keep only what the mirror reads.
             reflector = Reflector(self.api, res, settings=self.watch_settings,
                                   transform=project if slim else drop_managed_fields,
-                                  shape=SHAPES[res.kind] if slim else None)
+                                  shape=SHAPES[res.kind] if slim else None,
+                                  packed=res.kind in _PACKED)
             self.reflectors[name] = reflector
             self._watchers[name] = tg.create_task(self._consume(reflector, handler))
 
@@ -458,7 +482,7 @@ class MirrorController:
 
     def _export_changed(self, key: ServiceKey) -> None:
         svc = self.reflectors["services"].store.get(key)
-        slices = list(self._export_slices.get(key, {}).values())
+        slices = [unpack(raw) for raw in self._export_slices.get(key, {}).values()]
         exported = build_exports([svc], slices).get(key) if svc is not None else None
         self.catalog.set(key, exported)
         problem = exported.weight_problem if exported is not None else None
@@ -499,7 +523,7 @@ class MirrorController:
             if not bucket:
                 self._export_slices.pop(key, None)
         else:
-            bucket[meta["name"]] = obj
+            bucket[meta["name"]] = self._kept(obj)
         if key == (self.settings.namespace, GATEWAY_SERVICE):
             self._gateway_changed()
         if key in self.catalog.entries or is_exported(
@@ -509,8 +533,8 @@ class MirrorController:
 
     def _gateway_changed(self) -> None:
         addresses: set[str] = set()
-        for sl in self._export_slices.get((self.settings.namespace, GATEWAY_SERVICE), {}).values():
-            for ep in sl.get("endpoints") or []:
+        for raw in self._export_slices.get((self.settings.namespace, GATEWAY_SERVICE), {}).values():
+            for ep in unpack(raw).get("endpoints") or []:
                 cond = ep.get("conditions") or {}
                 if cond.get("ready", True) is False or cond.get("terminating") is True:
                     continue
@@ -519,6 +543,13 @@ class MirrorController:
         if new != self.gateway_addresses:
             self.gateway_addresses = new
             self.queue.put_nowait(ev.GatewayEndpointsChanged())
+
+    def _kept(self, obj: JsonObj) -> bytes:
+        """The packed ``obj``: the bytes its reflector's store holds for it (just stored,
+        as the event came), so the indexes share them."""
+        reflector = self.reflectors.get(_PACKED.get(str(obj.get("kind")), ""))
+        raw = reflector.store.raw(key_of(obj)) if reflector is not None else None
+        return raw if isinstance(raw, bytes) else pack(obj)
 
     def _on_mirror_object(self, kind: str, obj: JsonObj) -> None:
         ref = ref_of(obj)
@@ -531,7 +562,7 @@ class MirrorController:
                 if waiting is not None:  # a mirror wanted this name: take it now
                     self.queue.put_nowait(ev.MirrorObjectChanged(waiting))
             else:
-                self.foreign[ref] = obj
+                self.foreign[ref] = self._kept(obj)
             if was_ours is not None:
                 self.queue.put_nowait(ev.MirrorObjectChanged(was_ours))
             return
@@ -542,9 +573,12 @@ class MirrorController:
             if key is not None and own != -1:
                 self.queue.put_nowait(ev.MirrorObjectChanged(key))
             return
-        key = self.observed.put(obj)
-        # Our own write echoing back (in flight, or the version we wrote) needs no repair.
-        if key is not None and ref not in self._inflight and self._own_rv.get(ref) != _rv(obj):
+        key = self.observed.put(obj, self._kept(obj))
+        # Our own write echoing back (in flight, or the version we wrote) needs no repair;
+        # once it is back, its version need not be remembered (one entry per object less).
+        if self._own_rv.get(ref) == _rv(obj):
+            del self._own_rv[ref]
+        elif key is not None and ref not in self._inflight:
             self.queue.put_nowait(ev.MirrorObjectChanged(key))
 
     def _on_namespace(self, kind: str, obj: JsonObj) -> None:
@@ -565,7 +599,7 @@ class MirrorController:
 
     def _written(self, obj: JsonObj) -> None:
         ref = ref_of(obj)
-        seen = self.observed.by_key.get(self.observed.refs.get(ref, ("", "")), {}).get(ref)
+        seen = self.observed.get(ref)
         if seen is not None and _rv(seen) > _rv(obj):
             # changed by someone else while we wrote it: look again
             key = self.observed.refs.get(ref)
@@ -582,10 +616,7 @@ class MirrorController:
     def _seed(self) -> None:
         """Recover port allocations and, per existing link, the catalog its mirrors show,
         so a restart changes nothing until each peer answers (then its snapshot rules)."""
-        global_services = [
-            obj for objs in self.observed.by_key.values() for (kind, _, _), obj in objs.items()
-            if kind == "GlobalService"
-        ]
+        global_services = list(self.observed.objects("GlobalService"))
         self.allocator = PortAllocator(*self.settings.ports, recovered_ports(global_services))
         by_cluster = {link.cluster: link for link in self.links.values()}
         for link in by_cluster.values():
@@ -833,10 +864,11 @@ class MirrorController:
         only the urgent ones are written and True is returned: the caller runs the full
         reconcile later. Otherwise the full reconcile runs now and False is returned."""
         views = self.views()
-        inputs = self._inputs(key, views)
+        observed = self.observed.for_key(key)
+        inputs = self._inputs(key, views, observed)
         settled = self._settled.get(key)
-        if (settled is not None and settled[0] == inputs
-                and not any(ref in self.foreign for ref in settled[1])):
+        if (settled is not None and settled == inputs
+                and not any(ref in self.foreign for ref in observed)):
             return False  # nothing it reads changed since it last had nothing to do
         self._settled.pop(key, None)
         needed = required_ports(views, [key])
@@ -847,8 +879,7 @@ class MirrorController:
                        namespaces=self._namespaces_frozen, keys=[key])
         ds = want.services.get(key)
         wanted = ds.objects if ds is not None else {}
-        observed = self.observed.for_key(key)
-        observed.update({ref: self.foreign[ref] for ref in wanted if ref in self.foreign})
+        observed.update({ref: unpack(self.foreign[ref]) for ref in wanted if ref in self.foreign})
         actions = plan(observed, wanted)
         if urgent_only:
             urgent = [a for a in actions if is_urgent(a)]
@@ -876,7 +907,7 @@ class MirrorController:
         if wrote_status is None:
             return False
         if not wrote_status and not actions and not want.missing_namespaces:
-            self._settled[key] = (inputs, tuple(wanted))
+            self._settled[key] = inputs
         if outcome.written:
             newest = max((p.entries[key].changed_at_ms for p in self.peers.values()
                           if key in p.entries), default=0)
@@ -899,14 +930,15 @@ class MirrorController:
         await self.applier.execute([st])
         return True
 
-    def _inputs(self, key: ServiceKey, views: list[PeerView]) -> tuple[Any, ...]:
+    def _inputs(self, key: ServiceKey, views: list[PeerView],
+                observed: Mapping[ObjRef, JsonObj]) -> tuple[Any, ...]:
         """What a reconcile of ``key`` reads, as a comparable value (besides foreign
         objects holding a wanted name, checked apart): every peer's link, staleness and
         entry for the key, the gateway addresses, the namespace, and the resourceVersions
-        of the mirror's own objects of the key."""
+        of the mirror's own objects of the key (no names: a resourceVersion is never shared
+        by two objects, and this is kept for every settled key)."""
         peers = tuple((v.link, v.stale_reason, v.entries.get(key)) for v in views)
-        mine = tuple(sorted((ref, _rv(obj))
-                            for ref, obj in self.observed.by_key.get(key, {}).items()))
+        mine = tuple(sorted(_rv(obj) for obj in observed.values()))
         return (peers, self.gateway_addresses, key[0] in self.namespaces, mine)
 
     def _record_missing(self, key: ServiceKey, missing: dict[str, frozenset[str]]) -> None:

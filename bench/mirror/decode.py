@@ -6,7 +6,8 @@ serves them (``managedFields``, defaults, status), then times and sizes two ways
 them into the cached copies:
 
 - reference: ``json.loads`` of the page, then ``projection.project`` (the path before shapes);
-- isthmus: the kind's shape decoder (``isthmus.kube.shapes``), then ``project``.
+- isthmus: the kind's shape decoder (``isthmus.kube.shapes``), then ``project``;
+- and the same, kept packed as the mirror's caches keep it (``isthmus.kube.store``).
 
 Reports milliseconds per page set (best of ``--rounds``), the ratio, and bytes per cached
 object (``tracemalloc``, everything kept alive by the cached copies).
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from isthmus.kube.shapes import decoders
+from isthmus.kube.store import pack, unpack
 from isthmus.mirror.desired import desired, required_ports
 from isthmus.mirror.model import CatalogEntry, LinkInfo, PeerView, PortSpec
 from isthmus.mirror.ports import PortAllocator
@@ -97,25 +99,27 @@ def pages(services: int) -> dict[str, list[bytes]]:
 Way = Callable[[str, bytes], dict[str, Any]]
 
 
-def cache(all_pages: dict[str, list[bytes]], decode: Way) -> list[dict[str, Any]]:
-    kept = []
+def cache(all_pages: dict[str, list[bytes]], decode: Way, packed: bool = False) -> list[Any]:
+    kept: list[Any] = []
     for kind, kind_pages in all_pages.items():
         for data in kind_pages:
             for item in decode(kind, data).get("items") or []:
                 item.setdefault("kind", kind)
-                kept.append(project(item))
+                obj = project(item)
+                kept.append(pack(obj) if packed else obj)
     return kept
 
 
-def measure(all_pages: dict[str, list[bytes]], decode: Way, rounds: int) -> tuple[float, float]:
+def measure(all_pages: dict[str, list[bytes]], decode: Way, rounds: int,
+            packed: bool = False) -> tuple[float, float]:
     best = float("inf")
     for _ in range(rounds):
         start = time.perf_counter()
-        cache(all_pages, decode)
+        cache(all_pages, decode, packed)
         best = min(best, time.perf_counter() - start)
     gc.collect()
     tracemalloc.start()
-    kept = cache(all_pages, decode)
+    kept = cache(all_pages, decode, packed)
     gc.collect()
     size, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
@@ -135,10 +139,20 @@ def main() -> None:
     }
     print(f"{args.services} services, {total / 1e6:.1f} MB of LIST pages")
     results = {name: measure(all_pages, way, args.rounds) for name, way in ways.items()}
+    results["shape decode + project + pack"] = measure(all_pages, ways["shape decode + project"],
+                                                       args.rounds, packed=True)
     for name, (seconds, per_object) in results.items():
-        print(f"{name:24s} {seconds * 1000:8.1f} ms  {per_object:7.0f} B per cached object")
-    (ref_s, ref_b), (ours_s, ours_b) = results.values()
-    print(f"isthmus / reference: time {ours_s / ref_s:.2f}x, memory {ours_b / ref_b:.2f}x")
+        print(f"{name:30s} {seconds * 1000:8.1f} ms  {per_object:7.0f} B per cached object")
+    (ref_s, ref_b), *ours = results.values()
+    for name, (ours_s, ours_b) in zip(list(results)[1:], ours, strict=True):
+        print(f"{name} / reference: time {ours_s / ref_s:.2f}x, memory {ours_b / ref_b:.2f}x")
+    objects = cache(all_pages, ways["shape decode + project"])
+    packed = [pack(o) for o in objects]
+    start = time.perf_counter()
+    for raw in packed:
+        unpack(raw)
+    each = (time.perf_counter() - start) / len(packed)
+    print(f"unpack (each read of a packed object): {each * 1e6:.1f} us")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ here reads and which is often the largest part of an object; a consumer that rea
 few fields passes its own projection. LISTs are paged (``limit``/``continue``) so a large
 collection never arrives as one huge body. A consumer that knows which fields it reads also
 passes a ``shape`` (``isthmus.kube.shapes``): LIST pages and watch events are then decoded
-straight into those fields, and the rest of each object is never built.
+straight into those fields, and the rest of each object is never built. A ``packed`` store
+keeps each object as bytes and decodes it on read (``isthmus.kube.store``).
 """
 
 from __future__ import annotations
@@ -23,22 +24,26 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from isthmus.kube import errors
 from isthmus.kube.backoff import Backoff
 from isthmus.kube.client import JsonObj, KubeApi
 from isthmus.kube.resources import Resource
 from isthmus.kube.shapes import Decode, decoders
+from isthmus.kube.store import Key, ObjectStore, key_of, resource_version
 from isthmus.logging import get_logger
 
 log = get_logger("isthmus.kube.reflector")
 
+__all__ = ["EventKind", "Key", "Reflector", "WatchSettings", "diff_lists", "key_of"]
+
 EventKind = Literal["ADDED", "MODIFIED", "DELETED", "SYNCED"]
-Key = tuple[str, str]  # (namespace or "", name)
 Transform = Callable[[JsonObj], JsonObj]
+
+V = TypeVar("V")
 
 LIST_PAGE = 500  # client-go's pager default
 
@@ -60,23 +65,21 @@ class WatchSettings:
     list_page: int = LIST_PAGE  # items per LIST page (0: one unpaged LIST)
 
 
-def key_of(obj: JsonObj) -> Key:
-    meta = obj.get("metadata", {})
-    return (str(meta.get("namespace") or ""), str(meta["name"]))
+def _same_version(a: Any, b: Any) -> bool:
+    return resource_version(a) == resource_version(b)
 
 
 def diff_lists(
-    old: dict[Key, JsonObj], new: dict[Key, JsonObj]
-) -> list[tuple[EventKind, JsonObj]]:
-    """Pure: the events that turn ``old`` into ``new`` (compared by resourceVersion)."""
-    events: list[tuple[EventKind, JsonObj]] = []
+    old: Mapping[Key, V], new: Mapping[Key, V], same: Callable[[V, V], bool] = _same_version
+) -> list[tuple[EventKind, V]]:
+    """Pure: the events that turn ``old`` into ``new`` (by default compared by
+    resourceVersion; a packed store compares its bytes)."""
+    events: list[tuple[EventKind, V]] = []
     for key, obj in new.items():
         before = old.get(key)
         if before is None:
             events.append(("ADDED", obj))
-        elif before.get("metadata", {}).get("resourceVersion") != obj["metadata"].get(
-            "resourceVersion"
-        ):
+        elif not same(before, obj):
             events.append(("MODIFIED", obj))
     events.extend(("DELETED", obj) for key, obj in old.items() if key not in new)
     return events
@@ -95,18 +98,20 @@ class Reflector:
         settings: WatchSettings | None = None,
         transform: Transform = drop_managed_fields,
         shape: type | None = None,
+        packed: bool = False,
     ) -> None:
         """``transform`` gets each object (a fresh dict it may change or replace) before it
         is stored and yielded; the object it returns must keep ``metadata.name``,
         ``namespace`` and ``resourceVersion`` (the reflector reads them). ``shape`` (a
-        TypedDict from ``isthmus.kube.shapes``) limits decoding to its fields."""
+        TypedDict from ``isthmus.kube.shapes``) limits decoding to its fields. ``packed``
+        keeps the store's objects as bytes (``isthmus.kube.store``)."""
         self.api = api
         self.transform = transform
         self.resource = resource
         self.namespace = namespace
         self.label_selector = label_selector
         self.settings = settings or WatchSettings()
-        self.store: dict[Key, JsonObj] = {}
+        self.store = ObjectStore(packed)
         self.resource_version: str | None = None
         shaped = decoders(shape) if shape is not None else None
         self._decode_page = shaped.page if shaped else None
@@ -126,8 +131,9 @@ class Reflector:
         while True:
             try:
                 if need_list:
-                    for event in await self._list():
-                        yield event
+                    for kind, raw in await self._list():
+                        # decoded one at a time: a packed store's LIST is never all dicts
+                        yield kind, self.store.decode(raw)
                     yield ("SYNCED", None)
                     need_list = False
                 async for event in self._watch():
@@ -145,10 +151,11 @@ class Reflector:
                 )
                 await asyncio.sleep(delay)
 
-    async def _list(self) -> list[tuple[EventKind, JsonObj | None]]:
+    async def _list(self) -> list[tuple[EventKind, Any]]:
+        """LIST every page into a new store; the events (with kept values) since the old."""
         kind = self.resource.kind
         api_version = self.resource.api_version
-        fresh: dict[Key, JsonObj] = {}
+        fresh = ObjectStore(self.store.packed)
         token: str | None = None
         while True:
             answer = await self.api.list(
@@ -160,20 +167,19 @@ class Reflector:
                 # LIST items omit apiVersion/kind; put them back so objects look alike.
                 raw.setdefault("apiVersion", api_version)
                 raw.setdefault("kind", kind)
-                item = self.transform(raw)
-                fresh[key_of(item)] = item
+                fresh.put(self.transform(raw))
             meta = answer.get("metadata") or {}
             token = meta.get("continue") or None
             if token is None:
                 break
         # An expired continue token is a 410: the caller re-lists from the start.
         self.lists += 1
-        events = diff_lists(self.store, fresh)
+        events = diff_lists(self.store.raw_items(), fresh.raw_items(), fresh.same)
         self.store = fresh
         self.resource_version = str(meta.get("resourceVersion") or "")
         self.synced.set()
         self._log.debug("listed", count=len(fresh), rv=self.resource_version)
-        return list(events)
+        return events
 
     async def _watch(self) -> AsyncIterator[tuple[EventKind, JsonObj]]:
         low, high = self.settings.timeout_seconds
@@ -203,9 +209,8 @@ class Reflector:
             if kind not in ("ADDED", "MODIFIED", "DELETED"):
                 raise errors.TransportError(f"unknown watch event type {kind!r}")
             obj = self.transform(obj)
-            key = key_of(obj)
             if kind == "DELETED":
-                self.store.pop(key, None)
+                self.store.pop(key_of(obj))
             else:
-                self.store[key] = obj
+                self.store.put(obj)
             yield kind, obj

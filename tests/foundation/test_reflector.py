@@ -150,19 +150,21 @@ async def test_api_server_restart_mid_watch(fresh_cluster: Callable[..., Control
         await api.close()
 
 
-@pytest.mark.parametrize("shape", [None, ObjectShape], ids=["json", "shaped"])
+@pytest.mark.parametrize(("shape", "packed"), [(None, False), (ObjectShape, False), (ObjectShape, True)],
+                         ids=["json", "shaped", "shaped-packed"])
 async def test_gone_410_relists_and_diffs(fresh_cluster: Callable[..., ControlPlane],
-                                          shape: type | None) -> None:
+                                          shape: type | None, packed: bool) -> None:
     """Changes made while the consumer was away, then history compacted: the next watch gets
     410 Gone, the reflector re-lists, and the diff yields exactly the missed changes (also
-    when events are decoded into a shape: the ERROR event's Status code must survive)."""
+    when events are decoded into a shape: the ERROR event's Status code must survive; and
+    with a packed store, whose diff compares bytes)."""
     cp = fresh_cluster(watch_cache=False)  # straight to etcd, so compaction bites
     api = await KubeApi.connect(cp.kubeconfig, cp.context)
     try:
         await _namespace(api, "g")
         for name in ("keep", "change", "drop"):
             await _put(api, "g", name)
-        reflector = Reflector(api, CONFIGMAPS, "g", settings=FAST, shape=shape)
+        reflector = Reflector(api, CONFIGMAPS, "g", settings=FAST, shape=shape, packed=packed)
         rec = Recorder(reflector)
         await rec.wait_for(lambda: ("SYNCED", None) in rec.events)
         await rec.stop()  # the "controller" goes away, keeping its cache and resourceVersion
@@ -178,6 +180,8 @@ async def test_gone_410_relists_and_diffs(fresh_cluster: Callable[..., ControlPl
         assert reflector.lists == lists_before + 1, "expected exactly one re-list after 410"
         assert sorted(rec.events[:-1]) == [("ADDED", "new"), ("DELETED", "drop"), ("MODIFIED", "change")]
         assert {k[1] for k in reflector.store} == {"keep", "change", "new"}
+        assert isinstance(reflector.store.raw(("g", "keep")), bytes) is packed
+        assert reflector.store[("g", "change")]["metadata"]["name"] == "change"
         await rec.stop()
     finally:
         await api.close()
