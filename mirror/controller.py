@@ -14,6 +14,7 @@ import collections
 import contextlib
 import datetime as dt
 import os
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
@@ -57,6 +58,7 @@ from isthmus.mirror.catalog_server import CatalogServer
 from isthmus.mirror.certs import MirrorCertificates
 from isthmus.mirror.desired import (
     DesiredService,
+    PortKey,
     desired,
     global_service_status,
     required_ports,
@@ -616,12 +618,13 @@ class MirrorController:
     def _seed(self) -> None:
         """Recover port allocations and, per existing link, the catalog its mirrors show,
         so a restart changes nothing until each peer answers (then its snapshot rules)."""
-        global_services = list(self.observed.objects("GlobalService"))
-        self.allocator = PortAllocator(*self.settings.ports, recovered_ports(global_services))
         by_cluster = {link.cluster: link for link in self.links.values()}
         for link in by_cluster.values():
             self.peers[link.cluster] = PeerState(link)
-        for gs in global_services:
+        recovered: dict[PortKey, int] = {}
+        # one GlobalService decoded at a time: a list of 10 000 would only feed the GC
+        for gs in self.observed.objects("GlobalService"):
+            recovered.update(recovered_ports([gs]))
             meta, spec = gs["metadata"], gs.get("spec") or {}
             ports = {int(p["port"]): p for p in spec.get("ports") or []}
             for endpoint in spec.get("endpoints") or []:
@@ -634,11 +637,12 @@ class MirrorController:
                     specs.append(PortSpec(int(pinned["port"]), str(p.get("name") or ""),
                                           str(p.get("appProtocol") or "")))
                 if specs:
-                    key = (meta["namespace"], meta["name"])
+                    key = (sys.intern(meta["namespace"]), meta["name"])
                     peer.entries[key] = CatalogEntry(
                         key[0], key[1], tuple(sorted(specs)),
                         int(endpoint.get("readyEndpoints") or 0),
                         weight=int(endpoint.get("weight", DEFAULT_WEIGHT)))
+        self.allocator = PortAllocator(*self.settings.ports, recovered)
         self._gateway_changed()
 
     # --- subscriptions ------------------------------------------------------------------

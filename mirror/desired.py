@@ -42,7 +42,7 @@ from isthmus.mirror.names import (
 MERGED = ""  # the cluster part of a PortKey for the merged (unpinned) mirror
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class PortKey:
     """One outbound gateway port: a service port, merged (cluster "") or pinned to a cluster."""
 

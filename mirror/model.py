@@ -18,14 +18,14 @@ ObjRef = tuple[str, str, str]  # (kind, namespace, name) of a written object
 JsonObj = dict[str, Any]
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class PortSpec:
     port: int
     name: str = ""
     app_protocol: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CatalogEntry:
     """One service as a peer exports it."""
 
