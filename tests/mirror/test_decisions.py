@@ -20,7 +20,7 @@ from isthmus.mirror.export_catalog import ExportCatalog
 from isthmus.mirror.leader import lease_free
 from isthmus.mirror.model import CatalogEntry, LinkInfo, PeerView, PortSpec
 from isthmus.mirror.names import fit, mirror_service_name, pinned_service_name
-from isthmus.mirror.plan import Apply, Conflict, Delete, plan, plan_status
+from isthmus.mirror.plan import Apply, Conflict, Delete, plan, plan_status, subset
 from isthmus.mirror.ports import PortAllocator, PortsExhausted, recovered_ports
 from isthmus.mirror.projection import SHAPES, project
 
@@ -379,3 +379,22 @@ _NOW = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 )
 def test_lease_free(spec: dict[str, Any], free: bool) -> None:
     assert lease_free(spec, "me", _NOW) is free
+
+
+@pytest.mark.parametrize(
+    ("want", "have", "expected"),
+    [
+        pytest.param({"a": 1}, {"a": 1}, True, id="equal"),
+        pytest.param({"a": 1}, {"a": 1, "default": "x"}, True, id="server-default-extra"),
+        pytest.param({"a": 1, "b": 2}, {"a": 1}, False, id="field-missing"),
+        pytest.param({"p": [{"port": 80}]}, {"p": [{"port": 80, "protocol": "TCP"}]}, True,
+                     id="list-items-with-defaults"),
+        pytest.param({"p": [{"port": 80}]}, {"p": [{"port": 80}, {"port": 81}]}, False,
+                     id="list-longer"),
+        pytest.param({"p": []}, {}, True, id="empty-list-absent"),
+        pytest.param({"m": {}}, {"m": None}, True, id="empty-dict-null"),
+        pytest.param({"a": "1"}, {"a": 1}, False, id="string-is-not-int"),
+    ],
+)
+def test_subset(want: Any, have: Any, expected: bool) -> None:
+    assert subset(want, have) is expected
