@@ -29,6 +29,7 @@ from isthmus.labels import (
     MIRROR_TLS_SECRET,
     SYSTEM_NAMESPACE,
 )
+from isthmus.lease import last_renewed, lease_free
 
 EXIT_OK, EXIT_ERROR, EXIT_WARNING = 0, 1, 3
 CERT_SECRETS = ("isthmus-cluster-ca", GATEWAY_TLS_SECRET, MIRROR_TLS_SECRET)
@@ -157,13 +158,6 @@ def check_links(obs: Observed) -> list[Finding]:
     return out
 
 
-def _parse_time(value: Any) -> dt.datetime | None:
-    try:
-        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def check_lease(obs: Observed, now: dt.datetime) -> list[Finding]:
     """The mirror only leads while it holds its Lease, and may not create it (least
     privilege: ``isthmus install`` does)."""
@@ -175,9 +169,12 @@ def check_lease(obs: Observed, now: dt.datetime) -> list[Finding]:
     holder = spec.get("holderIdentity")
     if not holder:
         return [Finding(Level.WARNING, what, "no mirror holds it (is the mirror running?)")]
-    renewed = _parse_time(spec.get("renewTime") or spec.get("acquireTime"))
-    duration = int(spec.get("leaseDurationSeconds") or 0)
-    if renewed is None or now > renewed + dt.timedelta(seconds=duration):
+    try:
+        renewed = last_renewed(spec)
+        expired = lease_free(spec, "", now)  # free for anyone: its holder stopped renewing
+    except ValueError:
+        renewed, expired = None, True
+    if expired:
         ago = f"{int((now - renewed).total_seconds())} s ago" if renewed else "never"
         return [Finding(Level.WARNING, what,
                         f"held by {holder} but not renewed ({ago}; is the mirror running?)")]

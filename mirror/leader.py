@@ -22,6 +22,7 @@ from typing import Any
 from isthmus.kube import errors as kube_errors
 from isthmus.kube.client import KubeApi
 from isthmus.kube.resources import LEASES
+from isthmus.lease import lease_free
 from isthmus.logging import get_logger
 from isthmus.mirror.errors import LeadershipLost
 
@@ -34,22 +35,6 @@ def _now() -> dt.datetime:
 
 def _micro(t: dt.datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def lease_free(spec: dict[str, Any], identity: str, now: dt.datetime) -> bool:
-    """Pure: may ``identity`` take (or keep) a Lease with this spec at ``now``?"""
-    holder = spec.get("holderIdentity") or ""
-    if not holder or holder == identity:
-        return True
-    renewed = _parse(spec.get("renewTime")) or _parse(spec.get("acquireTime"))
-    duration = int(spec.get("leaseDurationSeconds") or 0)
-    return renewed is None or renewed + dt.timedelta(seconds=duration) < now
 
 
 class LeaderElector:

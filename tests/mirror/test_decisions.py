@@ -14,10 +14,10 @@ from isthmus.exports import ExportedPort, ExportedService, build_exports
 from isthmus.install import lease_placeholder
 from isthmus.kube.shapes import decoders
 from isthmus.kube.store import pack, unpack
+from isthmus.lease import lease_free
 from isthmus.mirror.applier import vips_of
 from isthmus.mirror.desired import MERGED, PortKey, desired, global_service_status, port_names
 from isthmus.mirror.export_catalog import ExportCatalog
-from isthmus.mirror.leader import lease_free
 from isthmus.mirror.model import CatalogEntry, LinkInfo, PeerView, PortSpec
 from isthmus.mirror.names import fit, mirror_service_name, pinned_service_name
 from isthmus.mirror.plan import Apply, Conflict, Delete, plan, plan_status, subset
