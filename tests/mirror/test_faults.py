@@ -109,8 +109,14 @@ async def test_peer_unreachable_at_start_other_links_served(mesh: Mesh, unique: 
             return True
 
         await eventually(ghost_not_synced, what="ghost Link not synced")
-        status = await mesh.link_status("east", "west")
-        assert condition(status, "Synced")["status"] == "True"
+
+        async def west_synced() -> bool:
+            # link statuses are written by a periodic loop: the ghost's may land first
+            status = await mesh.link_status("east", "west")
+            assert condition(status, "Synced")["status"] == "True"
+            return True
+
+        await eventually(west_synced, what="west Link synced")
     finally:
         await mesh.unlink("east", "ghost")
 
