@@ -1,4 +1,5 @@
-"""Watch glue: GlobalService events from a reflector -> a new snapshot in the holder.
+"""Watch glue: GlobalService events (and the mirror Services' ClusterIPs, see
+``isthmus.dns.mirror_vips``) from reflectors -> a new snapshot in the holder.
 
 Kept small on purpose: everything Kubernetes-specific is in ``isthmus.kube.reflector``;
 this only validates objects (one by one: a bad object is logged and skipped, keeping its
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pydantic
 
 from isthmus.api.models import GlobalService
+from isthmus.dns.mirror_vips import SELECTOR, VipKey, mirror_vips, slim
 from isthmus.dns.snapshot import SnapshotHolder
 from isthmus.logging import get_logger
 
@@ -44,13 +46,17 @@ def _key(obj: Mapping[str, Any]) -> Key:
 
 
 class Feed:
-    """Applies reflector events to a set of validated GlobalServices and the holder."""
+    """Applies reflector events to a set of validated GlobalServices, the mirror Services'
+    VIPs, and the holder."""
 
     def __init__(self, holder: SnapshotHolder) -> None:
         self.holder = holder
         self.services: dict[Key, GlobalService] = {}
+        # Service (namespace, name) -> the name it lends its VIPs to, and the VIPs
+        self.mirrors: dict[Key, tuple[VipKey, tuple[str, ...]]] = {}
         self.dirty = asyncio.Event()
-        self.synced = asyncio.Event()
+        self.synced = asyncio.Event()  # every source has listed once
+        self._unsynced = 1
         self._reported: set[str] = set()
 
     def _accept(self, obj: Mapping[str, Any]) -> None:
@@ -71,7 +77,7 @@ class Feed:
                 self._accept(item)
                 if key not in self.services and key in old:
                     self.services[key] = old[key]  # keep the last good version
-            self.synced.set()
+            self._source_synced()
         elif obj is None:
             return
         elif kind == "DELETED":
@@ -80,9 +86,45 @@ class Feed:
             self._accept(obj)
         self.dirty.set()
 
+    def apply_mirror(self, kind: str, obj: Mapping[str, Any] | None,
+                     store: Mapping[Key, Mapping[str, Any]]) -> None:
+        """One event of the mirror Services' reflector."""
+        if kind == "SYNCED":
+            self.mirrors = {}
+            for key, item in store.items():
+                found = mirror_vips(item)
+                if found is not None:
+                    self.mirrors[key] = found
+            self._source_synced()
+        elif obj is None:
+            return
+        else:
+            found = None if kind == "DELETED" else mirror_vips(obj)
+            if found is None:
+                if self.mirrors.pop(_key(obj), None) is None:
+                    return  # not one that lends a VIP: nothing changes
+            elif self.mirrors.get(_key(obj)) == found:
+                return  # a change that leaves its VIPs alone (a label, an endpoint)
+            else:
+                self.mirrors[_key(obj)] = found
+        self.dirty.set()
+
+    def _source_synced(self) -> None:
+        if not self.synced.is_set():
+            self._unsynced -= 1
+            if self._unsynced <= 0:
+                self.synced.set()
+
+    def vips(self) -> dict[VipKey, tuple[str, ...]]:
+        # Two Services claiming one name (only possible by hand): the first by name wins.
+        out: dict[VipKey, tuple[str, ...]] = {}
+        for _, (key, ips) in sorted(self.mirrors.items()):
+            out.setdefault(key, ips)
+        return out
+
     def rebuild(self) -> None:
         self.dirty.clear()
-        snapshot = self.holder.update(self.services.values())
+        snapshot = self.holder.update(self.services.values(), self.vips())
         # Each problem is logged when it appears, not again on every rebuild after it.
         for problem in snapshot.rejected:
             if problem not in self._reported:
@@ -91,12 +133,20 @@ class Feed:
         log.debug("dns_snapshot", generation=snapshot.generation, names=len(snapshot.names),
                   services=snapshot.services)
 
-    async def run(self, source: EventSource) -> None:
-        """Consume ``source`` forever; cancel to stop."""
+    async def run(self, source: EventSource, mirrors: EventSource | None = None) -> None:
+        """Consume ``source`` (GlobalServices) and ``mirrors`` (mirror Services, optional)
+        forever; cancel to stop. ``synced`` is set once both have listed."""
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._rebuilder())
-            async for kind, obj in source.events():
-                self.apply(kind, obj, source.store)
+            if mirrors is not None:
+                self._unsynced += 1
+                tasks.create_task(self._follow(mirrors, self.apply_mirror))
+            await self._follow(source, self.apply)
+
+    @staticmethod
+    async def _follow(source: EventSource, apply: Any) -> None:
+        async for kind, obj in source.events():
+            apply(kind, obj, source.store)
 
     async def _rebuilder(self) -> None:
         while True:
@@ -115,10 +165,12 @@ async def connect_kubernetes(kubeconfig: str | None, context: str | None) -> Kub
 
 
 async def watch_kubernetes(feed: Feed, api: KubeApi, namespace: str | None = None) -> None:
-    """Feed from the GlobalServices of a real cluster, until cancelled. ``feed.synced``
-    is set after the first full list (the CLI opens its port only then). The reflector
-    retries lost watches and re-lists on its own; ``api`` stays the caller's to close."""
+    """Feed from the GlobalServices and mirror Services of a real cluster, until cancelled.
+    ``feed.synced`` is set after the first full list of both (the CLI opens its port only
+    then). The reflectors retry lost watches and re-list on their own; ``api`` stays the
+    caller's to close."""
     from isthmus.kube.reflector import Reflector
-    from isthmus.kube.resources import GLOBALSERVICES
+    from isthmus.kube.resources import GLOBALSERVICES, SERVICES
 
-    await feed.run(Reflector(api, GLOBALSERVICES, namespace))
+    await feed.run(Reflector(api, GLOBALSERVICES, namespace),
+                   Reflector(api, SERVICES, namespace, label_selector=SELECTOR, transform=slim))

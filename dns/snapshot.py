@@ -6,8 +6,9 @@ and tells its listeners (the responder drops its answer cache on the same call).
 
 Names, relative to each served zone (the same names are served under every zone):
 
-- ``<svc>.<ns>``            A/AAAA from ``status.vips``
-- ``<svc>.<ns>.<cluster>``  A/AAAA from ``status.clusterVips`` of that cluster (pinned)
+- ``<svc>.<ns>``            A/AAAA: the merged mirror Service's ClusterIPs, else ``status.vips``
+- ``<svc>.<ns>.<cluster>``  A/AAAA: that cluster's pinned mirror Service's ClusterIPs, else
+                            ``status.clusterVips`` of that cluster
 - ``_<port>._tcp.<svc>.<ns>`` SRV, target ``<svc>.<ns>.<zone>.``, port = ``spec.ports[].port``
 
 A host must be exactly ``<svc>.<ns>.global`` (two labels below ``global``): three labels
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from isthmus.api.models import GlobalService
+from isthmus.dns.mirror_vips import VipKey
 
 Labels = tuple[bytes, ...]
 
@@ -138,11 +140,15 @@ def build_snapshot(
     services: Iterable[GlobalService],
     config: SnapshotConfig = SnapshotConfig(),
     *,
+    vips: Mapping[VipKey, tuple[str, ...]] = MappingProxyType({}),
     generation: int = 0,
     serial: int = 1,
 ) -> Snapshot:
     """Build the snapshot. Pure: the same input gives an equal snapshot.
 
+    ``vips`` are the mirror Services' ClusterIPs (``isthmus.dns.mirror_vips``): they win
+    over the status, which repeats them later (and may lag behind a re-created Service).
+    They fill in only names the GlobalService already has; they never add a cluster.
     Bad objects are rejected one by one (``Snapshot.rejected`` says why); a name claimed by
     two GlobalServices goes to the first in (namespace, name) order, deterministically.
     """
@@ -150,16 +156,21 @@ def build_snapshot(
     rejected: list[str] = []
     ordered = sorted(services, key=lambda s: (s.metadata.namespace or "", s.metadata.name))
     for svc in ordered:
-        source = f"{svc.metadata.namespace or ''}/{svc.metadata.name}"
+        ns, name = svc.metadata.namespace or "", svc.metadata.name
+        source = f"{ns}/{name}"
         ttl = config.stale_ttl if svc.status.stale else config.ttl
         try:
-            vips = _split_ips(svc.status.vips)
+            merged = _split_ips(vips.get((ns, name, "")) or svc.status.vips)
             pinned = {cv.cluster: _split_ips(cv.vips) for cv in svc.status.cluster_vips}
         except ValueError as exc:
             rejected.append(f"{source}: bad VIP: {exc}")
             continue
         for ep in svc.spec.endpoints:
             pinned.setdefault(ep.cluster, ((), ()))
+        for cluster in pinned:
+            own = vips.get((ns, name, cluster))
+            if own:  # checked IPs (mirror_vips parsed them)
+                pinned[cluster] = _split_ips(own)
         bases = {b for b in map(_relative_host, svc.spec.hosts) if b is not None}
         for host in svc.spec.hosts:
             base = _relative_host(host)
@@ -172,7 +183,7 @@ def build_snapshot(
                 rejected.append(f"{source}: {text_of(base)} already served from "
                                 f"{relative[base].source}")
                 continue
-            relative[base] = NameData(a=vips[0], aaaa=vips[1], ttl=ttl, source=source)
+            relative[base] = NameData(a=merged[0], aaaa=merged[1], ttl=ttl, source=source)
             for cluster, (v4, v6) in sorted(pinned.items()):
                 relative[(*base, cluster.encode())] = NameData(v4, v6, ttl=ttl, source=source)
             for port in svc.spec.ports:
@@ -241,9 +252,10 @@ class SnapshotHolder:
         self._listeners.append(listener)
         listener(self.current)
 
-    def update(self, services: Iterable[GlobalService]) -> Snapshot:
+    def update(self, services: Iterable[GlobalService],
+               vips: Mapping[VipKey, tuple[str, ...]] = MappingProxyType({})) -> Snapshot:
         snapshot = build_snapshot(
-            services, self.config, generation=self.current.generation + 1,
+            services, self.config, vips=vips, generation=self.current.generation + 1,
             serial=self._next_serial(),
         )
         self.swap(snapshot)

@@ -888,12 +888,10 @@ class MirrorController:
         if urgent_only:
             urgent = [a for a in actions if is_urgent(a)]
             if urgent and (len(urgent) < len(actions) or ds is not None):
-                early = await self.applier.execute(urgent)
-                if ds is not None:
-                    # The merged VIP goes into the status now, not after the deferred pass:
-                    # DNS answers <svc>.<ns>.global from it (pinned VIPs follow later).
-                    await self._write_status(ds, wanted, {**observed, **early.written},
-                                             early.conflicts)
+                # The status waits for the full pass: DNS answers <svc>.<ns>.global from
+                # the merged Service's ClusterIP as soon as it exists (isthmus.dns.mirror_vips),
+                # so a burst's API writes go to making every service exist first.
+                await self.applier.execute(urgent)
                 return True
         outcome = await self.applier.execute(actions)
         current = {**observed, **outcome.written}

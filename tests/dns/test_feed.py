@@ -125,3 +125,47 @@ async def test_resync_replaces_everything_and_bursts_coalesce() -> None:
         assert feed.synced.is_set()
     finally:
         task.cancel()
+
+
+def mirror_service(name: str, gs: str, ip: str, cluster: str = "") -> dict[str, Any]:
+    labels = {"isthmus.io/mirror": "true", "app.kubernetes.io/managed-by": "isthmus",
+              "isthmus.io/global-service": gs}
+    if cluster:
+        labels["isthmus.io/pinned-cluster"] = cluster
+    return {"metadata": {"name": name, "namespace": "shop", "labels": labels},
+            "spec": {"clusterIP": ip}}
+
+
+async def test_mirror_services_answer_before_the_status_and_sync_gates_both() -> None:
+    holder = SnapshotHolder(SnapshotConfig())
+    responder = Responder(holder.current)
+    holder.subscribe(responder.set_snapshot)
+    source, mirrors = ScriptedReflector(), ScriptedReflector()
+    feed = Feed(holder)
+    task = asyncio.create_task(feed.run(source, mirrors))
+    try:
+        body = global_service("users", "shop", endpoints=["east"]).to_wire()
+        source.store[("shop", "users")] = body
+        source.push("SYNCED")
+        await asyncio.sleep(0.01)
+        assert not feed.synced.is_set()  # the Services have not listed yet
+        mirrors.store[("shop", "users-global")] = mirror_service("users-global", "users",
+                                                                 "10.96.0.10")
+        mirrors.push("SYNCED")
+        await wait_for(feed.synced.is_set)
+        await wait_for(lambda: answer(responder, "users.shop.global")[1] == ["10.96.0.10"])
+        mirrors.push("ADDED", mirror_service("users-east-global", "users", "10.96.0.11", "east"))
+        await wait_for(lambda: answer(responder, "users.shop.east.global")[1] == ["10.96.0.11"])
+        # a Service that is not ours lends nothing, even under the mirror's name
+        mirrors.push("MODIFIED", {"metadata": {"name": "users-global", "namespace": "shop"},
+                                  "spec": {"clusterIP": "10.96.6.6"}})
+        await wait_for(lambda: answer(responder, "users.shop.global")[1] == [])
+        # the status takes over once the Service is gone
+        body["status"]["vips"] = ["10.96.0.20"]
+        source.push("MODIFIED", body)
+        mirrors.push("DELETED", mirror_service("users-east-global", "users", "10.96.0.11",
+                                               "east"))
+        await wait_for(lambda: answer(responder, "users.shop.global")[1] == ["10.96.0.20"])
+        assert answer(responder, "users.shop.east.global") == (RCODE.NOERROR, [])
+    finally:
+        task.cancel()

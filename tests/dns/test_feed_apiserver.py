@@ -30,6 +30,7 @@ from isthmus.kube.resources import GLOBALSERVICES, NAMESPACES
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.timeout(120)]
 ISTHMUS = str(Path(sys.executable).with_name("isthmus"))
+RBAC_YAML = (Path(__file__).resolve().parents[2] / "manifests/dns/rbac.yaml").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +137,68 @@ async def test_cli_serves_a_cluster_once_listed(dns_cluster: ControlPlane, uniqu
     finally:
         proc.terminate()
         await proc.wait()
+
+
+async def test_mirror_service_vips_answer_as_the_dns_service_account(
+        dns_cluster: ControlPlane, unique: str, tmp_path: Path) -> None:
+    """The feed as production runs it (``watch_kubernetes``, every namespace) with the
+    isthmus-dns ServiceAccount and exactly manifests/dns/rbac.yaml: a GlobalService without
+    status is answered from its mirror Services' ClusterIPs; a Service that is not the
+    mirror's lends nothing, even under the mirror's name."""
+    import yaml
+    from mirror_helpers import RBAC_RESOURCES, ensure_namespace
+
+    from isthmus.dns.feed import watch_kubernetes
+    from isthmus.kube.resources import SERVICES
+
+    cp = dns_cluster
+    admin = await KubeApi.connect(cp.kubeconfig, cp.context)
+    try:
+        await install_crds(admin)
+        await ensure_namespace(admin, "isthmus-system")
+        await ensure_namespace(admin, unique)
+        for doc in yaml.safe_load_all(RBAC_YAML):
+            await admin.apply(RBAC_RESOURCES[doc["kind"]], doc, field_manager="test",
+                              force=True)
+        kubeconfig = await asyncio.to_thread(cp.service_account_kubeconfig, "isthmus-system",
+                                             "isthmus-dns", tmp_path / "dns.kubeconfig")
+        for name in ("users", "orders"):
+            body = global_service(name, unique, endpoints=["east"]).to_wire()
+            body.pop("status")
+            await admin.create(GLOBALSERVICES, body, namespace=unique)
+        ours = {"isthmus.io/mirror": "true", "app.kubernetes.io/managed-by": "isthmus"}
+
+        async def service(name: str, labels: dict[str, str]) -> str:
+            created = await admin.create(SERVICES, {
+                "metadata": {"name": name, "namespace": unique, "labels": labels},
+                "spec": {"ports": [{"port": 80}]}}, namespace=unique)
+            return str(created["spec"]["clusterIP"])
+
+        merged = await service("users-global", {**ours, "isthmus.io/global-service": "users"})
+        pinned = await service("users-east-global", {
+            **ours, "isthmus.io/global-service": "users", "isthmus.io/pinned-cluster": "east"})
+        await service("orders-global", {"app": "orders"})  # not the mirror's
+
+        dns_api = await KubeApi.connect(str(kubeconfig))
+        holder = SnapshotHolder(SnapshotConfig())
+        responder = Responder(holder.current)
+        holder.subscribe(responder.set_snapshot)
+        feed = Feed(holder)
+        task = asyncio.create_task(watch_kubernetes(feed, dns_api))
+        try:
+            await asyncio.wait_for(feed.synced.wait(), 30)
+            assert answer(responder, f"users.{unique}.global") == (RCODE.NOERROR, [merged])
+            assert answer(responder, f"users.{unique}.east.global") == (RCODE.NOERROR, [pinned])
+            assert answer(responder, f"orders.{unique}.global") == (RCODE.NOERROR, [])
+            # a mirror Service created later answers through the watch
+            later = await service("orders-x", {**ours, "isthmus.io/global-service": "orders"})
+            deadline = time.monotonic() + 10
+            while answer(responder, f"orders.{unique}.global")[1] != [later]:
+                assert time.monotonic() < deadline, answer(responder, f"orders.{unique}.global")
+                await asyncio.sleep(0.01)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await dns_api.close()
+    finally:
+        await admin.close()
