@@ -5,7 +5,7 @@ and time until both are gone. Reports p50/p99/max and the controllers' resident 
 Two real control planes; both mirrors run as separate processes (``isthmus mirror``) as
 their ServiceAccount, catalog over gRPC/mTLS on loopback.
 
-    .venv/bin/python bench/mirror/convergence.py --sizes 10,100,1000 [--resync 10000]
+    .venv/bin/python bench/mirror/convergence.py --sizes 10,100,1000 [--resync 10000 --restarts 3]
 """
 
 from __future__ import annotations
@@ -245,8 +245,10 @@ async def floor(api: KubeApi, n: int, in_flight: int = 16) -> dict[str, list[flo
 
 
 async def resync(mesh: Mesh, n: int, kubeconfig: Path, catalog_port: int,
-                 exporter_pid: int, procs: list[Controller]) -> dict[str, float]:
-    """Import ``n`` services, then restart the importer and time a full resync."""
+                 exporter_pid: int, procs: list[Controller],
+                 restarts: int = 1) -> dict[str, float]:
+    """Import ``n`` services, then restart the importer ``restarts`` times and time each
+    full resync."""
     west, east = mesh["west"].admin, mesh["east"].admin
     ns = f"resync-{n}"
     await ensure_namespace(west, ns)
@@ -278,21 +280,28 @@ async def resync(mesh: Mesh, n: int, kubeconfig: Path, catalog_port: int,
     await asyncio.sleep(_SETTLE)
     rss_first = rss_mb(importer.proc.pid)
     importer.stop()
-    importer = Controller("east-resync2", kubeconfig, catalog_port)
-    procs.append(importer)
-    start = time.monotonic()
-    await importer.wait_ready(120)
-    ready = time.monotonic() - start
-    written = await _idle(importer)
-    total = time.monotonic() - start
-    rss_idle = rss_mb(importer.proc.pid)
-    await asyncio.sleep(_SETTLE)
-    rss = rss_mb(importer.proc.pid)
-    importer.stop()
-    return {"n": n, "initial_import_vips_s": first_vips, "initial_import_s": first,
-            "rss_initial_mb": rss_first, "resync_ready_s": ready, "resync_idle_s": total,
-            "resync_writes": written, "rss_at_idle_mb": rss_idle, "rss_after_resync_mb": rss,
-            "rss_exporter_mb": rss_mb(exporter_pid)}
+    out: dict[str, float] = {"n": n, "initial_import_vips_s": first_vips,
+                             "initial_import_s": first, "rss_initial_mb": rss_first}
+    for run in range(1, restarts + 1):
+        # Each restart is a fresh process on the same world: the spread between them is
+        # the run-to-run noise of this machine, reported rather than averaged away.
+        importer = Controller(f"east-resync{run + 1}", kubeconfig, catalog_port)
+        procs.append(importer)
+        start = time.monotonic()
+        await importer.wait_ready(120)
+        ready = time.monotonic() - start
+        written = await _idle(importer)
+        total = time.monotonic() - start
+        rss_idle = rss_mb(importer.proc.pid)
+        await asyncio.sleep(_SETTLE)
+        rss = rss_mb(importer.proc.pid)
+        importer.stop()
+        suffix = "" if run == 1 else f"_{run}"
+        out.update({f"resync_ready_s{suffix}": ready, f"resync_idle_s{suffix}": total,
+                    f"resync_writes{suffix}": written, f"rss_at_idle_mb{suffix}": rss_idle,
+                    f"rss_after_resync_mb{suffix}": rss})
+    out["rss_exporter_mb"] = rss_mb(exporter_pid)
+    return out
 
 
 async def _idle(importer: Controller) -> float:
@@ -325,6 +334,8 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="10,100,1000")
     parser.add_argument("--resync", type=int, default=0, help="also time a full resync of N")
+    parser.add_argument("--restarts", type=int, default=1,
+                        help="restarts of the importer timed on the resync world")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     workdir = Path(tempfile.mkdtemp(prefix="isthmus-bench-"))
@@ -363,7 +374,8 @@ async def main() -> None:
             importer.stop()
             procs.remove(importer)
             res = await resync(mesh, args.resync, mesh["east"].sa_kubeconfig,
-                               mesh["east"].catalog_port, exporter.proc.pid, procs)
+                               mesh["east"].catalog_port, exporter.proc.pid, procs,
+                               args.restarts)
             print("\nfull resync:", " ".join(f"{k}={v:.1f}" for k, v in res.items()))
     finally:
         for p in procs:
