@@ -7,7 +7,6 @@ run it in-process with a snapshot they build, and the CLI runs it with the API f
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from typing import Any
 
@@ -172,11 +171,13 @@ class Gateway:
         self.outbound.close_all()
         self.pools.close()
         self.health.close()
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # gather collects the tasks' own cancellations and errors as results; a cancel of
+        # close() itself still raises here (suppressing CancelledError around each await
+        # would swallow that too).
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
