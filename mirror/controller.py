@@ -69,7 +69,7 @@ from isthmus.mirror.gateway_dialer import GatewayDialer
 from isthmus.mirror.leader import LeaderElector
 from isthmus.mirror.metrics import MirrorMetrics, serve_metrics
 from isthmus.mirror.model import CatalogEntry, LinkInfo, ObjRef, PeerView, PortSpec, ServiceKey
-from isthmus.mirror.names import FIELD_MANAGER, GATEWAY_SERVICE, is_ours, link_owners
+from isthmus.mirror.names import FIELD_MANAGER, GATEWAY_SERVICE, is_ours, link_label, link_owners
 from isthmus.mirror.plan import (
     is_urgent,
     plan,
@@ -166,10 +166,15 @@ class ObservedIndex:
                     yield unpack(raw)
 
     def keys_of_cluster(self, cluster: str) -> set[ServiceKey]:
+        # marshal keeps strings as their UTF-8 bytes: an object without the label's text in
+        # its bytes cannot carry it, so most objects are ruled out without decoding them
+        # (each Link event at start asks this of every cached object).
+        needle = link_label(cluster).encode()
         found = set()
         for key, objs in self.by_key.items():
             for raw in objs.values():
-                if cluster in link_owners(unpack(raw)["metadata"].get("labels") or {}):
+                if needle in raw and cluster in link_owners(
+                        unpack(raw)["metadata"].get("labels") or {}):
                     found.add(key)
                     break
         return found

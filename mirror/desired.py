@@ -13,6 +13,7 @@ the Service has several ports, become ``p<port>``.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -166,6 +167,16 @@ def _address_type(addresses: Sequence[str]) -> str:
     return "IPv4"
 
 
+@functools.lru_cache(maxsize=64)
+def _slice_addresses(gateway_addresses: tuple[str, ...]) -> tuple[str, list[str]]:
+    """The slices' address type (the first address's family) and the gateway addresses of
+    that family, sorted. Cached: every slice of every key asks it of the same few
+    addresses, and parsing them each time was a visible part of a full resync."""
+    address_type = _address_type(gateway_addresses)
+    return address_type, sorted(a for a in gateway_addresses
+                                if _address_type([a]) == address_type)
+
+
 def _service_and_slice(
     key: ServiceKey,
     name: str,
@@ -196,11 +207,7 @@ def _service_and_slice(
         "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
         "spec": {"type": "ClusterIP", "ports": service_ports},
     }
-    address_type = _address_type(gateway_addresses)
-    addresses = [
-        a for a in gateway_addresses
-        if _address_type([a]) == address_type
-    ]
+    address_type, addresses = _slice_addresses(tuple(gateway_addresses))
     endpoint_slice = {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
@@ -216,7 +223,7 @@ def _service_and_slice(
         "addressType": address_type,
         "ports": slice_ports,
         "endpoints": [
-            {"addresses": [a], "conditions": {"ready": True}} for a in sorted(addresses)
+            {"addresses": [a], "conditions": {"ready": True}} for a in addresses
         ],
     }
     return service, endpoint_slice
