@@ -133,8 +133,16 @@ class ObservedIndex:
             self.remove(ref)
         bucket = self.by_key.setdefault(key, {})
         old = bucket.get(ref)
-        if old is None or _rv(obj) >= _rv(unpack(old)):
+        if old is None:
             bucket[ref] = raw if raw is not None else pack(obj)
+        else:
+            rv, old_rv = _rv(obj), _rv(unpack(old))
+            # One version arrives twice, as a write's answer and as its watch event, in
+            # either order. The event's bytes are the reflector's (shared), so they replace
+            # the answer's copy, and a late answer never replaces them (the cache would
+            # otherwise hold about half of the objects of a long import twice).
+            if rv > old_rv or (rv == old_rv and raw is not None):
+                bucket[ref] = raw if raw is not None else pack(obj)
         self._key_of[ref] = key
         return key
 
@@ -607,17 +615,21 @@ class MirrorController:
     def _written(self, obj: JsonObj) -> None:
         ref = ref_of(obj)
         seen = self.observed.get(ref)
-        if seen is not None and _rv(seen) > _rv(obj):
+        seen_rv = _rv(seen) if seen is not None else -1
+        if seen_rv > _rv(obj):
             # changed by someone else while we wrote it: look again
             key = self.observed.refs.get(ref)
             if key is not None:
                 self.queue.put_nowait(ev.MirrorObjectChanged(key))
-        self._own_rv[ref] = _rv(obj)
+        if seen_rv < _rv(obj):
+            # remembered until its watch event echoes it; an echo that came first (the
+            # write was in flight, so it asked for nothing) leaves nothing to remember
+            self._own_rv[ref] = _rv(obj)
         self.observed.put(obj)
 
     def _deleted(self, ref: ObjRef) -> None:
-        self._own_rv[ref] = -1
-        self.observed.remove(ref)
+        if self.observed.remove(ref) is not None:  # else its DELETED event came first
+            self._own_rv[ref] = -1
 
     # --- start-up -----------------------------------------------------------------------
     def _seed(self) -> None:

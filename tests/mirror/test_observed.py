@@ -51,3 +51,19 @@ def test_not_ours_is_dropped_and_keys_follow_labels() -> None:
     assert index.put(_obj("a-global", 2, gs="a", ours=False)) is None  # taken over by someone
     assert index.get(("Service", "shop", "a-global")) is None
     assert index.keys_of_cluster("west") == set()
+
+
+def test_one_version_twice_keeps_the_watch_bytes_in_either_order() -> None:
+    """A write's answer and its watch event carry one version: the event's bytes (the
+    reflector's, shared) are kept whichever comes first, so the object is cached once."""
+    ref = ("Service", "shop", "users-global")
+    for event_first in (True, False):
+        index = ObservedIndex()
+        obj = _obj("users-global", 7)
+        shared = pack(obj)
+        event, answer = (obj, shared), (_obj("users-global", 7), None)
+        for put in ((event, answer) if event_first else (answer, event)):
+            index.put(*put)
+        assert index.by_key[("shop", "users")][ref] is shared, event_first
+    index.put(_obj("users-global", 8))  # a newer answer replaces them
+    assert index.get(ref)["metadata"]["resourceVersion"] == "8"  # type: ignore[index]
