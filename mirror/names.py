@@ -15,6 +15,7 @@ the SHA-256 of the full name, so it stays unique and within the DNS-label limit.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 
 from isthmus.labels import (
     GLOBAL_SERVICE_LABEL,
@@ -84,7 +85,7 @@ def link_owners(labels: dict[str, str]) -> dict[str, str]:
     }
 
 
-def is_ours(obj: dict[str, object]) -> bool:
+def is_ours(obj: Mapping[str, object]) -> bool:
     """Written by the mirror (so it may be changed or deleted by it)."""
     meta = obj.get("metadata")
     labels = (meta.get("labels") if isinstance(meta, dict) else None) or {}

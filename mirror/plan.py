@@ -92,20 +92,27 @@ def subset(want: Any, have: Any) -> bool:
     return bool(want == have)
 
 
-def _labels(obj: Mapping[str, Any]) -> dict[str, str]:
-    return dict((obj.get("metadata") or {}).get("labels") or {})
+_NO_LABELS: Mapping[str, str] = {}
+
+
+def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
+    # read-only: a reconcile reads every label of its handful of objects, so no copies
+    meta = obj.get("metadata")
+    labels: Mapping[str, str] = (meta.get("labels") if meta else None) or _NO_LABELS
+    return labels
 
 
 def same(want: Mapping[str, Any], have: Mapping[str, Any]) -> bool:
     """True when applying ``want`` would change nothing we own on ``have``."""
     want_labels = _labels(want)
     have_labels = _labels(have)
-    if not subset(want_labels, have_labels):
-        return False
-    for key in have_labels:
-        owner_label = key.startswith(LINK_LABEL_PREFIX) or key in _OWNER_LABELS
-        if owner_label and key not in want_labels:
+    if want_labels != have_labels:  # else both checks below hold (compared in C)
+        if not subset(want_labels, have_labels):
             return False
+        for key in have_labels:
+            owner_label = key.startswith(LINK_LABEL_PREFIX) or key in _OWNER_LABELS
+            if owner_label and key not in want_labels:
+                return False
     return all(
         subset(value, have.get(field))
         for field, value in want.items()
@@ -116,7 +123,7 @@ def same(want: Mapping[str, Any], have: Mapping[str, Any]) -> bool:
 def ownership_problem(want: Mapping[str, Any], have: Mapping[str, Any]) -> str | None:
     """Why ``have`` must not be overwritten by ``want`` (None: it is ours to update)."""
     kind, ns, name = ref_of(want)
-    if not is_ours(dict(have)):
+    if not is_ours(have):
         return f"{kind} {ns}/{name} exists and is not managed by isthmus"
     wl, hl = _labels(want), _labels(have)
     for label in (GLOBAL_SERVICE_LABEL, PINNED_CLUSTER_LABEL):
@@ -145,7 +152,7 @@ def plan(observed: Mapping[ObjRef, JsonObj], desired: Mapping[ObjRef, JsonObj]) 
     deletes: list[Action] = []
     for ref in sorted(observed, key=lambda r: (-_ORDER.get(r[0], 9), r)):
         have = observed[ref]
-        if ref not in desired and is_ours(dict(have)):
+        if ref not in desired and is_ours(have):
             deletes.append(Delete(ref, str((have.get("metadata") or {}).get("uid") or "")))
     return writes + deletes
 
