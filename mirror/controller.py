@@ -798,6 +798,8 @@ class MirrorController:
                                   f"{update.version} ({len(update.entries)} services)")
             peer.synced = True
             peer.epoch, peer.version = update.epoch, update.version
+            log.debug("catalog snapshot applied", peer=update.cluster, version=update.version,
+                      services=len(update.entries), changed=len(keys))
         elif isinstance(update, Delta):
             for entry in update.upserts:
                 if peer.entries.get(entry.key) != entry:

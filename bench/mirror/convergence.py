@@ -48,6 +48,13 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds ``pid`` has used: on this 2-core machine the API server
+    competes with the mirror for the cores, so the mirror's own share is reported too."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - loopback
         return str(r.read().decode())
@@ -292,12 +299,14 @@ async def resync(mesh: Mesh, n: int, kubeconfig: Path, catalog_port: int,
         ready = time.monotonic() - start
         written = await _idle(importer)
         total = time.monotonic() - start
+        cpu = cpu_s(importer.proc.pid)
         rss_idle = rss_mb(importer.proc.pid)
         await asyncio.sleep(_SETTLE)
         rss = rss_mb(importer.proc.pid)
         importer.stop()
         suffix = "" if run == 1 else f"_{run}"
         out.update({f"resync_ready_s{suffix}": ready, f"resync_idle_s{suffix}": total,
+                    f"resync_importer_cpu_s{suffix}": cpu,
                     f"resync_writes{suffix}": written, f"rss_at_idle_mb{suffix}": rss_idle,
                     f"rss_after_resync_mb{suffix}": rss})
     out["rss_exporter_mb"] = rss_mb(exporter_pid)
