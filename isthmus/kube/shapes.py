@@ -14,6 +14,7 @@ client reports as a malformed answer.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -76,9 +77,28 @@ def _decoder(tp: Any) -> Decode:
     return adapter.validate_json
 
 
+def _event_decoder(shape: type) -> Decode:
+    shaped = _decoder(WatchEvent[shape])  # type: ignore[valid-type]
+
+    def decode(line: bytes) -> dict[str, Any]:
+        try:
+            return shaped(line)
+        except pydantic.ValidationError:
+            # An ERROR event carries a Status where the object would be, and a shape with
+            # a ``status`` of its own (a GlobalService's object) cannot hold the Status's
+            # string: read that event whole, or a 410 would look malformed and never
+            # lead to a re-list.
+            event = json.loads(line)
+            if isinstance(event, dict) and event.get("type") == "ERROR":
+                return event
+            raise
+
+    return decode
+
+
 @cache
 def decoders(shape: type) -> Decoders:
     """Decoders for ``shape`` (built once per shape: building a validator takes ms)."""
     return Decoders(page=_decoder(ListPage[shape]),  # type: ignore[valid-type]
-                    event=_decoder(WatchEvent[shape]),  # type: ignore[valid-type]
+                    event=_event_decoder(shape),
                     object=_decoder(shape))
