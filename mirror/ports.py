@@ -54,7 +54,8 @@ class PortAllocator:
         self._of_service: dict[ServiceKey, set[PortKey]] = {}
         self._next = low
         # Sorted (the first key wins a port recorded twice) by plain tuples: comparing the
-        # dataclass itself builds two tuples per comparison, ~0.3 s for 20 000 ports.
+        # dataclass itself builds two tuples per comparison (20 000 shuffled ports: 138 ms
+        # to build the allocator, 60 ms this way).
         for key, port in sorted((existing or {}).items(), key=_by_key):
             if low <= port <= high and port not in self.used:
                 self._take(key, port)
