@@ -24,26 +24,23 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any
 
 from isthmus.kube import errors
 from isthmus.kube.backoff import Backoff
 from isthmus.kube.client import JsonObj, KubeApi
 from isthmus.kube.resources import Resource
 from isthmus.kube.shapes import Decode, decoders
-from isthmus.kube.store import Key, ObjectStore, key_of, resource_version
+from isthmus.kube.store import EventKind, Key, ObjectStore, key_of
 from isthmus.logging import get_logger
 
 log = get_logger("isthmus.kube.reflector")
 
-__all__ = ["EventKind", "Key", "Reflector", "WatchSettings", "diff_lists", "key_of"]
+__all__ = ["EventKind", "Key", "Reflector", "WatchSettings", "key_of"]
 
-EventKind = Literal["ADDED", "MODIFIED", "DELETED", "SYNCED"]
 Transform = Callable[[JsonObj], JsonObj]
-
-V = TypeVar("V")
 
 LIST_PAGE = 500  # client-go's pager default
 
@@ -63,26 +60,6 @@ class WatchSettings:
     timeout_seconds: tuple[int, int] = (240, 300)  # randomised per request, like client-go
     backoff: Backoff = field(default_factory=Backoff)
     list_page: int = LIST_PAGE  # items per LIST page (0: one unpaged LIST)
-
-
-def _same_version(a: Any, b: Any) -> bool:
-    return resource_version(a) == resource_version(b)
-
-
-def diff_lists(
-    old: Mapping[Key, V], new: Mapping[Key, V], same: Callable[[V, V], bool] = _same_version
-) -> list[tuple[EventKind, V]]:
-    """Pure: the events that turn ``old`` into ``new`` (by default compared by
-    resourceVersion; a packed store compares its bytes)."""
-    events: list[tuple[EventKind, V]] = []
-    for key, obj in new.items():
-        before = old.get(key)
-        if before is None:
-            events.append(("ADDED", obj))
-        elif not same(before, obj):
-            events.append(("MODIFIED", obj))
-    events.extend(("DELETED", obj) for key, obj in old.items() if key not in new)
-    return events
 
 
 class Reflector:
@@ -131,9 +108,8 @@ class Reflector:
         while True:
             try:
                 if need_list:
-                    for kind, raw in await self._list():
-                        # decoded one at a time: a packed store's LIST is never all dicts
-                        yield kind, self.store.decode(raw)
+                    async for event in self._list():
+                        yield event
                     yield ("SYNCED", None)
                     need_list = False
                 async for event in self._watch():
@@ -151,11 +127,17 @@ class Reflector:
                 )
                 await asyncio.sleep(delay)
 
-    async def _list(self) -> list[tuple[EventKind, Any]]:
-        """LIST every page into a new store; the events (with kept values) since the old."""
+    async def _list(self) -> AsyncIterator[tuple[EventKind, JsonObj]]:
+        """LIST every page into the store, yielding what changed since it was last told.
+
+        Each item's event is yielded as its page is read, with the object as decoded (a
+        packed store is never read back, and a LIST's objects are never all held at once);
+        what the LIST no longer has is DELETED once the last page is in. The store is
+        updated item by item, so it always holds what the consumer was told: a LIST that
+        fails half-way leaves a store the next LIST diffs against correctly."""
         kind = self.resource.kind
         api_version = self.resource.api_version
-        fresh = ObjectStore(self.store.packed)
+        listed: set[Key] = set()
         token: str | None = None
         while True:
             answer = await self.api.list(
@@ -167,19 +149,24 @@ class Reflector:
                 # LIST items omit apiVersion/kind; put them back so objects look alike.
                 raw.setdefault("apiVersion", api_version)
                 raw.setdefault("kind", kind)
-                fresh.put(self.transform(raw))
+                obj = self.transform(raw)
+                key, change = self.store.update(obj)
+                listed.add(key)
+                if change is not None:
+                    yield change, obj
             meta = answer.get("metadata") or {}
             token = meta.get("continue") or None
             if token is None:
                 break
         # An expired continue token is a 410: the caller re-lists from the start.
         self.lists += 1
-        events = diff_lists(self.store.raw_items(), fresh.raw_items(), fresh.same)
-        self.store = fresh
+        for key in [k for k in self.store if k not in listed]:
+            gone = self.store[key]
+            self.store.pop(key)
+            yield "DELETED", gone
         self.resource_version = str(meta.get("resourceVersion") or "")
         self.synced.set()
-        self._log.debug("listed", count=len(fresh), rv=self.resource_version)
-        return events
+        self._log.debug("listed", count=len(self.store), rv=self.resource_version)
 
     async def _watch(self) -> AsyncIterator[tuple[EventKind, JsonObj]]:
         low, high = self.settings.timeout_seconds

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import marshal
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Literal
 
 JsonObj = dict[str, Any]
 Key = tuple[str, str]  # (namespace or "", name)
+EventKind = Literal["ADDED", "MODIFIED", "DELETED", "SYNCED"]
 
 
 def key_of(obj: Mapping[str, Any]) -> Key:
@@ -53,6 +54,18 @@ class ObjectStore(Mapping[Key, JsonObj]):
         key = key_of(obj)
         self._items[key] = pack(obj) if self.packed else obj
         return key
+
+    def update(self, obj: JsonObj) -> tuple[Key, EventKind | None]:
+        """Keep ``obj`` as a LIST found it: ``ADDED`` if new here, ``MODIFIED`` if another
+        version was kept, None if this very version was (the kept value then stays, so an
+        index sharing it keeps sharing it)."""
+        key = key_of(obj)
+        value = pack(obj) if self.packed else obj
+        old = self._items.get(key)
+        if old is not None and self.same(old, value):
+            return key, None
+        self._items[key] = value
+        return key, "ADDED" if old is None else "MODIFIED"
 
     def pop(self, key: Key) -> None:
         self._items.pop(key, None)

@@ -11,28 +11,11 @@ import pytest
 from isthmus.devcluster import ControlPlane
 from isthmus.kube.backoff import Backoff
 from isthmus.kube.client import KubeApi
-from isthmus.kube.reflector import EventKind, Reflector, WatchSettings, diff_lists
+from isthmus.kube.reflector import EventKind, Reflector, WatchSettings
 from isthmus.kube.resources import CONFIGMAPS, NAMESPACES
 from isthmus.kube.shapes import ObjectShape
 
 FAST = WatchSettings(timeout_seconds=(5, 8), backoff=Backoff(initial=0.05, maximum=0.5))
-
-
-def _cm(name: str, rv: str, data: str = "x") -> dict[str, Any]:
-    return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": rv}, "data": {"v": data}}
-
-
-@pytest.mark.parametrize(
-    ("old", "new", "expected"),
-    [
-        pytest.param({}, {("ns", "a"): _cm("a", "1")}, [("ADDED", "a")], id="add"),
-        pytest.param({("ns", "a"): _cm("a", "1")}, {}, [("DELETED", "a")], id="delete"),
-        pytest.param({("ns", "a"): _cm("a", "1")}, {("ns", "a"): _cm("a", "2")}, [("MODIFIED", "a")], id="modify"),
-        pytest.param({("ns", "a"): _cm("a", "1")}, {("ns", "a"): _cm("a", "1")}, [], id="unchanged-no-event"),
-    ],
-)
-def test_diff_lists(old: dict[Any, Any], new: dict[Any, Any], expected: list[tuple[str, str]]) -> None:
-    assert [(k, o["metadata"]["name"]) for k, o in diff_lists(old, new)] == expected
 
 
 class Recorder:
@@ -58,6 +41,11 @@ class Recorder:
         self.task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await self.task
+
+
+async def _drain_list(reflector: Reflector) -> None:
+    async for _ in reflector._list():
+        pass
 
 
 async def _namespace(api: KubeApi, name: str) -> None:
@@ -116,13 +104,13 @@ async def test_list_is_paged_and_transformed(api: KubeApi, unique: str) -> None:
     assert "data" not in rec.reflector.store[(unique, "p9")]
     await rec.stop()
     plain = Reflector(api, CONFIGMAPS, unique, settings=paged)
-    await plain._list()
+    await _drain_list(plain)
     assert {name for _, name in plain.store} >= {*mine, "p9"}
     assert all("managedFields" not in o["metadata"] for o in plain.store.values())
     # with a shape, pages are decoded into its fields only (the transform sees the rest absent)
     shaped = Reflector(api, CONFIGMAPS, unique, settings=paged, shape=ObjectShape,
                        transform=lambda o: o)
-    await shaped._list()
+    await _drain_list(shaped)
     assert {name for _, name in shaped.store} >= {*mine, "p9"}
     for o in shaped.store.values():
         assert set(o) <= {"apiVersion", "kind", "metadata"}
@@ -169,6 +157,7 @@ async def test_gone_410_relists_and_diffs(fresh_cluster: Callable[..., ControlPl
         await rec.wait_for(lambda: ("SYNCED", None) in rec.events)
         await rec.stop()  # the "controller" goes away, keeping its cache and resourceVersion
         lists_before = reflector.lists
+        kept = reflector.store.raw(("g", "keep"))
 
         await _put(api, "g", "change", "2")
         await api.delete(CONFIGMAPS, "drop", "g")
@@ -182,7 +171,41 @@ async def test_gone_410_relists_and_diffs(fresh_cluster: Callable[..., ControlPl
         assert {k[1] for k in reflector.store} == {"keep", "change", "new"}
         assert isinstance(reflector.store.raw(("g", "keep")), bytes) is packed
         assert reflector.store[("g", "change")]["metadata"]["name"] == "change"
+        # an unchanged object keeps its kept value, so what shared it still does
+        assert reflector.store.raw(("g", "keep")) is kept
         await rec.stop()
+    finally:
+        await api.close()
+
+
+async def test_list_expiring_half_way_relists_against_what_was_told(
+        fresh_cluster: Callable[..., ControlPlane]) -> None:
+    """Events are yielded page by page, so a LIST can fail after some were told (here its
+    continue token expires: 410). The next LIST diffs against exactly what was told: no
+    event lost, none repeated, nothing untold reported DELETED."""
+    cp = fresh_cluster(watch_cache=False)
+    api = await KubeApi.connect(cp.kubeconfig, cp.context)
+    try:
+        await _namespace(api, "h")
+        for name in ("a", "b", "c"):
+            await _put(api, "h", name)
+        one_per_page = WatchSettings(timeout_seconds=(5, 8), backoff=FAST.backoff, list_page=1)
+        reflector = Reflector(api, CONFIGMAPS, "h", settings=one_per_page)
+        events = reflector.events()
+        assert (await anext(events))[0] == "ADDED"  # "a", from the first page
+        await _put(api, "h", "a", "2")
+        await api.delete(CONFIGMAPS, "c", "h")
+        await asyncio.to_thread(cp.compact_etcd)
+        told: list[tuple[str, str | None]] = []
+        while not told or told[-1][0] != "SYNCED":
+            kind, obj = await anext(events)
+            told.append((kind, obj["metadata"]["name"] if obj else None))
+        await events.aclose()
+        mine = [e for e in told if e[1] in ("a", "b", "c")]
+        assert sorted(mine) == [("ADDED", "b"), ("MODIFIED", "a")]
+        assert reflector.lists == 1  # the expired LIST never completed
+        assert {k[1] for k in reflector.store} & {"a", "b", "c"} == {"a", "b"}
+        assert reflector.store[("h", "a")]["data"] == {"v": "2"}
     finally:
         await api.close()
 

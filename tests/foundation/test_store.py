@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from isthmus.kube.reflector import diff_lists
 from isthmus.kube.store import ObjectStore, pack, unpack
 
 
@@ -40,21 +39,33 @@ def test_packed_reads_are_fresh_copies() -> None:
     assert isinstance(store.raw(("ns", "a")), bytes)
 
 
+@pytest.mark.parametrize("packed", [False, True], ids=["plain", "packed"])
 @pytest.mark.parametrize(
-    ("a", "b", "same"),
+    ("before", "listed", "change"),
     [
-        pytest.param(_svc("a", "1"), _svc("a", "1"), True, id="same-version"),
-        pytest.param(_svc("a", "1"), _svc("a", "2"), False, id="new-version"),
-        # packed compares content: a changed object under one version is still "changed"
-        pytest.param(_svc("a", "1"), _svc("a", "1", port=81), False, id="same-version-other-content"),
+        pytest.param(None, _svc("a", "1"), "ADDED", id="new"),
+        pytest.param(_svc("a", "1"), _svc("a", "1"), None, id="same-version"),
+        pytest.param(_svc("a", "1"), _svc("a", "2"), "MODIFIED", id="new-version"),
     ],
 )
-def test_packed_diff_compares_bytes(a: dict[str, Any], b: dict[str, Any], same: bool) -> None:
-    old, new = ObjectStore(packed=True), ObjectStore(packed=True)
-    old.put(a)
-    new.put(b)
-    events = diff_lists(old.raw_items(), new.raw_items(), new.same)
-    assert events == ([] if same else [("MODIFIED", pack(b))])
+def test_update_says_what_a_list_changed(packed: bool, before: dict[str, Any] | None,
+                                         listed: dict[str, Any], change: str | None) -> None:
+    store = ObjectStore(packed)
+    if before is not None:
+        store.put(before)
+    kept = store.raw(("ns", "a"))
+    assert store.update(listed) == (("ns", "a"), change)
+    assert store[("ns", "a")] == listed
+    if change is None:  # the kept value stays: whatever shares it keeps sharing it
+        assert store.raw(("ns", "a")) is kept
+
+
+def test_packed_update_compares_content() -> None:
+    # a changed object under one resourceVersion is still a change once packed
+    store = ObjectStore(packed=True)
+    store.put(_svc("a", "1"))
+    assert store.update(_svc("a", "1", port=81)) == (("ns", "a"), "MODIFIED")
+    assert store[("ns", "a")] == _svc("a", "1", port=81)
 
 
 def test_pack_round_trips_what_the_mirror_keeps() -> None:
