@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from typing import Any
 
@@ -14,6 +15,13 @@ from isthmus.logging import configure
 from isthmus.mirror.controller import MirrorController
 from isthmus.mirror.settings import MirrorSettings
 from isthmus.settings import click_options, load
+
+# A young-generation collection every 10 000 net allocations instead of CPython's 700. The
+# mirror keeps ~10^5 long-lived containers (caches, port keys, catalog entries) and
+# allocates in bursts (each LIST page decodes into thousands of dicts that die a moment
+# later, freed by reference counting): with the default, a restart at 10 000 services spent
+# 1.2-1.4 of its ~10 CPU-seconds in the collector, and 0.25-0.4 with this.
+GC_THRESHOLD = (10_000, 10, 10)
 
 
 async def _run(settings: MirrorSettings) -> None:
@@ -37,4 +45,5 @@ def command(**flags: Any) -> None:
     peers and import theirs as GlobalServices and mirror Services."""
     settings = load(MirrorSettings, flags)
     configure(settings.log_level)
+    gc.set_threshold(*GC_THRESHOLD)
     asyncio.run(_run(settings))

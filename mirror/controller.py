@@ -714,7 +714,8 @@ class MirrorController:
             if changed or link.cluster not in self._subscriptions:
                 self._subscribe(link)
             self._status_dirty.add(link.cluster)
-            self._submit(set(peer.entries) | self.observed.keys_of_cluster(link.cluster))
+            if not self._full_pass_queued:  # else it submits these keys and every other
+                self._submit(set(peer.entries) | self.observed.keys_of_cluster(link.cluster))
         elif isinstance(event, ev.LinkRemoved):
             if self._is_linked(event.cluster):
                 return  # another Link names the same cluster

@@ -40,11 +40,6 @@ def recovered_ports(global_services: Iterable[Mapping[str, Any]]) -> dict[PortKe
     return found
 
 
-def _by_key(item: tuple[PortKey, int]) -> tuple[str, str, str, int, int]:
-    key, port = item
-    return (key.namespace, key.name, key.cluster, key.port, port)
-
-
 class PortAllocator:
     def __init__(self, low: int, high: int, existing: Mapping[PortKey, int] | None = None):
         self.low, self.high = low, high
@@ -53,10 +48,8 @@ class PortAllocator:
         # the keys of each service: release() is per service and must not scan every key
         self._of_service: dict[ServiceKey, set[PortKey]] = {}
         self._next = low
-        # Sorted (the first key wins a port recorded twice) by plain tuples: comparing the
-        # dataclass itself builds two tuples per comparison (20 000 shuffled ports: 138 ms
-        # to build the allocator, 60 ms this way).
-        for key, port in sorted((existing or {}).items(), key=_by_key):
+        # sorted: the first key wins a port recorded twice
+        for key, port in sorted((existing or {}).items()):
             if low <= port <= high and port not in self.used:
                 self._take(key, port)
 

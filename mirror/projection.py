@@ -10,7 +10,8 @@ reads (README "### Memory"):
 - Service: ``type``, ``clusterIP`` and ``ports`` (export, ``plan`` and the VIPs);
 - EndpointSlice: ``addressType``, ``ports``, and per endpoint its addresses and the
   ``ready``/``terminating`` conditions (export readiness, gateway addresses, ``plan``);
-- GlobalService: ``spec`` and ``status`` as they are (written by the mirror);
+- GlobalService: ``spec`` and ``status`` as they are (written by the mirror; the shape
+  names every field of its CRD);
 - anything else (Namespace): metadata only. (Links are few and are not projected.)
 
 Whatever ``desired`` writes must survive the projection, or ``plan`` would see a difference
@@ -65,9 +66,67 @@ class EndpointSliceShape(ObjectShape, total=False):
     endpoints: list[EndpointShape] | None
 
 
+# The GlobalService's fields as its CRD declares them (api/crds): typed fields decode
+# faster than ``dict[str, Any]`` (a third of the GlobalService LIST's decode time at 10 000),
+# and the CRD's structural schema means the API server never holds any other type or field.
+class GsPortShape(TypedDict, total=False):
+    name: str
+    port: int
+    protocol: str
+    appProtocol: str
+    outboundPort: int
+
+
+class GsPinnedPortShape(TypedDict, total=False):
+    port: int
+    outboundPort: int
+
+
+class GsLocalityShape(TypedDict, total=False):
+    region: str
+    zone: str
+
+
+class GsEndpointShape(TypedDict, total=False):
+    cluster: str
+    address: str
+    port: int
+    locality: GsLocalityShape
+    weight: int
+    health: str
+    readyEndpoints: int
+    pinnedPorts: list[GsPinnedPortShape]
+
+
+class GsSpecShape(TypedDict, total=False):
+    hosts: list[str]
+    ports: list[GsPortShape]
+    endpoints: list[GsEndpointShape]
+
+
+class GsClusterVipsShape(TypedDict, total=False):
+    cluster: str
+    vips: list[str]
+
+
+class GsConditionShape(TypedDict, total=False):
+    type: str
+    status: str
+    reason: str
+    message: str
+    lastTransitionTime: str
+    observedGeneration: int
+
+
+class GsStatusShape(TypedDict, total=False):
+    vips: list[str]
+    clusterVips: list[GsClusterVipsShape]
+    conditions: list[GsConditionShape]
+
+
 class GlobalServiceShape(ObjectShape, total=False):
-    spec: dict[str, Any]
-    status: dict[str, Any]
+    spec: GsSpecShape
+    status: GsStatusShape
 
 
 # kind -> the fields the mirror decodes (anything else, e.g. a Namespace: metadata only)

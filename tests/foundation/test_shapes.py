@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import types
+import typing
 from typing import Any
 
 import pytest
+import typing_extensions
 
+from isthmus.api.crds import load_crds
 from isthmus.kube.shapes import ObjectShape, decoders
 from isthmus.mirror.projection import SHAPES, EndpointSliceShape, ServiceShape
 
@@ -82,3 +86,38 @@ def test_every_mirror_shape_builds(kind: str) -> None:
     minimal: dict[str, Any] = {"kind": kind, "metadata": {"name": "x"}}
     assert d.object(json.dumps(minimal).encode()) == minimal
     assert d.event(json.dumps({"type": "ADDED", "object": minimal}).encode())["object"] == minimal
+
+
+def _shape_fields(tp: Any, path: str) -> set[str]:
+    """Every field path a TypedDict shape names (lists and their items share a path)."""
+    fields: set[str] = set()
+    for name, hint in typing.get_type_hints(tp).items():
+        here = f"{path}.{name}"
+        fields.add(here)
+        inner = hint
+        while typing.get_origin(inner) in (list, typing.Union, types.UnionType):
+            inner = next(a for a in typing.get_args(inner) if a is not type(None))
+        if typing_extensions.is_typeddict(inner):
+            fields |= _shape_fields(inner, here)
+    return fields
+
+
+def _schema_fields(node: dict[str, Any], path: str) -> set[str]:
+    fields: set[str] = set()
+    node = node.get("items", node)
+    for name, child in (node.get("properties") or {}).items():
+        fields.add(f"{path}.{name}")
+        fields |= _schema_fields(child, f"{path}.{name}")
+    return fields
+
+
+def test_global_service_shape_names_every_field_of_its_crd() -> None:
+    """A field the CRD has and the shape lacks would be dropped from every cached
+    GlobalService (and plan would rewrite it forever); a field the shape has and the CRD
+    lacks would mean the two drifted apart."""
+    crd = next(c for c in load_crds() if c["spec"]["names"]["kind"] == "GlobalService")
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+    shape = SHAPES["GlobalService"]
+    hints = typing.get_type_hints(shape)
+    for part in ("spec", "status"):
+        assert _shape_fields(hints[part], part) == _schema_fields(schema[part], part)
