@@ -350,7 +350,8 @@ async def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="isthmus-bench-"))
     cps = [ControlPlane("west", service_cidr="10.96.0.0/12").start(),
            ControlPlane("east", service_cidr="10.112.0.0/12").start()]
-    mesh = Mesh(Pki(), workdir)
+    # tokens outlast the run: restarts after a long initial import must still authenticate
+    mesh = Mesh(Pki(), workdir, token_seconds=6 * 3600)
     procs: list[Controller] = []
     try:
         for cp in cps:

@@ -96,9 +96,10 @@ async def ensure_namespace(api: KubeApi, name: str) -> None:
                                   "metadata": {"name": name}})
 
 
-async def prepare_cluster(cp: ControlPlane, api: KubeApi, pki: Pki, workdir: Path) -> Path:
+async def prepare_cluster(cp: ControlPlane, api: KubeApi, pki: Pki, workdir: Path,
+                          token_seconds: int = 3600) -> Path:
     """CRDs, isthmus-system, the CA Secret + bundle, the mirror's RBAC, the leaf Secrets and
-    the Lease (install's placeholders); a SA kubeconfig."""
+    the Lease (install's placeholders); a SA kubeconfig whose token lasts ``token_seconds``."""
     await install_crds(api)
     await ensure_namespace(api, "isthmus-system")
     await apply(api, SECRETS, cluster_ca_secret(pki.ca(cp.name), pki.root.cert_pem()))
@@ -107,7 +108,8 @@ async def prepare_cluster(cp: ControlPlane, api: KubeApi, pki: Pki, workdir: Pat
         await apply(api, RBAC_RESOURCES[doc["kind"]], doc)
     await create_placeholders(api)  # as `isthmus install` does: the mirror cannot create them
     path = workdir / f"{cp.name}-mirror.kubeconfig"
-    await asyncio.to_thread(cp.service_account_kubeconfig, "isthmus-system", "isthmus-mirror", path)
+    await asyncio.to_thread(cp.service_account_kubeconfig, "isthmus-system", "isthmus-mirror", path,
+                            expiration_seconds=token_seconds)
     return path
 
 
@@ -183,9 +185,10 @@ class Member:
 
 
 class Mesh:
-    def __init__(self, pki: Pki, workdir: Path) -> None:
+    def __init__(self, pki: Pki, workdir: Path, *, token_seconds: int = 3600) -> None:
         self.pki = pki
         self.workdir = workdir
+        self.token_seconds = token_seconds  # the mirrors' ServiceAccount tokens
         self.members: dict[str, Member] = {}
 
     def __getitem__(self, name: str) -> Member:
@@ -193,7 +196,7 @@ class Mesh:
 
     async def add(self, cp: ControlPlane, gateway: list[str] | None = None) -> Member:
         admin = await KubeApi.connect(cp.kubeconfig, cp.context)
-        path = await prepare_cluster(cp, admin, self.pki, self.workdir)
+        path = await prepare_cluster(cp, admin, self.pki, self.workdir, self.token_seconds)
         await set_gateway(admin, gateway or ["10.244.0.10", "10.244.0.11"])
         member = Member(cp, admin, path)
         self.members[cp.name] = member
