@@ -343,10 +343,6 @@ class MirrorController:
         self._tg: asyncio.TaskGroup | None = None
         self.workers: KeyedWorkers | None = None
         self._started = False
-        # Set while an OrphanGcTriggered is queued: it submits every key when handled, so
-        # a change seen before then need not queue its own event (at start, the LISTs'
-        # tens of thousands of ADDED events would each queue one).
-        self._full_pass_queued = False
 
     # --- running ------------------------------------------------------------------------
     async def run(self) -> None:
@@ -381,7 +377,6 @@ class MirrorController:
     async def lead(self) -> None:
         self.metrics.leader.set(1)
         self._settled.clear()  # a new term starts from what it sees, not from memory
-        self._full_pass_queued = True  # the OrphanGcTriggered queued once synced
         await self.certs.start()
         server: CatalogServer | None = None
         try:
@@ -405,7 +400,7 @@ class MirrorController:
                 )
                 for link in list(self.links.values()):
                     self._subscribe(link)
-                self._queue_full_pass()
+                self.queue.put_nowait(ev.OrphanGcTriggered())
                 tg.create_task(self._dispatch())
                 tg.create_task(self._status_loop())
                 tg.create_task(self._ticker())
@@ -590,7 +585,7 @@ class MirrorController:
         if kind == "DELETED":
             key = self.observed.remove(ref)
             own = self._own_rv.pop(ref, None)
-            if key is not None and own != -1 and not self._full_pass_queued:
+            if key is not None and own != -1:
                 self.queue.put_nowait(ev.MirrorObjectChanged(key))
             return
         key = self.observed.put(obj, self._kept(obj))
@@ -598,7 +593,7 @@ class MirrorController:
         # once it is back, its version need not be remembered (one entry per object less).
         if self._own_rv.get(ref) == _rv(obj):
             del self._own_rv[ref]
-        elif key is not None and ref not in self._inflight and not self._full_pass_queued:
+        elif key is not None and ref not in self._inflight:
             self.queue.put_nowait(ev.MirrorObjectChanged(key))
 
     def _on_namespace(self, kind: str, obj: JsonObj) -> None:
@@ -693,10 +688,6 @@ class MirrorController:
                 self.metrics.errors.labels(kind="dispatch").inc()
                 log.warning("event not handled", event=type(event).__name__, error=str(exc))
 
-    def _queue_full_pass(self) -> None:
-        self._full_pass_queued = True
-        self.queue.put_nowait(ev.OrphanGcTriggered())
-
     def _submit(self, keys: Iterable[ServiceKey]) -> None:
         assert self.workers is not None
         for key in keys:
@@ -714,8 +705,7 @@ class MirrorController:
             if changed or link.cluster not in self._subscriptions:
                 self._subscribe(link)
             self._status_dirty.add(link.cluster)
-            if not self._full_pass_queued:  # else it submits these keys and every other
-                self._submit(set(peer.entries) | self.observed.keys_of_cluster(link.cluster))
+            self._submit(set(peer.entries) | self.observed.keys_of_cluster(link.cluster))
         elif isinstance(event, ev.LinkRemoved):
             if self._is_linked(event.cluster):
                 return  # another Link names the same cluster
@@ -738,7 +728,6 @@ class MirrorController:
         elif isinstance(event, ev.GatewayEndpointsChanged):
             self._submit(self._all_keys())
         elif isinstance(event, ev.OrphanGcTriggered):
-            self._full_pass_queued = False
             self._expire_stale()
             self._submit(self._all_keys())
 
@@ -1113,12 +1102,12 @@ class MirrorController:
             if any(p.stale_since is not None and p.entries
                    and now - p.stale_since >= self.settings.stale_grace_seconds
                    for p in self.peers.values()):
-                self._queue_full_pass()
+                self.queue.put_nowait(ev.OrphanGcTriggered())
             # lastSyncTime advances with heartbeats
             self._status_dirty.update(c for c, p in self.peers.items() if p.up)
             if now - last_resync >= self.settings.resync_seconds:
                 last_resync = now
-                self._queue_full_pass()
+                self.queue.put_nowait(ev.OrphanGcTriggered())
 
     async def wait_idle(self, timeout: float = 30.0) -> None:
         """For tests and benchmarks: wait until no event or key is pending."""
