@@ -76,9 +76,6 @@ class ObjectStore(Mapping[Key, JsonObj]):
     def decode(self, raw: Any) -> JsonObj:
         return unpack(raw) if self.packed else raw
 
-    def raw_items(self) -> Mapping[Key, Any]:
-        return self._items
-
     def same(self, a: Any, b: Any) -> bool:
         """Two kept values are the same version of an object (plain: by resourceVersion;
         packed: byte-equal, which includes the resourceVersion)."""
