@@ -6,6 +6,10 @@ Two real control planes; both mirrors run as separate processes (``isthmus mirro
 their ServiceAccount, catalog over gRPC/mTLS on loopback.
 
     .venv/bin/python bench/mirror/convergence.py --sizes 10,100,1000 [--resync 10000 --restarts 3]
+
+``--against REV`` also restarts the importer with git revision REV's code on the same
+resync world, alternating with the working tree's (``other_revision``): a before/after
+comparison this drifting machine cannot blur.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ sys.path.insert(0, str(ROOT / "bench" / "mirror"))
 
 from apiserver_ceiling import endpoint_slice, global_service, service  # noqa: E402
 from mirror_helpers import Mesh, Pki, ensure_namespace  # noqa: E402
+from other_revision import OtherRevision  # noqa: E402
 
 from isthmus.devcluster import ControlPlane  # noqa: E402
 from isthmus.devcluster.controlplane import free_port  # noqa: E402
@@ -66,7 +71,8 @@ def pct(values: list[float], q: float) -> float:
 
 
 class Controller:
-    def __init__(self, name: str, kubeconfig: Path, catalog_port: int) -> None:
+    def __init__(self, name: str, kubeconfig: Path, catalog_port: int,
+                 pythonpath: Path | None = None) -> None:
         self.name = name
         self.metrics_port = free_port()
         env = {
@@ -85,6 +91,8 @@ class Controller:
         # a shell with PYTHONDONTWRITEBYTECODE set would make every start compile the
         # repository's modules again (~0.1 s here), which is not what a cluster sees.
         env.pop("PYTHONDONTWRITEBYTECODE", None)
+        if pythonpath is not None:  # another revision's code (other_revision)
+            env["PYTHONPATH"] = str(pythonpath)
         self.log = tempfile.NamedTemporaryFile(prefix=f"mirror-{name}-", suffix=".log",  # noqa: SIM115
                                                delete=False)
         self.proc = subprocess.Popen([str(ROOT / ".venv/bin/isthmus"), "mirror"], env=env,
@@ -253,9 +261,10 @@ async def floor(api: KubeApi, n: int, in_flight: int = 16) -> dict[str, list[flo
 
 async def resync(mesh: Mesh, n: int, kubeconfig: Path, catalog_port: int,
                  exporter_pid: int, procs: list[Controller],
-                 restarts: int = 1) -> dict[str, float]:
+                 restarts: int = 1, against: OtherRevision | None = None) -> dict[str, float]:
     """Import ``n`` services, then restart the importer ``restarts`` times and time each
-    full resync."""
+    full resync; with ``against``, each restart is followed by one of that revision (its
+    keys end in ``_<rev>``)."""
     west, east = mesh["west"].admin, mesh["east"].admin
     ns = f"resync-{n}"
     await ensure_namespace(west, ns)
@@ -289,10 +298,14 @@ async def resync(mesh: Mesh, n: int, kubeconfig: Path, catalog_port: int,
     importer.stop()
     out: dict[str, float] = {"n": n, "initial_import_vips_s": first_vips,
                              "initial_import_s": first, "rss_initial_mb": rss_first}
-    for run in range(1, restarts + 1):
+    variants = [("", None)]
+    if against is not None:
+        variants.append((f"_{against.rev}", against.pythonpath))
+    for run, (tag, pythonpath) in ((r, v) for r in range(1, restarts + 1) for v in variants):
         # Each restart is a fresh process on the same world: the spread between them is
         # the run-to-run noise of this machine, reported rather than averaged away.
-        importer = Controller(f"east-resync{run + 1}", kubeconfig, catalog_port)
+        importer = Controller(f"east-resync{run + 1}{tag}", kubeconfig, catalog_port,
+                              pythonpath)
         procs.append(importer)
         start = time.monotonic()
         await importer.wait_ready(120)
@@ -304,7 +317,7 @@ async def resync(mesh: Mesh, n: int, kubeconfig: Path, catalog_port: int,
         await asyncio.sleep(_SETTLE)
         rss = rss_mb(importer.proc.pid)
         importer.stop()
-        suffix = "" if run == 1 else f"_{run}"
+        suffix = ("" if run == 1 else f"_{run}") + tag
         out.update({f"resync_ready_s{suffix}": ready, f"resync_idle_s{suffix}": total,
                     f"resync_importer_cpu_s{suffix}": cpu,
                     f"resync_writes{suffix}": written, f"rss_at_idle_mb{suffix}": rss_idle,
@@ -345,6 +358,8 @@ async def main() -> None:
     parser.add_argument("--resync", type=int, default=0, help="also time a full resync of N")
     parser.add_argument("--restarts", type=int, default=1,
                         help="restarts of the importer timed on the resync world")
+    parser.add_argument("--against", default="",
+                        help="git revision whose importer also restarts on the resync world")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     workdir = Path(tempfile.mkdtemp(prefix="isthmus-bench-"))
@@ -353,6 +368,7 @@ async def main() -> None:
     # tokens outlast the run: restarts after a long initial import must still authenticate
     mesh = Mesh(Pki(), workdir, token_seconds=6 * 3600)
     procs: list[Controller] = []
+    against = OtherRevision(args.against) if args.against and args.resync else None
     try:
         for cp in cps:
             await mesh.add(cp)
@@ -385,8 +401,15 @@ async def main() -> None:
             procs.remove(importer)
             res = await resync(mesh, args.resync, mesh["east"].sa_kubeconfig,
                                mesh["east"].catalog_port, exporter.proc.pid, procs,
-                               args.restarts)
+                               args.restarts, against)
             print("\nfull resync:", " ".join(f"{k}={v:.1f}" for k, v in res.items()))
+            if against is not None:
+                theirs = f"_{against.rev}"
+                for label, mine in (("working tree", False), (against.rev, True)):
+                    idle = [v for k, v in res.items() if k.startswith("resync_idle_s")
+                            and k.endswith(theirs) == mine]
+                    print(f"restart → idle, {label}: median {statistics.median(idle):.1f} s "
+                          f"of {', '.join(f'{v:.1f}' for v in idle)}")
     finally:
         for p in procs:
             p.stop()
@@ -394,6 +417,8 @@ async def main() -> None:
         for cp in cps:
             cp.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+        if against is not None:
+            against.close()
 
 
 if __name__ == "__main__":
