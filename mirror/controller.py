@@ -448,7 +448,7 @@ class MirrorController:
             reflector = Reflector(self.api, res, settings=self.watch_settings,
                                   transform=project if slim else drop_managed_fields,
                                   shape=SHAPES[res.kind] if slim else None,
-                                  packed=res.kind in _PACKED, use_protobuf=slim)
+                                  packed=res.kind in _PACKED)
             self.reflectors[name] = reflector
             self._watchers[name] = tg.create_task(self._consume(reflector, handler))
 

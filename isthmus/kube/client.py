@@ -21,7 +21,7 @@ import yaml
 import yarl
 from aiohttp import helpers as aiohttp_helpers
 
-from isthmus.kube import errors, lean_import, protobuf
+from isthmus.kube import errors, lean_import
 from isthmus.kube.resources import Resource
 from isthmus.kube.shapes import Decode
 
@@ -109,9 +109,8 @@ class KubeApi:
         body: Any = None,
         content_type: str = "application/json",
         timeout: float | aiohttp.ClientTimeout | None = _TIMEOUT,
-        accept: str = "application/json",
     ) -> aiohttp.ClientResponse:
-        headers = {"Accept": accept, "Content-Type": content_type}
+        headers = {"Accept": "application/json", "Content-Type": content_type}
         if not self.compression:
             headers["Accept-Encoding"] = "identity"
         # kubernetes_asyncio serialises dict bodies as JSON (also for apply-patch+yaml:
@@ -141,27 +140,21 @@ class KubeApi:
         body: Any = None,
         content_type: str = "application/json",
         decode: Decode | None = None,
-        protobuf_decode: Decode | None = None,
     ) -> JsonObj:
         """One request; the answer parsed as a JSON object (by ``decode``, a shape's decoder
-        from ``isthmus.kube.shapes``, if given). With ``protobuf_decode`` (from
-        ``isthmus.kube.protobuf``) the answer is asked for as protobuf, and a protobuf
-        answer is decoded by it (a JSON one still by ``decode``)."""
+        from ``isthmus.kube.shapes``, if given)."""
         if self._slots is None:
-            return await self._request(method, path, query, body, content_type, decode,
-                                       protobuf_decode)
+            return await self._request(method, path, query, body, content_type, decode)
         async with self._slots:
-            return await self._request(method, path, query, body, content_type, decode,
-                                       protobuf_decode)
+            return await self._request(method, path, query, body, content_type, decode)
 
     async def _request(
         self, method: str, path: str, query: dict[str, Any] | None, body: Any,
-        content_type: str, decode: Decode | None, protobuf_decode: Decode | None = None,
+        content_type: str, decode: Decode | None,
     ) -> JsonObj:
-        accept = protobuf.ACCEPT if protobuf_decode is not None else "application/json"
         for attempt in range(_THROTTLE_RETRIES + 1):
             response = await self._send(
-                method, path, query=query, body=body, content_type=content_type, accept=accept
+                method, path, query=query, body=body, content_type=content_type
             )
             try:
                 data = await response.read()
@@ -176,16 +169,10 @@ class KubeApi:
                 await asyncio.sleep(min(_MAX_RETRY_AFTER, _seconds(retry_after)))
                 continue
             break
-        as_protobuf = protobuf.is_protobuf(response.headers.get("Content-Type"))
         if not 200 <= response.status < 300:
-            raise errors.from_status(response.status, _error_body(data, as_protobuf))
-        parse = decode or json.loads
-        if as_protobuf:
-            if protobuf_decode is None:
-                raise errors.TransportError(f"{method} {path}: protobuf answer to a JSON request")
-            parse = protobuf_decode
+            raise errors.from_status(response.status, data)
         try:
-            parsed = parse(data) if data else {}
+            parsed = (decode or json.loads)(data) if data else {}
         except ValueError as exc:  # also pydantic's ValidationError: a field of a wrong type
             raise errors.TransportError(f"{method} {path}: malformed answer: {exc}") from exc
         if not isinstance(parsed, dict):
@@ -228,10 +215,9 @@ class KubeApi:
         limit: int | None = None,
         continue_token: str | None = None,
         decode: Decode | None = None,
-        protobuf_decode: Decode | None = None,
     ) -> JsonObj:
         """One LIST request; with ``limit``, one page (the answer's ``metadata.continue``
-        names the next). ``protobuf_decode``: ask for protobuf (see ``request``)."""
+        names the next)."""
         return await self.request(
             "GET",
             res.path(namespace),
@@ -243,7 +229,6 @@ class KubeApi:
                 "continue": continue_token,
             },
             decode=decode,
-            protobuf_decode=protobuf_decode,
         )
 
     async def create(self, res: Resource, obj: JsonObj, namespace: str | None = None) -> JsonObj:
@@ -349,17 +334,6 @@ def _decide_proxy_once(api_client: Any) -> None:
         session._trust_env = False  # no env proxy for this server: nothing to look up
     except (ValueError, TypeError):
         return
-
-
-def _error_body(data: bytes, as_protobuf: bool) -> bytes | dict[str, Any] | None:
-    """What ``errors.from_status`` reads: a protobuf ``Status`` turned into its JSON fields
-    (an unreadable one leaves only the HTTP status to go by)."""
-    if not as_protobuf:
-        return data
-    try:
-        return protobuf.status(data)
-    except ValueError:
-        return None
 
 
 def _seconds(retry_after: str) -> float:

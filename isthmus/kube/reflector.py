@@ -16,9 +16,7 @@ few fields passes its own projection. LISTs are paged (``limit``/``continue``) s
 collection never arrives as one huge body. A consumer that knows which fields it reads also
 passes a ``shape`` (``isthmus.kube.shapes``): LIST pages and watch events are then decoded
 straight into those fields, and the rest of each object is never built. A ``packed`` store
-keeps each object as bytes and decodes it on read (``isthmus.kube.store``). With
-``protobuf``, LIST pages of Services and EndpointSlices come in the Kubernetes protobuf
-encoding (``isthmus.kube.protobuf``: half the API server's CPU of JSON); watches stay JSON.
+keeps each object as bytes and decodes it on read (``isthmus.kube.store``).
 """
 
 from __future__ import annotations
@@ -30,7 +28,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from isthmus.kube import errors, protobuf
+from isthmus.kube import errors
 from isthmus.kube.backoff import Backoff
 from isthmus.kube.client import JsonObj, KubeApi
 from isthmus.kube.resources import Resource
@@ -78,16 +76,12 @@ class Reflector:
         transform: Transform = drop_managed_fields,
         shape: type | None = None,
         packed: bool = False,
-        use_protobuf: bool = False,
     ) -> None:
         """``transform`` gets each object (a fresh dict it may change or replace) before it
         is stored and yielded; the object it returns must keep ``metadata.name``,
         ``namespace`` and ``resourceVersion`` (the reflector reads them). ``shape`` (a
         TypedDict from ``isthmus.kube.shapes``) limits decoding to its fields. ``packed``
-        keeps the store's objects as bytes (``isthmus.kube.store``). ``use_protobuf``
-        LISTs in protobuf where the kind has a decoder there; its objects then hold only
-        the fields ``isthmus.kube.protobuf`` reads, so ``shape`` and ``transform`` must not
-        need others (a kind without one is LISTed as JSON)."""
+        keeps the store's objects as bytes (``isthmus.kube.store``)."""
         self.api = api
         self.transform = transform
         self.resource = resource
@@ -99,7 +93,6 @@ class Reflector:
         shaped = decoders(shape) if shape is not None else None
         self._decode_page = shaped.page if shaped else None
         self._decode_event: Decode = shaped.event if shaped else json.loads
-        self._decode_protobuf = protobuf.page_decoder(resource.kind) if use_protobuf else None
         self.synced = asyncio.Event()
         self.lists = 0  # how many LISTs were made (observable by tests and metrics)
         self._log = log.bind(resource=resource.plural, namespace=namespace)
@@ -150,7 +143,7 @@ class Reflector:
             answer = await self.api.list(
                 self.resource, self.namespace, label_selector=self.label_selector,
                 limit=self.settings.list_page or None, continue_token=token,
-                decode=self._decode_page, protobuf_decode=self._decode_protobuf,
+                decode=self._decode_page,
             )
             for raw in answer.pop("items", None) or []:
                 # LIST items omit apiVersion/kind; put them back so objects look alike.
