@@ -387,12 +387,6 @@ class MirrorController:
                 # read when scraped: a value set on submit would stay stale once work drains
                 self.metrics.queue_depth.set_function(lambda: workers.pending)
                 self._start_watches(tg)
-                # Links are few and LIST at once: subscribe to each peer's catalog now, so
-                # its snapshot streams in while the large LISTs run. What it reports waits
-                # in the queue until the dispatcher starts, after the seed.
-                await self.reflectors["links"].synced.wait()
-                for link in list(self.links.values()):
-                    self._subscribe(link)
                 await asyncio.gather(*(r.synced.wait() for r in self.reflectors.values()))
                 self._seed()
                 server = CatalogServer(
@@ -404,6 +398,8 @@ class MirrorController:
                 self.catalog_port = await server.start(
                     self.settings.catalog_host, self.settings.catalog_port
                 )
+                for link in list(self.links.values()):
+                    self._subscribe(link)
                 self.queue.put_nowait(ev.OrphanGcTriggered())
                 tg.create_task(self._dispatch())
                 tg.create_task(self._status_loop())
