@@ -46,11 +46,4 @@ def command(**flags: Any) -> None:
     settings = load(MirrorSettings, flags)
     configure(settings.log_level)
     gc.set_threshold(*GC_THRESHOLD)
-    if settings.uvloop:
-        # Its event loop and TLS transport are C: a restart reads ~80 MB of LIST answers at
-        # 10 000 services, arriving as ~2 KB HTTP chunks (README "### Benchmark: convergence")
-        import uvloop
-
-        uvloop.run(_run(settings))
-    else:
-        asyncio.run(_run(settings))
+    asyncio.run(_run(settings))

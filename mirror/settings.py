@@ -68,7 +68,6 @@ class MirrorSettings(ComponentSettings):
     watch_timeout_seconds: int = pydantic.Field(
         default=300, ge=1, description="Longest single WATCH request.")
     leaf_hours: float = pydantic.Field(default=24.0, gt=0, description="Leaf lifetime.")
-    uvloop: bool = pydantic.Field(default=True, description="Run on uvloop.")
 
     @property
     def ports(self) -> tuple[int, int]:
