@@ -97,11 +97,17 @@ def _rv(obj: JsonObj) -> int:
         return 0
 
 
+def _content(entry: CatalogEntry | None) -> tuple[Any, ...] | None:
+    """What ``desired`` reads of an entry: ports, readiness and weight (not its version or
+    change time, which a snapshot after a restart always brings anew)."""
+    if entry is None:
+        return None
+    return (entry.ports, entry.ready_endpoints, entry.weight)
+
+
 def _same_content(a: CatalogEntry | None, b: CatalogEntry | None) -> bool:
-    """Equal as far as the mirrored objects go (``desired`` reads ports and readiness)."""
-    if a is None or b is None:
-        return a is b
-    return a.ports == b.ports and a.ready_endpoints == b.ready_endpoints
+    """Equal as far as the mirrored objects go."""
+    return _content(a) == _content(b)
 
 
 def _now() -> dt.datetime:
@@ -778,6 +784,9 @@ class MirrorController:
         peer.last_message = now
         peer.last_monotonic = time.monotonic()
         came_back = peer.up is not True
+        # Only a peer that was down has mirrors marked Stale to bring back; a first answer
+        # since start (up None) changes only the keys whose entries it changes (below).
+        was_down = peer.up is False
         if came_back:
             peer.up = True
             peer.stale_since = None
@@ -816,7 +825,7 @@ class MirrorController:
         elif isinstance(update, Heartbeat):
             peer.version = max(peer.version, update.version)
         self.metrics.catalog_version.labels(peer=update.cluster).set(peer.version)
-        if came_back:
+        if was_down:
             keys |= set(peer.entries)
         self._status_dirty.add(update.cluster)
         self._submit(keys)
@@ -958,7 +967,7 @@ class MirrorController:
         entry for the key, the gateway addresses, the namespace, and the resourceVersions
         of the mirror's own objects of the key (no names: a resourceVersion is never shared
         by two objects, and this is kept for every settled key)."""
-        peers = tuple((v.link, v.stale_reason, v.entries.get(key)) for v in views)
+        peers = tuple((v.link, v.stale_reason, _content(v.entries.get(key))) for v in views)
         mine = tuple(sorted(_rv(obj) for obj in observed.values()))
         return (peers, self.gateway_addresses, key[0] in self.namespaces, mine)
 

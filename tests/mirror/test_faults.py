@@ -144,6 +144,33 @@ async def test_service_deleted_while_controller_down_is_removed(mesh: Mesh, uniq
     assert await mesh.svc("east", unique, "stays-global") is not None
 
 
+async def test_changes_while_controller_down_reach_the_mirror(mesh: Mesh, unique: str) -> None:
+    """After a restart only keys whose entries differ from what the mirrors show are
+    reconciled again: a weight or readiness change made while east was down is one."""
+    for m in ("west", "east"):
+        await ensure_namespace(mesh[m].admin, unique)
+    west = mesh["west"].admin
+    await export_service(west, unique, "w", annotations={"isthmus.io/weight": "300"})
+    await export_service(west, unique, "r", ready=1)
+    await _imported(mesh, "east", unique, "w")
+    await _imported(mesh, "east", unique, "r")
+    await mesh.stop("east")
+    await export_service(west, unique, "w", annotations={"isthmus.io/weight": "50"})
+    await export_service(west, unique, "r", ready=3)
+    await asyncio.sleep(0.5)
+    await mesh.start("east")
+
+    async def updated() -> bool:
+        w, r = await mesh.gs("east", unique, "w"), await mesh.gs("east", unique, "r")
+        assert w is not None and r is not None
+        assert w["spec"]["endpoints"][0]["weight"] == 50, w["spec"]["endpoints"]
+        (endpoint,) = r["spec"]["endpoints"]
+        assert endpoint["readyEndpoints"] == 3, endpoint
+        return True
+
+    await eventually(updated, what="changes made while east was down")
+
+
 async def _mirror_names(api: KubeApi, ns: str) -> set[tuple[str, str]]:
     found = set()
     for res in (SERVICES, ENDPOINTSLICES, GLOBALSERVICES):
