@@ -964,9 +964,10 @@ class MirrorController:
                 observed: Mapping[ObjRef, JsonObj]) -> tuple[Any, ...]:
         """What a reconcile of ``key`` reads, as a comparable value (besides foreign
         objects holding a wanted name, checked apart): every peer's link, staleness and
-        entry for the key, the gateway addresses, the namespace, and the resourceVersions
-        of the mirror's own objects of the key (no names: a resourceVersion is never shared
-        by two objects, and this is kept for every settled key)."""
+        entry content for the key (``_content``: not its version), the gateway addresses,
+        the namespace, and the resourceVersions of the mirror's own objects of the key (no
+        names: a resourceVersion is never shared by two objects, and this is kept for every
+        settled key)."""
         peers = tuple((v.link, v.stale_reason, _content(v.entries.get(key))) for v in views)
         mine = tuple(sorted(_rv(obj) for obj in observed.values()))
         return (peers, self.gateway_addresses, key[0] in self.namespaces, mine)
