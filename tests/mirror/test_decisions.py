@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import sys
 from typing import Any
 
 import pytest
@@ -334,6 +335,24 @@ def test_projection_keeps_what_export_reads() -> None:
     shaped_svc = decoders(SHAPES["Service"]).object(json.dumps(svc).encode())
     shaped_sl = decoders(SHAPES["EndpointSlice"]).object(json.dumps(sl).encode())
     assert build_exports([project(shaped_svc)], [project(shaped_sl)]) == build_exports([svc], [sl])
+
+
+def test_projection_shares_equal_strings_of_a_decoded_object() -> None:
+    """The decoder makes every string a new object; the projection interns the namespace
+    (held by every cache key) and makes a label value equal to the name or to another
+    label one object, so the packed form writes it once."""
+    ds = run_desired(peer("west", entry()))
+    want = ds.services[("shop", "users")].objects[("EndpointSlice", "shop", "users-global")]
+    body = json.dumps(_as_served(want)).encode()
+    slim = project(decoders(SHAPES["EndpointSlice"]).object(body))
+    meta, labels = slim["metadata"], slim["metadata"]["labels"]
+    assert meta["namespace"] is sys.intern("shop")
+    assert labels["kubernetes.io/service-name"] is meta["name"]
+    assert labels["isthmus.io/link-uid"] is labels["link.isthmus.io/west"]
+    unshared = copy.deepcopy(slim)
+    unshared["metadata"]["labels"] = {k: "".join(v) for k, v in labels.items()}
+    assert unshared == slim
+    assert len(pack(slim)) < len(pack(unshared))  # written once, referenced after
 
 
 def test_port_release_frees_only_that_service() -> None:
