@@ -703,6 +703,7 @@ class MirrorController:
         if isinstance(event, ev.LinkUpserted):
             link = event.link
             peer = self.peers.get(link.cluster)
+            known = peer is not None
             if peer is None:
                 peer = self.peers[link.cluster] = PeerState(link)
             changed = peer.link != link
@@ -711,7 +712,11 @@ class MirrorController:
             if changed or link.cluster not in self._subscriptions:
                 self._subscribe(link)
             self._status_dirty.add(link.cluster)
-            self._submit(set(peer.entries) | self.observed.keys_of_cluster(link.cluster))
+            if changed or not known:
+                self._submit(set(peer.entries) | self.observed.keys_of_cluster(link.cluster))
+            # else: a Link the start-up recovery already knew as it is (``_seed``); the
+            # start-up pass submits every key, so scanning every cached object for its
+            # keys again would only repeat it
         elif isinstance(event, ev.LinkRemoved):
             if self._is_linked(event.cluster):
                 return  # another Link names the same cluster
