@@ -81,6 +81,9 @@ from isthmus.mirror.plan import (
 from isthmus.mirror.ports import PortAllocator, recovered_ports
 from isthmus.mirror.projection import SHAPES, project
 from isthmus.mirror.recorder import EventRecorder
+from isthmus.mirror.resync import FIELD as SYNCED_FROM
+from isthmus.mirror.resync import digest as sync_digest
+from isthmus.mirror.resync import unchanged as sync_unchanged
 from isthmus.mirror.settings import MirrorSettings
 
 log = get_logger("isthmus.mirror.controller")
@@ -343,6 +346,7 @@ class MirrorController:
         # keys whose last reconcile had nothing to do: the inputs it saw (its wanted objects
         # were then exactly its observed ones)
         self._settled: dict[ServiceKey, tuple[Any, ...]] = {}
+        self._unverified: set[ServiceKey] = set()
         self._namespaces_frozen: frozenset[str] | None = None
         self._status_dirty: set[str] = set()
         self._link_status_written: dict[str, dict[str, Any]] = {}
@@ -395,6 +399,8 @@ class MirrorController:
                 self._start_watches(tg)
                 await asyncio.gather(*(r.synced.wait() for r in self.reflectors.values()))
                 self._seed()
+                # keys not yet checked in this term: the first check may find them unchanged
+                self._unverified = set(self.observed.by_key)
                 server = CatalogServer(
                     self.catalog, cluster=self.certs.cluster,
                     bundle=self._bundle, credentials=self.certs.server_credentials,
@@ -902,6 +908,11 @@ class MirrorController:
         reconcile later. Otherwise the full reconcile runs now and False is returned."""
         views = self.views()
         observed = self.observed.for_key(key)
+        if key in self._unverified:
+            self._unverified.discard(key)
+            if sync_unchanged(self._sync_inputs(key, views), observed):
+                self.metrics.resync_unchanged.inc()
+                return False  # exactly what a full pass converged on and recorded (resync.py)
         inputs = self._inputs(key, views, observed)
         settled = self._settled.get(key)
         if (settled is not None and settled == inputs
@@ -938,7 +949,8 @@ class MirrorController:
             self.allocator.release(key)
             return False
         self.allocator.release(key, keep=needed)
-        wrote_status = await self._write_status(ds, wanted, current, outcome.conflicts)
+        wrote_status = await self._write_status(ds, wanted, current, outcome.conflicts,
+                                                views)
         if wrote_status is None:
             return False
         if not wrote_status and not actions and not want.missing_namespaces:
@@ -952,9 +964,12 @@ class MirrorController:
 
     async def _write_status(self, ds: DesiredService, wanted: Mapping[ObjRef, JsonObj],
                             current: Mapping[ObjRef, JsonObj],
-                            conflicts: Mapping[ObjRef, str]) -> bool | None:
+                            conflicts: Mapping[ObjRef, str],
+                            views: list[PeerView]) -> bool | None:
         """Write the GlobalService status if it changed: True if written, False if it was
-        already right, None if the GlobalService itself is in conflict (not ours)."""
+        already right, None if the GlobalService itself is in conflict (not ours). A status
+        written after a pass without conflicts records the digest of what it was written from
+        (``resync.py``); the digest alone never makes a status write."""
         gs_ref = next(r for r in wanted if r[0] == "GlobalService")
         if gs_ref in conflicts:
             return None
@@ -962,8 +977,19 @@ class MirrorController:
         st = plan_status(wanted[gs_ref], status, current.get(gs_ref), _now())
         if st is None:
             return False
+        if not conflicts:
+            full = st.obj["status"]
+            full[SYNCED_FROM] = sync_digest(self._sync_inputs(ds.key, views), current, full)
         await self.applier.execute([st])
         return True
+
+    def _sync_inputs(self, key: ServiceKey, views: list[PeerView]) -> tuple[Any, ...]:
+        """What ``desired`` and the status read for ``key`` besides its objects, for the
+        sync digest: every peer's link, staleness and entry content, the gateway addresses,
+        the namespace, and the key's outbound ports (all with a deterministic ``repr``)."""
+        peers = tuple((v.link, v.stale_reason, _content(v.entries.get(key))) for v in views)
+        return (peers, self.gateway_addresses, key[0] in self.namespaces,
+                self.allocator.ports_of(key))
 
     def _inputs(self, key: ServiceKey, views: list[PeerView],
                 observed: Mapping[ObjRef, JsonObj]) -> tuple[Any, ...]:

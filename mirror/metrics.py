@@ -27,6 +27,10 @@ class MirrorMetrics:
         self.objects_written = Counter(
             "isthmus_mirror_objects_written_total", "Objects applied or deleted",
             ["kind", "action"], registry=r)
+        self.resync_unchanged = Counter(
+            "isthmus_mirror_resync_unchanged_total",
+            "Services a first check in this term found unchanged by their syncedFrom digest "
+            "(not re-checked)", registry=r)
         self.errors = Counter(
             "isthmus_mirror_errors_total", "Errors by kind", ["kind"], registry=r)
         self.conflicts = Gauge(

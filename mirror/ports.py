@@ -73,6 +73,10 @@ class PortAllocator:
                 return port
         raise PortsExhausted(f"no free outbound port in {self.low}-{self.high}")
 
+    def ports_of(self, service: ServiceKey) -> tuple[tuple[PortKey, int], ...]:
+        """The ports ``service`` holds, sorted."""
+        return tuple(sorted((k, self.by_key[k]) for k in self._of_service.get(service, ())))
+
     def release(self, service: ServiceKey, keep: Iterable[PortKey] = ()) -> None:
         """Free the ports of ``service`` that are not in ``keep``."""
         kept = set(keep)

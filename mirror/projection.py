@@ -5,8 +5,8 @@ its caches hold the whole cluster; whole objects (``managedFields``, status, ann
 topology of every endpoint) cost several KB each. ``project`` keeps exactly what the mirror
 reads (README "### Memory"):
 
-- metadata: name, namespace, uid, resourceVersion, deletionTimestamp, every label, and
-  only the ``isthmus.io/`` annotations (``export-to``);
+- metadata: name, namespace, uid, resourceVersion, generation (``resync``), deletionTimestamp,
+  every label, and only the ``isthmus.io/`` annotations (``export-to``);
 - Service: ``type``, ``clusterIP`` and ``ports`` (export, ``plan`` and the VIPs);
 - EndpointSlice: ``addressType``, ``ports``, and per endpoint its addresses and the
   ``ready``/``terminating`` conditions (export readiness, gateway addresses, ``plan``);
@@ -42,7 +42,7 @@ from typing_extensions import TypedDict
 from isthmus.kube.shapes import ObjectShape
 from isthmus.mirror.model import JsonObj
 
-_META_KEEP = ("name", "namespace", "uid", "resourceVersion", "deletionTimestamp")
+_META_KEEP = ("name", "namespace", "uid", "resourceVersion", "generation", "deletionTimestamp")
 _ANNOTATION_PREFIX = "isthmus.io/"
 _SERVICE_SPEC_KEEP = ("type", "clusterIP", "ports")
 
@@ -129,6 +129,7 @@ class GsStatusShape(TypedDict, total=False):
     vips: list[str]
     clusterVips: list[GsClusterVipsShape]
     conditions: list[GsConditionShape]
+    syncedFrom: str
 
 
 class GlobalServiceShape(ObjectShape, total=False):

@@ -167,6 +167,7 @@ class GlobalServiceStatus(_Wire):
     vips: list[str] = Field(default_factory=list)
     cluster_vips: list[ClusterVips] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list)
+    synced_from: str = Field(default="", max_length=128)
 
     _ips = field_validator("vips")(_check_ips)
 

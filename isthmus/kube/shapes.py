@@ -34,6 +34,7 @@ class MetadataShape(TypedDict, total=False):
     namespace: str
     uid: str
     resourceVersion: str
+    generation: int
     deletionTimestamp: str | None
     labels: dict[str, str] | None
     annotations: dict[str, str] | None
