@@ -151,6 +151,11 @@ class ObservedIndex:
             # the answer's copy, and a late answer never replaces them (the cache would
             # otherwise hold about half of the objects of a long import twice).
             if rv > old_rv or (rv == old_rv and raw is not None):
+                if raw is not None:
+                    # re-keyed too: the event's reference shares its strings with the
+                    # reflector's key (a dict keeps the first key object it was given)
+                    del bucket[ref]
+                    self._key_of.pop(ref, None)
                 bucket[ref] = raw if raw is not None else pack(obj)
         self._key_of[ref] = key
         return key

@@ -18,9 +18,10 @@ Whatever ``desired`` writes must survive the projection, or ``plan`` would see a
 on every reconcile; ``tests/mirror/test_decisions.py`` checks that for each object kind.
 The controller keeps what ``project`` returns packed (``isthmus.kube.store``). Two kinds of
 sharing still pay, because the decoder (msgspec) makes every string it reads a new object:
-- the namespace is interned: the cache keys, the observed index's references and the service
-  keys hold it, one copy per object otherwise (~6 MB at 10 000 imported services), and a
-  cluster has few namespaces, so the interpreter's table of interned strings stays small;
+- the namespace and the kind are interned: the cache keys, the observed index's references
+  and the service keys hold them, one copy per object otherwise (~6 MB at 10 000 imported
+  services), and a cluster has few of either, so the interpreter's table of interned
+  strings stays small;
 - a label value equal to the name or to another label's value (the slice's
   ``kubernetes.io/service-name``, the link UID in two labels) is made the same object as it,
   so ``marshal`` packs it once and writes a reference for the rest (~1.5 MB at 10 000).
@@ -175,6 +176,8 @@ def project(obj: JsonObj) -> JsonObj:
     """The slim copy the mirror keeps of ``obj`` (a new dict, which may share nested values
     with ``obj``; ``obj`` is not changed)."""
     kind = obj.get("kind")
+    if isinstance(kind, str):
+        kind = sys.intern(kind)  # in every cached reference too (a handful of kinds)
     out: JsonObj = {"apiVersion": obj.get("apiVersion"), "kind": kind,
                     "metadata": _metadata(obj.get("metadata") or {})}
     if kind == "Service":
