@@ -913,12 +913,14 @@ class MirrorController:
         reconcile later. Otherwise the full reconcile runs now and False is returned."""
         views = self.views()
         observed = self.observed.for_key(key)
+        # read now, with what desired() reads below: the awaits that follow may change them
+        basis = self._sync_basis(key, views)
         if key in self._unverified:
             self._unverified.discard(key)
-            if sync_unchanged(self._sync_inputs(key, views), observed):
+            if sync_unchanged((*basis, self.allocator.ports_of(key)), observed):
                 self.metrics.resync_unchanged.inc()
                 return False  # exactly what a full pass converged on and recorded (resync.py)
-        inputs = self._inputs(key, views, observed)
+        inputs = self._inputs(basis, observed)
         settled = self._settled.get(key)
         if (settled is not None and settled == inputs
                 and not any(ref in self.foreign for ref in observed)):
@@ -955,7 +957,7 @@ class MirrorController:
             return False
         self.allocator.release(key, keep=needed)
         wrote_status = await self._write_status(ds, wanted, current, outcome.conflicts,
-                                                views)
+                                                (*basis, self.allocator.ports_of(key)))
         if wrote_status is None:
             return False
         if not wrote_status and not actions and not want.missing_namespaces:
@@ -970,7 +972,7 @@ class MirrorController:
     async def _write_status(self, ds: DesiredService, wanted: Mapping[ObjRef, JsonObj],
                             current: Mapping[ObjRef, JsonObj],
                             conflicts: Mapping[ObjRef, str],
-                            views: list[PeerView]) -> bool | None:
+                            sync_inputs: tuple[Any, ...]) -> bool | None:
         """Write the GlobalService status if it changed: True if written, False if it was
         already right, None if the GlobalService itself is in conflict (not ours). A status
         written after a pass without conflicts records the digest of what it was written from
@@ -984,29 +986,27 @@ class MirrorController:
             return False
         if not conflicts:
             full = st.obj["status"]
-            full[SYNCED_FROM] = sync_digest(self._sync_inputs(ds.key, views), current, full)
+            full[SYNCED_FROM] = sync_digest(sync_inputs, current, full)
         await self.applier.execute([st])
         return True
 
-    def _sync_inputs(self, key: ServiceKey, views: list[PeerView]) -> tuple[Any, ...]:
-        """What ``desired`` and the status read for ``key`` besides its objects, for the
-        sync digest: every peer's link, staleness and entry content, the gateway addresses,
-        the namespace, and the key's outbound ports (all with a deterministic ``repr``)."""
+    def _sync_basis(self, key: ServiceKey, views: list[PeerView]) -> tuple[Any, ...]:
+        """What ``desired`` and the status read for ``key`` besides its objects and its
+        outbound ports (added by the caller), for the sync digest and the settled check
+        (``_inputs``): every peer's link, staleness and entry content, the gateway
+        addresses and the namespace (all with a deterministic ``repr``)."""
         peers = tuple((v.link, v.stale_reason, _content(v.entries.get(key))) for v in views)
-        return (peers, self.gateway_addresses, key[0] in self.namespaces,
-                self.allocator.ports_of(key))
+        return (peers, self.gateway_addresses, key[0] in self.namespaces)
 
-    def _inputs(self, key: ServiceKey, views: list[PeerView],
-                observed: Mapping[ObjRef, JsonObj]) -> tuple[Any, ...]:
-        """What a reconcile of ``key`` reads, as a comparable value (besides foreign
-        objects holding a wanted name, checked apart): every peer's link, staleness and
-        entry content for the key (``_content``: not its version), the gateway addresses,
-        the namespace, and the resourceVersions of the mirror's own objects of the key (no
-        names: a resourceVersion is never shared by two objects, and this is kept for every
-        settled key)."""
-        peers = tuple((v.link, v.stale_reason, _content(v.entries.get(key))) for v in views)
-        mine = tuple(sorted(_rv(obj) for obj in observed.values()))
-        return (peers, self.gateway_addresses, key[0] in self.namespaces, mine)
+    @staticmethod
+    def _inputs(basis: tuple[Any, ...], observed: Mapping[ObjRef, JsonObj]) -> tuple[Any, ...]:
+        """What a reconcile of a key reads, as a comparable value (besides foreign objects
+        holding a wanted name, checked apart): ``basis`` (``_sync_basis``: every peer's
+        link, staleness and entry content for the key, not its version; the gateway
+        addresses; the namespace) and the resourceVersions of the mirror's own objects of
+        the key (no names: a resourceVersion is never shared by two objects, and this is
+        kept for every settled key)."""
+        return (*basis, tuple(sorted(_rv(obj) for obj in observed.values())))
 
     def _record_missing(self, key: ServiceKey, missing: dict[str, frozenset[str]]) -> None:
         for cluster, problems in self.problems.items():
