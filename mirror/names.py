@@ -1,15 +1,20 @@
-"""Names and labels of the objects the mirror writes (one place, documented in README).
+"""Names and labels of the objects the mirror writes (one place, documented in
+docs/decisions/mirror-object-names.md).
 
 For an exported Service ``<svc>`` in namespace ``<ns>`` the importing cluster gets, in
 ``<ns>``:
 
 - GlobalService ``<svc>`` (hosts ``<svc>.<ns>.global`` and ``<svc>.<ns>.<cluster>.global``);
 - Service + EndpointSlice ``<svc>-global`` (the VIP of ``<svc>.<ns>.global``);
-- per exporting cluster, Service + EndpointSlice ``<svc>-<cluster>-global`` (the VIP of the
-  pinned name).
+- per exporting cluster, Service + EndpointSlice ``<svc>-<cluster>-c<n>``, ``n`` the length
+  of ``<cluster>`` (the VIP of the pinned name).
 
-A name longer than 63 characters keeps its first 54 and ends with ``-`` and 8 hex digits of
-the SHA-256 of the full name, so it stays unique and within the DNS-label limit.
+The mapping is injective: the last ``-``-separated part says which form a name has
+(``global``: merged; ``c<digits>``: pinned, and the digits say where the service name ends;
+``h<16 hex>``: hashed), so a readable name decodes back to its one (service, cluster). A
+readable name longer than 63 characters becomes its first 45 characters, ``-h`` and 16 hex
+digits of the SHA-256 of its (form, service, cluster): unique unless SHA-256 collides in 64
+bits, and never equal to a readable name.
 """
 
 from __future__ import annotations
@@ -52,12 +57,14 @@ __all__ = [
 ]
 
 
-def fit(name: str) -> str:
-    """``name`` if it is a valid length, else a unique shortened form."""
-    if len(name) <= MAX_NAME:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return f"{name[:54].rstrip('-')}-{digest}"
+MERGED_SUFFIX = "global"
+_HASH_PREFIX = 45  # 45 + len("-h") + 16 hex digits = 63
+
+
+def hashed(form: str, service: str, cluster: str, readable: str) -> str:
+    """The hashed name of a (form, service, cluster) whose readable name is too long."""
+    digest = hashlib.sha256(f"{form}\0{service}\0{cluster}".encode()).hexdigest()[:16]
+    return f"{readable[:_HASH_PREFIX].rstrip('-')}-h{digest}"
 
 
 def global_service_name(service: str) -> str:
@@ -65,11 +72,16 @@ def global_service_name(service: str) -> str:
 
 
 def mirror_service_name(service: str) -> str:
-    return fit(f"{service}-global")
+    """Service and EndpointSlice behind ``<svc>.<ns>.global``."""
+    readable = f"{service}-{MERGED_SUFFIX}"
+    return readable if len(readable) <= MAX_NAME else hashed("merged", service, "", readable)
 
 
 def pinned_service_name(service: str, cluster: str) -> str:
-    return fit(f"{service}-{cluster}-global")
+    """Service and EndpointSlice behind ``<svc>.<ns>.<cluster>.global``."""
+    readable = f"{service}-{cluster}-c{len(cluster)}"
+    return readable if len(readable) <= MAX_NAME else hashed("pinned", service, cluster,
+                                                             readable)
 
 
 def link_label(cluster: str) -> str:

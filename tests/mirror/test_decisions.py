@@ -20,7 +20,7 @@ from isthmus.mirror.applier import vips_of
 from isthmus.mirror.desired import MERGED, PortKey, desired, global_service_status, port_names
 from isthmus.mirror.export_catalog import ExportCatalog
 from isthmus.mirror.model import CatalogEntry, LinkInfo, PeerView, PortSpec
-from isthmus.mirror.names import fit, mirror_service_name, pinned_service_name
+from isthmus.mirror.names import mirror_service_name, pinned_service_name
 from isthmus.mirror.plan import Apply, Conflict, Delete, plan, plan_status, subset
 from isthmus.mirror.ports import PortAllocator, PortsExhausted, recovered_ports
 from isthmus.mirror.projection import SHAPES, project
@@ -75,9 +75,9 @@ def test_one_exporter_gives_five_objects() -> None:
     d = run_desired(peer("west", entry()))
     ds = d.services[("shop", "users")]
     assert sorted(ds.objects) == [
-        ("EndpointSlice", "shop", "users-global"), ("EndpointSlice", "shop", "users-west-global"),
+        ("EndpointSlice", "shop", "users-global"), ("EndpointSlice", "shop", "users-west-c4"),
         ("GlobalService", "shop", "users"), ("Service", "shop", "users-global"),
-        ("Service", "shop", "users-west-global")]
+        ("Service", "shop", "users-west-c4")]
     gs = ds.objects[("GlobalService", "shop", "users")]
     assert gs["spec"]["hosts"] == ["users.shop.global", "users.shop.west.global"]
     assert gs["spec"]["endpoints"][0]["health"] == "Healthy"
@@ -147,7 +147,7 @@ def test_long_names_fit_and_stay_unique() -> None:
     assert len(mirror_service_name(long)) <= 63
     assert len(pinned_service_name(long, "c" * 63)) <= 63
     assert pinned_service_name(long, "a") != pinned_service_name(long, "b")
-    assert fit("short") == "short"
+    assert mirror_service_name("short") == "short-global"
 
 
 def _ours(obj: dict[str, Any], **labels: str) -> dict[str, Any]:

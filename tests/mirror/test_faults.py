@@ -134,7 +134,7 @@ async def test_service_deleted_while_controller_down_is_removed(mesh: Mesh, uniq
     await mesh.start("east")
 
     async def removed() -> bool:
-        for name in ("gone", "gone-global", "gone-west-global"):
+        for name in ("gone", "gone-global", "gone-west-c4"):
             assert await mesh.svc("east", unique, name) is None, name
         assert await mesh.gs("east", unique, "gone") is None
         return True
@@ -265,9 +265,9 @@ async def test_unlink_removes_exactly_that_links_objects(mesh: Mesh, unique: str
         now = await _mirror_names(east, unique)
         expected = before - {
             ("GlobalService", "only-c"), ("Service", "only-c-global"),
-            ("EndpointSlice", "only-c-global"), ("Service", "only-c-central-global"),
-            ("EndpointSlice", "only-c-central-global"), ("Service", "both-central-global"),
-            ("EndpointSlice", "both-central-global"),
+            ("EndpointSlice", "only-c-global"), ("Service", "only-c-central-c7"),
+            ("EndpointSlice", "only-c-central-c7"), ("Service", "both-central-c7"),
+            ("EndpointSlice", "both-central-c7"),
         }
         assert now == expected, (sorted(now - expected), sorted(expected - now))
         gs = await mesh.gs("east", unique, "both")
@@ -292,7 +292,7 @@ async def test_unlink_removes_exactly_that_links_objects(mesh: Mesh, unique: str
         assert removed == 10  # only-c: 5 deleted; both: pinned pair deleted, 3 shared stripped
         now = await _mirror_names(east, unique)
         assert ("GlobalService", "only-c") not in now
-        assert ("Service", "both-central-global") not in now
+        assert ("Service", "both-central-c7") not in now
         gs = await mesh.gs("east", unique, "both")
         assert gs is not None and [e["cluster"] for e in gs["spec"]["endpoints"]] == ["west"]
         assert await remove_link_objects(east, "central") == 0

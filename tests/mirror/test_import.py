@@ -55,7 +55,7 @@ async def test_export_is_imported(mesh: Mesh, unique: str) -> None:
     assert labels["app.kubernetes.io/managed-by"] == "isthmus"
 
     mirror = await mesh.svc("east", unique, "users-global")
-    pinned_svc = await mesh.svc("east", unique, "users-west-global")
+    pinned_svc = await mesh.svc("east", unique, "users-west-c4")
     assert mirror is not None and pinned_svc is not None
     assert "selector" not in mirror["spec"]
     assert gs["status"]["vips"] == [mirror["spec"]["clusterIP"]]
@@ -244,7 +244,7 @@ async def test_local_object_with_the_mirror_name_is_not_overwritten(
     assert after["metadata"]["labels"] == {"team": "mine"}
     assert after["spec"]["selector"] == {"app": "mine"}
     assert after["metadata"]["resourceVersion"] == local["metadata"]["resourceVersion"]
-    assert await mesh.svc("east", unique, "taken-west-global") is not None  # pinned still works
+    assert await mesh.svc("east", unique, "taken-west-c4") is not None  # pinned still works
 
     async def link_says() -> bool:
         status = (await east.get(LINKS, "west")).get("status") or {}

@@ -210,7 +210,7 @@ async def test_api_server_5xx_and_409_bounded_retries_then_condition_event_and_r
         await eventually(imported, timeout=30, what="recovered import")
         assert not webhook.plan, "both faults were met"
         assert ("flaky-a-global", "deny409") in webhook.seen or (
-            "flaky-a-west-global", "deny409") in webhook.seen
+            "flaky-a-west-c4", "deny409") in webhook.seen
     finally:
         with contextlib.suppress(kube_errors.NotFoundError):
             await east.delete(VALIDATING_WEBHOOKS, config)
