@@ -6,14 +6,14 @@ through the local gateway's tunnel to the peer's inbound port. Either way the se
 is pinned to ``isthmus-mirror.isthmus-system.<cluster>.isthmus`` so only that cluster's
 mirror is accepted.
 
-``follow`` resumes from the last (epoch, version) it saw after a reconnect; messages that do
-not validate are dropped one by one (never the whole batch).
+``follow`` resumes from the last (epoch, version) it saw after a reconnect; entries that do
+not validate (``catalog_validation``) are dropped one by one, never the whole batch, and
+reported with the update that carried them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -21,19 +21,16 @@ from typing import Any, Protocol
 import grpc
 
 from isthmus.kube.backoff import Backoff
-from isthmus.labels import DEFAULT_WEIGHT, MAX_WEIGHT
 from isthmus.logging import get_logger
 from isthmus.mirror.catalog_server import WATCH_METHOD
+from isthmus.mirror.catalog_validation import Rejected, entry_from_message, key_from_message
+from isthmus.mirror.errors import CatalogError
 from isthmus.mirror.grpc_tls import require_tls13
-from isthmus.mirror.model import CatalogEntry, LinkInfo, PortSpec, ServiceKey
+from isthmus.mirror.model import CatalogEntry, LinkInfo, ServiceKey
 from isthmus.mirror.names import mirror_server_name
 from isthmus.mirror.wire import pb
 
 log = get_logger("isthmus.mirror.catalog_client")
-
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_PORT_NAME = re.compile(r"^([a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?)?$")
-
 
 class Dialer(Protocol):
     """Makes the gRPC channel that reaches one linked peer's catalog."""
@@ -76,6 +73,7 @@ class Snapshot:
     epoch: str
     version: int
     entries: dict[ServiceKey, CatalogEntry]
+    rejected: tuple[Rejected, ...] = ()  # entries that did not validate (catalog_validation)
 
 
 @dataclass(frozen=True)
@@ -85,6 +83,7 @@ class Delta:
     version: int
     upserts: tuple[CatalogEntry, ...]
     removed: tuple[ServiceKey, ...]
+    rejected: tuple[Rejected, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,38 +101,19 @@ class Down:
 CatalogUpdate = Snapshot | Delta | Heartbeat | Down
 
 
-def entry_from_message(msg: pb.Service) -> CatalogEntry | None:
-    """Validate one service from the wire; None if it is not acceptable."""
-    if not (_DNS_LABEL.match(msg.namespace) and _DNS_LABEL.match(msg.name)):
-        return None
-    ports = []
-    for p in msg.ports:
-        if not 1 <= p.port <= 65535 or not _PORT_NAME.match(p.name):
-            return None
-        ports.append(PortSpec(port=p.port, name=p.name, app_protocol=p.app_protocol[:253]))
-    if not ports or len({p.port for p in ports}) != len(ports):
-        return None
-    weight = msg.weight if msg.HasField("weight") else DEFAULT_WEIGHT
-    if weight > MAX_WEIGHT:
-        log.warning("invalid weight in catalog entry, using the default",
-                    namespace=msg.namespace, name=msg.name, weight=weight)
-        weight = DEFAULT_WEIGHT
-    return CatalogEntry(
-        namespace=msg.namespace, name=msg.name, ports=tuple(sorted(ports)),
-        ready_endpoints=msg.ready_endpoints, version=msg.version,
-        changed_at_ms=msg.changed_at_ms, weight=weight,
-    )
-
-
-def _entries(services: Any) -> list[CatalogEntry]:
-    out = []
+def _entries(cluster: str, services: Any) -> tuple[list[CatalogEntry], tuple[Rejected, ...]]:
+    """The valid entries of one message, and the rejected ones (each logged)."""
+    out: list[CatalogEntry] = []
+    rejected: list[Rejected] = []
     for s in services:
         entry = entry_from_message(s)
-        if entry is None:
-            log.warning("dropping invalid catalog entry", namespace=s.namespace, name=s.name)
+        if isinstance(entry, Rejected):
+            log.warning("dropping invalid catalog entry", peer=cluster,
+                        namespace=entry.namespace, name=entry.name, reason=entry.reason)
+            rejected.append(entry)
             continue
         out.append(entry)
-    return out
+    return out, tuple(rejected)
 
 
 def describe_rpc_error(exc: BaseException) -> str:
@@ -173,22 +153,27 @@ async def follow(
                 async with asyncio.timeout(idle_timeout):
                     msg = await iterator.__anext__()
                 attempt = 0
+                if msg.cluster and msg.cluster != link.cluster:
+                    # only that cluster's mirror certificate is accepted (the pinned name),
+                    # so this is a peer naming another cluster: nothing it says is used
+                    raise CatalogError(f"the catalog names cluster {msg.cluster[:63]!r}, "
+                                       f"not {link.cluster!r}")
                 if msg.kind == pb.CatalogEvent.SNAPSHOT:
                     epoch, version = msg.epoch, msg.version
-                    entries = {e.key: e for e in _entries(msg.services)}
-                    report(Snapshot(link.cluster, epoch, version, entries))
+                    valid, rejected = _entries(link.cluster, msg.services)
+                    report(Snapshot(link.cluster, epoch, version, {e.key: e for e in valid},
+                                    rejected))
                 elif msg.kind == pb.CatalogEvent.DELTA:
                     epoch, version = msg.epoch, msg.version
-                    removed = tuple(
-                        (k.namespace, k.name) for k in msg.removed
-                    )
-                    report(Delta(link.cluster, epoch, version, tuple(_entries(msg.services)),
-                                 removed))
+                    removed = tuple(k for k in map(key_from_message, msg.removed)
+                                    if k is not None)
+                    valid, rejected = _entries(link.cluster, msg.services)
+                    report(Delta(link.cluster, epoch, version, tuple(valid), removed, rejected))
                 elif msg.kind == pb.CatalogEvent.HEARTBEAT:
                     report(Heartbeat(link.cluster, msg.version))
         except StopAsyncIteration:
             report(Down(link.cluster, "UNAVAILABLE: the peer closed the catalog stream"))
-        except (grpc.aio.AioRpcError, TimeoutError, OSError) as exc:
+        except (grpc.aio.AioRpcError, TimeoutError, OSError, CatalogError) as exc:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 # grpc turns our own cancellation into a CANCELLED status: stop for real

@@ -17,7 +17,7 @@ DNS_1123 = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 
 services = st.from_regex(r"\A[a-z]([-ab0]{0,61}[ab0])?\Z", fullmatch=True) | st.from_regex(
     r"\A[a-z][-a-z0-9]{0,61}[a-z0-9]\Z", fullmatch=True)
-clusters = st.from_regex(rf"\A[ab0-]{{0,61}}[ab0]\Z", fullmatch=True).filter(
+clusters = st.from_regex(r"\A[ab0-]{0,61}[ab0]\Z", fullmatch=True).filter(
     lambda c: re.fullmatch(DNS_1123, c) is not None) | st.from_regex(
     rf"\A{DNS_1123}\Z", fullmatch=True)
 
