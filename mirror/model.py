@@ -55,6 +55,8 @@ class LinkInfo:
     region: str = ""
     zone: str = ""
     gateway_addresses: tuple[tuple[str, int], ...] = ()
+    # None: any the cluster allows. Sorted, not a set: the sync digest reads its repr.
+    allowed_namespaces: tuple[str, ...] | None = None
 
     @classmethod
     def from_object(cls, obj: Mapping[str, Any]) -> LinkInfo:
@@ -70,6 +72,8 @@ class LinkInfo:
             region=link.spec.locality.region,
             zone=link.spec.locality.zone,
             gateway_addresses=tuple((a.host, a.port) for a in link.spec.gateway_addresses),
+            allowed_namespaces=(None if link.spec.allowed_namespaces is None
+                                else tuple(sorted(set(link.spec.allowed_namespaces)))),
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import pydantic
@@ -9,6 +10,12 @@ from pydantic_settings import SettingsConfigDict
 
 from isthmus.labels import MIRROR_LEASE, SYSTEM_NAMESPACE
 from isthmus.settings import ComponentSettings
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 class MirrorSettings(ComponentSettings):
@@ -68,6 +75,44 @@ class MirrorSettings(ComponentSettings):
     watch_timeout_seconds: int = pydantic.Field(
         default=300, ge=1, description="Longest single WATCH request.")
     leaf_hours: float = pydantic.Field(default=24.0, gt=0, description="Leaf lifetime.")
+    denied_namespaces: str = pydantic.Field(
+        default="", description="Comma-separated namespaces nothing is imported into (besides "
+        "kube-system, kube-public, kube-node-lease and the install namespace, always refused).")
+    allowed_namespaces: str = pydantic.Field(
+        default="", description="Comma-separated namespaces imports are limited to, for every "
+        "Link (empty: any namespace not refused); a Link may narrow it further.")
+    max_services_per_link: int = pydantic.Field(
+        default=20_000, ge=0, description="Services imported from one peer at most; the rest "
+        "(in namespace/name order) are refused.")
+    max_ports_per_service: int = pydantic.Field(
+        default=64, ge=1, le=64, description="Ports of one imported service at most (64 is "
+        "the GlobalService's own limit).")
+    peer_port_share: float = pydantic.Field(
+        default=0.5, gt=0, le=1, description="Share of the outbound port range one peer's "
+        "imports may hold (each service port takes two: merged and pinned).")
+
+    @pydantic.field_validator("denied_namespaces", "allowed_namespaces")
+    @classmethod
+    def _namespace_list(cls, value: str) -> str:
+        for name in _split(value):
+            if not _DNS_LABEL.match(name):
+                raise ValueError(f"{name!r} is not a namespace name")
+        return value
+
+    @property
+    def denied(self) -> frozenset[str]:
+        return frozenset(_split(self.denied_namespaces))
+
+    @property
+    def allowed(self) -> frozenset[str] | None:
+        """None: no cluster-wide allow-list."""
+        names = _split(self.allowed_namespaces)
+        return frozenset(names) if names else None
+
+    @property
+    def peer_port_budget(self) -> int:
+        low, high = self.ports
+        return int((high - low + 1) * self.peer_port_share)
 
     @property
     def ports(self) -> tuple[int, int]:

@@ -87,6 +87,8 @@ class LinkSpec(_Wire):
     trust_domain: str = Field(pattern=r"^[a-z0-9._-]{1,255}$")
     gateway_addresses: list[GatewayAddress] = Field(min_length=1)
     locality: Locality = Field(default_factory=Locality)
+    # Namespaces this peer's services may be imported into (None: any the cluster allows).
+    allowed_namespaces: list[DnsLabel] | None = Field(default=None, max_length=256)
 
 
 class LinkStatus(_Wire):
