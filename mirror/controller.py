@@ -55,6 +55,7 @@ from isthmus.mirror.catalog_client import (
     follow,
 )
 from isthmus.mirror.catalog_server import CatalogServer
+from isthmus.mirror.catalog_validation import Rejected
 from isthmus.mirror.certs import MirrorCertificates
 from isthmus.mirror.desired import (
     DesiredService,
@@ -66,7 +67,9 @@ from isthmus.mirror.desired import (
 from isthmus.mirror.errors import MirrorError, RetryableError, WriteRejected
 from isthmus.mirror.export_catalog import ExportCatalog
 from isthmus.mirror.gateway_dialer import GatewayDialer
+from isthmus.mirror.import_policy import ImportPolicy, PeerAdmission
 from isthmus.mirror.leader import LeaderElector
+from isthmus.mirror.link_conditions import import_conditions, notices, summary
 from isthmus.mirror.metrics import MirrorMetrics, serve_metrics
 from isthmus.mirror.model import CatalogEntry, LinkInfo, ObjRef, PeerView, PortSpec, ServiceKey
 from isthmus.mirror.names import FIELD_MANAGER, GATEWAY_SERVICE, is_ours, link_label, link_owners
@@ -106,11 +109,6 @@ def _content(entry: CatalogEntry | None) -> tuple[Any, ...] | None:
     if entry is None:
         return None
     return (entry.ports, entry.ready_endpoints, entry.weight)
-
-
-def _same_content(a: CatalogEntry | None, b: CatalogEntry | None) -> bool:
-    """Equal as far as the mirrored objects go."""
-    return _content(a) == _content(b)
 
 
 def _now() -> dt.datetime:
@@ -205,7 +203,7 @@ class ObservedIndex:
 @dataclass
 class PeerState:
     link: LinkInfo
-    entries: dict[ServiceKey, CatalogEntry] = field(default_factory=dict)
+    admission: PeerAdmission  # the catalog as offered, and what of it is imported
     up: bool | None = None  # None: not tried yet since start (recovered mirrors stay fresh)
     synced: bool = False
     reason: str = "connecting"
@@ -215,6 +213,11 @@ class PeerState:
     last_message: dt.datetime | None = None
     last_monotonic: float = 0.0
     view: PeerView | None = None
+
+    @property
+    def entries(self) -> dict[ServiceKey, CatalogEntry]:
+        """The admitted entries (``import_policy``): all that is ever imported."""
+        return self.admission.entries
 
     def make_view(self) -> PeerView:
         if self.view is None:
@@ -291,6 +294,8 @@ class LinkProblems:
     conflicts: dict[ServiceKey, str] = field(default_factory=dict)
     write_failures: dict[ServiceKey, str] = field(default_factory=dict)
     missing_namespaces: dict[ServiceKey, str] = field(default_factory=dict)
+    refused: dict[tuple[str, str], int] = field(default_factory=dict)  # link_conditions.summary
+    invalid: dict[str, str] = field(default_factory=dict)  # "ns/name" -> why rejected
 
 
 class MirrorController:
@@ -324,6 +329,7 @@ class MirrorController:
         self.namespaces: set[str] = set()
         self.gateway_addresses: tuple[str, ...] = ()
         self.allocator = PortAllocator(*settings.ports)
+        self.policy = ImportPolicy.from_settings(settings)
         self.problems: dict[str, LinkProblems] = {}
         self.ready = asyncio.Event()
         self.catalog_port = 0
@@ -654,7 +660,8 @@ class MirrorController:
         so a restart changes nothing until each peer answers (then its snapshot rules)."""
         by_cluster = {link.cluster: link for link in self.links.values()}
         for link in by_cluster.values():
-            self.peers[link.cluster] = PeerState(link)
+            self.peers[link.cluster] = self._new_peer(link)
+        shown: dict[str, dict[ServiceKey, CatalogEntry]] = {c: {} for c in self.peers}
         recovered: dict[PortKey, int] = {}
         # one GlobalService decoded at a time: a list of 10 000 would only feed the GC
         for gs in self.observed.objects("GlobalService"):
@@ -672,10 +679,15 @@ class MirrorController:
                                           str(p.get("appProtocol") or "")))
                 if specs:
                     key = (sys.intern(meta["namespace"]), meta["name"])
-                    peer.entries[key] = CatalogEntry(
+                    shown[peer.link.cluster][key] = CatalogEntry(
                         key[0], key[1], tuple(sorted(specs)),
                         int(endpoint.get("readyEndpoints") or 0),
                         weight=int(endpoint.get("weight", DEFAULT_WEIGHT)))
+        # what was imported before is admitted again by today's policy: an import it now
+        # refuses is removed by the start-up pass
+        for cluster, entries in shown.items():
+            self.peers[cluster].admission.replace(entries)
+            self._refusals_changed(cluster)
         self.allocator = PortAllocator(*self.settings.ports, recovered)
         self._gateway_changed()
 
@@ -694,6 +706,56 @@ class MirrorController:
                    idle_timeout=self.settings.idle_timeout_seconds,
                    backoff=Backoff(initial=0.2, maximum=self.settings.reconnect_max_seconds))
         )
+
+    # --- what a peer may import (import_policy) -------------------------------------------
+    def _new_peer(self, link: LinkInfo) -> PeerState:
+        return PeerState(link, PeerAdmission(self.policy, link.allowed_namespaces))
+
+    def _rejected(self, peer: PeerState, rejected: tuple[Rejected, ...], *, reset: bool,
+                  valid: Iterable[ServiceKey]) -> None:
+        """Record the entries the catalog boundary rejected (a snapshot replaces them all;
+        a delta's valid entries and removals clear theirs)."""
+        problems = self.problems.setdefault(peer.link.cluster, LinkProblems())
+        before = dict(problems.invalid)
+        if reset:
+            problems.invalid.clear()
+        for key in valid:
+            problems.invalid.pop(f"{key[0]}/{key[1]}", None)
+        fresh = [r for r in rejected if f"{r.namespace}/{r.name}" not in before]
+        for r in rejected:
+            problems.invalid[f"{r.namespace}/{r.name}"] = r.reason
+        if rejected:
+            self.metrics.catalog_rejected.labels(peer=peer.link.cluster).inc(len(rejected))
+        if fresh:
+            shown = "; ".join(f"{r.namespace}/{r.name}: {r.reason}" for r in fresh[:3])
+            self._event_later(self._link_obj(peer.link), "InvalidCatalogEntries",
+                              f"{len(fresh)} entries of {peer.link.cluster}'s catalog rejected: "
+                              f"{shown}", warning=True)
+        if problems.invalid != before:
+            self._status_dirty.add(peer.link.cluster)
+
+    def _refusals_changed(self, cluster: str) -> None:
+        """Bring the Link's view of refused entries (conditions, Events, metric) up to date
+        with the peer's admission."""
+        peer = self.peers.get(cluster)
+        if peer is None:
+            return
+        problems = self.problems.setdefault(cluster, LinkProblems())
+        after = summary(peer.admission.refused)
+        if after == problems.refused:
+            return
+        for reason, note in notices(problems.refused, after, peer.admission.refused, cluster):
+            log.warning("import refused", peer=cluster, reason=reason, note=note)
+            self._event_later(self._link_obj(peer.link), reason, note, warning=True)
+        for (reason, _ns), _count in problems.refused.items():
+            self.metrics.refused.labels(peer=cluster, reason=reason).set(0)
+        totals: dict[str, int] = {}
+        for (reason, _ns), count in after.items():
+            totals[reason] = totals.get(reason, 0) + count
+        for reason, count in totals.items():
+            self.metrics.refused.labels(peer=cluster, reason=reason).set(count)
+        problems.refused = after
+        self._status_dirty.add(cluster)
 
     # --- the dispatcher -----------------------------------------------------------------
     async def _dispatch(self) -> None:
@@ -716,10 +778,14 @@ class MirrorController:
             peer = self.peers.get(link.cluster)
             known = peer is not None
             if peer is None:
-                peer = self.peers[link.cluster] = PeerState(link)
+                peer = self.peers[link.cluster] = self._new_peer(link)
             changed = peer.link != link
             peer.link = link
             peer.view = None
+            admitted = peer.admission.reconfigure(self.policy, link.allowed_namespaces)
+            if admitted:
+                self._refusals_changed(link.cluster)
+                self._submit(admitted)
             if changed or link.cluster not in self._subscriptions:
                 self._subscribe(link)
             self._status_dirty.add(link.cluster)
@@ -771,7 +837,8 @@ class MirrorController:
                                   f"{len(peer.entries)} mirrors of unreachable {peer.link.cluster}"
                                   " removed after the grace period", warning=True)
                 self._submit(set(peer.entries))
-                peer.entries = {}
+                peer.admission.clear()
+                self._refusals_changed(peer.link.cluster)
                 peer.view = None
 
     def _peer_update(self, update: CatalogUpdate) -> None:
@@ -810,12 +877,11 @@ class MirrorController:
             self.metrics.peer_up.labels(peer=update.cluster).set(1)
         keys: set[ServiceKey] = set()
         if isinstance(update, Snapshot):
-            old = peer.entries
             # Compared by content: entries recovered at start carry no version or change
             # time, and a restart must not reconcile every key a second time for that.
-            keys = {k for k in set(old) | set(update.entries)
-                    if not _same_content(old.get(k), update.entries.get(k))}
-            peer.entries = dict(update.entries)
+            keys = peer.admission.replace(update.entries)
+            self._rejected(peer, update.rejected, reset=True, valid=())
+            self._refusals_changed(update.cluster)
             peer.view = None
             if not peer.synced:
                 self._event_later(self._link_obj(peer.link), "CatalogSynced",
@@ -826,13 +892,12 @@ class MirrorController:
             log.debug("catalog snapshot applied", peer=update.cluster, version=update.version,
                       services=len(update.entries), changed=len(keys))
         elif isinstance(update, Delta):
-            for entry in update.upserts:
-                if peer.entries.get(entry.key) != entry:
-                    peer.entries[entry.key] = entry
-                    keys.add(entry.key)
-            for key in update.removed:
-                if peer.entries.pop(key, None) is not None:
-                    keys.add(key)
+            keys = peer.admission.update(update.upserts, update.removed)
+            if keys:
+                peer.view = None
+            self._rejected(peer, update.rejected, reset=False,
+                           valid=[*(e.key for e in update.upserts), *update.removed])
+            self._refusals_changed(update.cluster)
             if not peer.synced:
                 self._event_later(self._link_obj(peer.link), "CatalogSynced",
                                   f"catalog of {update.cluster} resumed at {update.version}")
@@ -1083,6 +1148,7 @@ class MirrorController:
         else:
             conditions.append({"type": "Conflict", "status": "False", "reason": "NoConflict",
                                "message": ""})
+        conditions.extend(import_conditions(peer.admission.refused, problems.invalid))
         if problems.missing_namespaces:
             names = sorted(set(problems.missing_namespaces.values()))
             conditions.append({"type": "NamespacesMissing", "status": "True",

@@ -50,6 +50,13 @@ class MirrorMetrics:
         self.catalog_refusals = Counter(
             "isthmus_mirror_catalog_refusals_total", "Refused catalog callers by reason",
             ["reason"], registry=r)
+        self.refused = Gauge(
+            "isthmus_mirror_refused_services",
+            "Services of a peer not imported, by the import policy's reason", ["peer", "reason"],
+            registry=r)
+        self.catalog_rejected = Counter(
+            "isthmus_mirror_catalog_rejected_total",
+            "Catalog entries from a peer that failed validation", ["peer"], registry=r)
         self.leader = Gauge("isthmus_mirror_leader", "1 while this replica leads", registry=r)
         self.queue_depth = Gauge(
             "isthmus_mirror_pending_keys", "Services waiting to be reconciled", registry=r)
