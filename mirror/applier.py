@@ -136,10 +136,15 @@ class Applier:
                     log.warning("not overwriting an object isthmus does not own", ref=ref,
                                 problem=problem)
                     return
+        if action.uid:
+            # a precondition: if the object was replaced (by anyone) since it was seen as
+            # ours, the API server refuses the write instead of applying it to the new one
+            obj = {**obj, "metadata": {**meta, "uid": action.uid}}
+        body = obj
         self._on_writing(ref, True)
         try:
             written = await self._call(
-                what, lambda: self.api.apply(res, obj, field_manager=FIELD_MANAGER, force=True,
+                what, lambda: self.api.apply(res, body, field_manager=FIELD_MANAGER, force=True,
                                              decode=self._decode.get(kind))
             )
         finally:
@@ -185,14 +190,18 @@ class Applier:
 
 
 def _stage(action: Action) -> int:
-    # Objects of one service do not depend on each other's existence (a slice names its
-    # Service by label, the GlobalService spec names no Service), so they go together;
-    # status follows them (it carries the Services' ClusterIPs).
+    # The GlobalService goes first, alone: DNS serves a name only once its GlobalService
+    # exists, so a GlobalService the API server refuses leaves no Service behind that
+    # could give the name an address (plan.py). Services and slices do not depend on each
+    # other (a slice names its Service by label), so they go together; status follows them
+    # (it carries the Services' ClusterIPs).
     if isinstance(action, Delete):
         return 3
     if isinstance(action, ApplyStatus):
         return 2
-    return 0
+    if isinstance(action, Apply) and action.obj.get("kind") == "GlobalService":
+        return 0
+    return 1
 
 
 def vips_of(objects: Mapping[ObjRef, JsonObj]) -> dict[str, str]:

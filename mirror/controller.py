@@ -551,6 +551,10 @@ class MirrorController:
         if labels.get(MIRROR_LABEL) == "true" or (kind == "DELETED" and is_ours(obj)):
             self._on_mirror_object(kind, obj)
             return
+        if kind == "DELETED":
+            waiting = self._conflict_refs.pop(ref_of(obj), None)
+            if waiting is not None:  # a mirror wanted this slice's name: take it now
+                self.queue.put_nowait(ev.MirrorObjectChanged(waiting))
         owner = labels.get(SLICE_SERVICE_LABEL)
         if not owner:
             return
@@ -610,6 +614,11 @@ class MirrorController:
             own = self._own_rv.pop(ref, None)
             if key is not None and own != -1:
                 self.queue.put_nowait(ev.MirrorObjectChanged(key))
+            waiting = self._conflict_refs.pop(ref, None)
+            if waiting is not None and waiting != key:
+                # another mirror's object held the name (e.g. a name from an older naming
+                # scheme being removed): the key that wanted it takes it now
+                self.queue.put_nowait(ev.MirrorObjectChanged(waiting))
             return
         key = self.observed.put(obj, self._kept(obj))
         # Our own write echoing back (in flight, or the version we wrote) needs no repair;
@@ -1000,6 +1009,7 @@ class MirrorController:
         ds = want.services.get(key)
         wanted = ds.objects if ds is not None else {}
         observed.update({ref: unpack(self.foreign[ref]) for ref in wanted if ref in self.foreign})
+        observed.update(self._foreign_slices(wanted, observed))
         actions = plan(observed, wanted)
         if urgent_only:
             urgent = [a for a in actions if is_urgent(a)]
@@ -1045,7 +1055,9 @@ class MirrorController:
         gs_ref = next(r for r in wanted if r[0] == "GlobalService")
         if gs_ref in conflicts:
             return None
-        status = global_service_status(ds, vips_of(current), list(conflicts.values()))
+        # only our own Services lend their addresses (never one holding a name we wanted)
+        ours = {ref: obj for ref, obj in current.items() if ref not in conflicts}
+        status = global_service_status(ds, vips_of(ours), list(conflicts.values()))
         st = plan_status(wanted[gs_ref], status, current.get(gs_ref), _now())
         if st is None:
             return False
@@ -1054,6 +1066,21 @@ class MirrorController:
             full[SYNCED_FROM] = sync_digest(sync_inputs, current, full)
         await self.applier.execute([st])
         return True
+
+    def _foreign_slices(self, wanted: Mapping[ObjRef, JsonObj],
+                        observed: Mapping[ObjRef, JsonObj]) -> dict[ObjRef, JsonObj]:
+        """EndpointSlices not written by the mirror that hold a name it wants (looked up in
+        the slice watch's cache, so ``plan`` sees the name taken)."""
+        found: dict[ObjRef, JsonObj] = {}
+        store = self.reflectors["slices"].store if "slices" in self.reflectors else None
+        if store is None:
+            return found
+        for ref in wanted:
+            if ref[0] == "EndpointSlice" and ref not in observed:
+                obj = store.get((ref[1], ref[2]))
+                if obj is not None and not is_ours(obj):
+                    found[ref] = obj
+        return found
 
     def _sync_basis(self, key: ServiceKey, views: list[PeerView]) -> tuple[Any, ...]:
         """What ``desired`` and the status read for ``key`` besides its objects and its

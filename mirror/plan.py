@@ -7,8 +7,16 @@ Rules (README "## Mirror"):
 - wanted, present and written by the mirror for the same GlobalService → ``Apply`` if any
   field we set differs (or an ownership label must go), else nothing;
 - wanted, present, but not ours (no ``isthmus.io/mirror=true`` + managed-by isthmus label),
-  or ours for another GlobalService/cluster → ``Conflict``: never overwritten;
+  or ours for another GlobalService/cluster → ``Conflict``: never overwritten; the same check
+  for every kind (GlobalService, Service, EndpointSlice);
+- a wanted GlobalService in conflict → nothing else of that import is written, and what the
+  mirror already wrote for it is deleted: its Services would otherwise lend their addresses
+  to a name isthmus does not own (DNS reads mirror Services by their labels);
 - present, ours, not wanted → ``Delete`` with a UID precondition.
+
+Writes go GlobalService first, then Services and slices (the applier waits for each stage):
+if the API server refuses the GlobalService, nothing that gives the name an address is
+written; a Service without its GlobalService is never served by DNS or the gateway.
 """
 
 from __future__ import annotations
@@ -28,15 +36,16 @@ from isthmus.mirror.model import JsonObj, ObjRef
 from isthmus.mirror.names import LINK_LABEL_PREFIX, is_ours
 
 _OWNER_LABELS = (PEER_CLUSTER_LABEL, LINK_UID_LABEL)
-# Order of the actions: Services, slices, then the GlobalService (the applier writes the
-# objects of one service together); deletes in the reverse order.
-_ORDER = {"Service": 0, "EndpointSlice": 1, "GlobalService": 2}
+# Order of the writes: the GlobalService, then Services, then slices (the applier runs the
+# GlobalService's stage first); deletes in the reverse order.
+_ORDER = {"GlobalService": 0, "Service": 1, "EndpointSlice": 2}
 
 
 @dataclass(frozen=True)
 class Apply:
     obj: JsonObj
     check_first: bool  # not seen as ours: make sure nobody else holds the name
+    uid: str = ""  # of the object seen as ours: the write must land on that very object
 
 
 @dataclass(frozen=True)
@@ -135,8 +144,24 @@ def ownership_problem(want: Mapping[str, Any], have: Mapping[str, Any]) -> str |
     return None
 
 
+def _blocked(observed: Mapping[ObjRef, JsonObj],
+             desired: Mapping[ObjRef, JsonObj]) -> set[tuple[str, str]]:
+    """(namespace, GlobalService name) of each wanted GlobalService whose name is taken."""
+    out = set()
+    for ref, want in desired.items():
+        have = observed.get(ref)
+        if ref[0] == "GlobalService" and have is not None and ownership_problem(want, have):
+            out.add((ref[1], ref[2]))
+    return out
+
+
 def plan(observed: Mapping[ObjRef, JsonObj], desired: Mapping[ObjRef, JsonObj]) -> list[Action]:
     """The actions, writes first (in dependency order), then deletes."""
+    blocked = _blocked(observed, desired)
+    if blocked:
+        desired = {ref: want for ref, want in desired.items()
+                   if ref[0] == "GlobalService"
+                   or (ref[1], _labels(want).get(GLOBAL_SERVICE_LABEL)) not in blocked}
     writes: list[Action] = []
     for ref in sorted(desired, key=lambda r: (_ORDER.get(r[0], 9), r)):
         want = desired[ref]
@@ -148,7 +173,8 @@ def plan(observed: Mapping[ObjRef, JsonObj], desired: Mapping[ObjRef, JsonObj]) 
         if problem is not None:
             writes.append(Conflict(ref, problem))
         elif not same(want, have):
-            writes.append(Apply(want, check_first=False))
+            uid = str((have.get("metadata") or {}).get("uid") or "")
+            writes.append(Apply(want, check_first=False, uid=uid))
     deletes: list[Action] = []
     for ref in sorted(observed, key=lambda r: (-_ORDER.get(r[0], 9), r)):
         have = observed[ref]
