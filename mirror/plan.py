@@ -12,6 +12,9 @@ Rules (README "## Mirror"):
 - a wanted GlobalService in conflict → nothing else of that import is written, and what the
   mirror already wrote for it is deleted: its Services would otherwise lend their addresses
   to a name isthmus does not own (DNS reads mirror Services by their labels);
+- a wanted Service or EndpointSlice in conflict → its partner of the same name is not
+  written either (and removed if the mirror wrote it): a VIP without its routing, or routing
+  for a VIP that is someone else's, is never left behind;
 - present, ours, not wanted → ``Delete`` with a UID precondition.
 
 Writes go GlobalService first, then Services and slices (the applier waits for each stage):
@@ -144,24 +147,40 @@ def ownership_problem(want: Mapping[str, Any], have: Mapping[str, Any]) -> str |
     return None
 
 
-def _blocked(observed: Mapping[ObjRef, JsonObj],
-             desired: Mapping[ObjRef, JsonObj]) -> set[tuple[str, str]]:
-    """(namespace, GlobalService name) of each wanted GlobalService whose name is taken."""
-    out = set()
+def _blocked(observed: Mapping[ObjRef, JsonObj], desired: Mapping[ObjRef, JsonObj],
+             ) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """(namespace, name) of each wanted GlobalService whose name is taken, and of each
+    wanted Service/EndpointSlice pair one of which has its name taken."""
+    imports, pairs = set(), set()
     for ref, want in desired.items():
         have = observed.get(ref)
-        if ref[0] == "GlobalService" and have is not None and ownership_problem(want, have):
-            out.add((ref[1], ref[2]))
-    return out
+        if have is None or ownership_problem(want, have) is None:
+            continue
+        if ref[0] == "GlobalService":
+            imports.add((ref[1], ref[2]))
+        else:
+            pairs.add((ref[1], ref[2]))
+    return imports, pairs
+
+
+def _kept(ref: ObjRef, want: Mapping[str, Any], imports: set[tuple[str, str]],
+          pairs: set[tuple[str, str]]) -> bool:
+    """Whether a wanted object is still wanted once the blocked ones are taken out (the
+    object in conflict itself stays, so that its conflict is reported)."""
+    if ref[0] == "GlobalService":
+        return True
+    if (ref[1], _labels(want).get(GLOBAL_SERVICE_LABEL)) in imports:
+        return False
+    return (ref[1], ref[2]) not in pairs
 
 
 def plan(observed: Mapping[ObjRef, JsonObj], desired: Mapping[ObjRef, JsonObj]) -> list[Action]:
     """The actions, writes first (in dependency order), then deletes."""
-    blocked = _blocked(observed, desired)
-    if blocked:
+    imports, pairs = _blocked(observed, desired)
+    if imports or pairs:
         desired = {ref: want for ref, want in desired.items()
-                   if ref[0] == "GlobalService"
-                   or (ref[1], _labels(want).get(GLOBAL_SERVICE_LABEL)) not in blocked}
+                   if _kept(ref, want, imports, pairs)
+                   or (ref in observed and ownership_problem(want, observed[ref]))}
     writes: list[Action] = []
     for ref in sorted(desired, key=lambda r: (_ORDER.get(r[0], 9), r)):
         want = desired[ref]

@@ -21,7 +21,7 @@ from isthmus.mirror.desired import MERGED, PortKey, desired, global_service_stat
 from isthmus.mirror.export_catalog import ExportCatalog
 from isthmus.mirror.model import CatalogEntry, LinkInfo, PeerView, PortSpec
 from isthmus.mirror.names import mirror_service_name, pinned_service_name
-from isthmus.mirror.plan import Apply, Conflict, Delete, plan, plan_status, subset
+from isthmus.mirror.plan import Apply, Conflict, Delete, plan, plan_status, ref_of, subset
 from isthmus.mirror.ports import PortAllocator, PortsExhausted, recovered_ports
 from isthmus.mirror.projection import SHAPES, project
 
@@ -195,6 +195,50 @@ def test_plan_table(observed: dict[Any, str], wanted: bool, expected: list[type]
         assert actions[0].uid == "u1"  # type: ignore[union-attr]
 
 
+def _one_import() -> dict[Any, Any]:
+    return run_desired(peer("west", entry())).services[("shop", "users")].objects
+
+
+def _foreign(obj: dict[str, Any]) -> dict[str, Any]:
+    return {**obj, "metadata": {**obj["metadata"], "uid": "theirs", "labels": {"team": "x"}}}
+
+
+def test_plan_writes_the_global_service_first() -> None:
+    actions = plan({}, _one_import())
+    assert next(a.obj["kind"] for a in actions if isinstance(a, Apply)) == "GlobalService"
+
+
+def test_global_service_taken_blocks_and_removes_the_whole_import() -> None:
+    want = _one_import()
+    gs_ref = ("GlobalService", "shop", "users")
+    ours = _ours(want[REF])
+    actions = plan({gs_ref: _foreign(want[gs_ref]), REF: ours}, want)
+    assert [(type(a), getattr(a, "ref", None)) for a in actions] == [
+        (Conflict, gs_ref), (Delete, REF)]
+
+
+@pytest.mark.parametrize("taken", ["Service", "EndpointSlice"])
+def test_one_of_a_service_and_slice_pair_taken_keeps_the_other_out(taken: str) -> None:
+    want = _one_import()
+    taken_ref = (taken, "shop", "users-global")
+    partner = ("EndpointSlice" if taken == "Service" else "Service", "shop", "users-global")
+    observed = {taken_ref: _foreign(want[taken_ref]), partner: _ours(want[partner])}
+    actions = plan(observed, want)
+    assert Conflict(taken_ref, actions[[getattr(a, "ref", None) for a in actions].index(
+        taken_ref)].message) in actions  # type: ignore[union-attr]
+    assert Delete(partner, "u1") in actions
+    applied = {ref_of(a.obj) for a in actions if isinstance(a, Apply)}
+    assert applied == {("GlobalService", "shop", "users"), ("Service", "shop", "users-west-c4"),
+                       ("EndpointSlice", "shop", "users-west-c4")}
+
+
+def test_update_carries_the_observed_uid() -> None:
+    want = _one_import()
+    changed = _ours(want[REF]) | {"spec": {**want[REF]["spec"], "ports": []}}
+    (action,) = [a for a in plan({REF: changed}, {REF: want[REF]}) if isinstance(a, Apply)]
+    assert action.uid == "u1" and not action.check_first
+
+
 def test_status_transition_times_kept_when_unchanged() -> None:
     ds = run_desired(peer("west", entry())).services[("shop", "users")]
     gs = ds.objects[("GlobalService", "shop", "users")]
@@ -269,8 +313,8 @@ def test_catalog_resume_filters_and_expires() -> None:
     ],
 )
 def test_weight_from_the_wire(weight: int | None, expected: int) -> None:
-    from isthmus.mirror.catalog_validation import entry_from_message
     from isthmus.mirror.catalog_server import entry_message
+    from isthmus.mirror.catalog_validation import entry_from_message
     from isthmus.mirror.wire import pb
 
     msg = pb.Service(namespace="shop", name="users", ports=[pb.Port(name="http", port=80)])
