@@ -1010,6 +1010,10 @@ class MirrorController:
         wanted = ds.objects if ds is not None else {}
         observed.update({ref: unpack(self.foreign[ref]) for ref in wanted if ref in self.foreign})
         observed.update(self._foreign_slices(wanted, observed))
+        # a name held by the mirror's own object of another service (e.g. written under an
+        # older naming scheme) is a conflict until that service's pass deletes it
+        observed.update({ref: held for ref in wanted if ref not in observed
+                         and (held := self.observed.get(ref)) is not None})
         actions = plan(observed, wanted)
         if urgent_only:
             urgent = [a for a in actions if is_urgent(a)]
