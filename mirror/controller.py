@@ -43,7 +43,7 @@ from isthmus.labels import (
 )
 from isthmus.logging import get_logger
 from isthmus.mirror import events as ev
-from isthmus.mirror.applier import Applier, vips_of
+from isthmus.mirror.applier import Applier, Outcome, vips_of
 from isthmus.mirror.catalog_client import (
     CatalogUpdate,
     Delta,
@@ -74,6 +74,7 @@ from isthmus.mirror.metrics import MirrorMetrics, serve_metrics
 from isthmus.mirror.model import CatalogEntry, LinkInfo, ObjRef, PeerView, PortSpec, ServiceKey
 from isthmus.mirror.names import FIELD_MANAGER, GATEWAY_SERVICE, is_ours, link_label, link_owners
 from isthmus.mirror.plan import (
+    Action,
     is_urgent,
     plan,
     plan_status,
@@ -1021,9 +1022,9 @@ class MirrorController:
                 # The status waits for the full pass: DNS answers <svc>.<ns>.global from
                 # the merged Service's ClusterIP as soon as it exists (isthmus.dns.mirror_vips),
                 # so a burst's API writes go to making every service exist first.
-                await self.applier.execute(urgent)
+                await self._execute(urgent, ds, wanted)
                 return True
-        outcome = await self.applier.execute(actions)
+        outcome = await self._execute(actions, ds, wanted)
         current = {**observed, **outcome.written}
         for ref in outcome.deleted:
             current.pop(ref, None)
@@ -1070,6 +1071,34 @@ class MirrorController:
             full[SYNCED_FROM] = sync_digest(sync_inputs, current, full)
         await self.applier.execute([st])
         return True
+
+    async def _execute(self, actions: list[Action], ds: DesiredService | None,
+                       wanted: Mapping[ObjRef, JsonObj]) -> Outcome:
+        try:
+            return await self.applier.execute(actions)
+        except (WriteRejected, RetryableError) as exc:
+            if ds is not None:
+                await self._status_after_failure(ds, wanted, str(exc))
+            raise
+
+    async def _status_after_failure(self, ds: DesiredService, wanted: Mapping[ObjRef, JsonObj],
+                                    failure: str) -> None:
+        """After a pass that could not write everything: the GlobalService (if it exists and
+        is ours) says why, and carries only the addresses of the Services that exist, so a
+        name never points at a VIP whose Service or routing is missing."""
+        current = self.observed.for_key(ds.key)
+        gs_ref = next(r for r in wanted if r[0] == "GlobalService")
+        if gs_ref not in current:
+            return
+        status = global_service_status(ds, vips_of(current), [], failure)
+        st = plan_status(wanted[gs_ref], status, current[gs_ref], _now())
+        if st is None:
+            return
+        try:
+            await self.applier.execute([st])
+        except MirrorError as exc:
+            log.warning("cannot write the status of a failed import", key=ds.key,
+                        error=str(exc))
 
     def _foreign_slices(self, wanted: Mapping[ObjRef, JsonObj],
                         observed: Mapping[ObjRef, JsonObj]) -> dict[ObjRef, JsonObj]:

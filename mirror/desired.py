@@ -357,11 +357,14 @@ def desired(
 
 
 def global_service_status(
-    ds: DesiredService, vips: Mapping[str, str], conflicts: Sequence[str]
+    ds: DesiredService, vips: Mapping[str, str], conflicts: Sequence[str],
+    failure: str | None = None,
 ) -> dict[str, Any]:
     """The status the GlobalService should carry (conditions without timestamps).
 
-    ``vips`` maps mirror Service names to their ClusterIPs, as observed.
+    ``vips`` maps mirror Service names to their ClusterIPs, as observed (only Services
+    that exist give a name an address). ``failure``: why the last pass could not write
+    everything (the import is then not Ready).
     """
     svc = ds.key[1]
     merged_ip = vips.get(mirror_service_name(svc))
@@ -390,11 +393,14 @@ def global_service_status(
     else:
         conditions.append({"type": "Conflict", "status": "False", "reason": "NoConflict",
                            "message": ""})
-    ready = merged_ip is not None and not conflicts
+    ready = merged_ip is not None and not conflicts and not failure
+    if failure:
+        reason, message = "WriteFailed", failure[:1000]
+    else:
+        reason, message = ("Mirrored" if ready else ("Conflict" if conflicts else "Pending")), ""
     conditions.append({
         "type": "Ready", "status": "True" if ready else "False",
-        "reason": "Mirrored" if ready else ("Conflict" if conflicts else "Pending"),
-        "message": "",
+        "reason": reason, "message": message,
     })
     return {
         "vips": [merged_ip] if merged_ip else [],

@@ -388,6 +388,9 @@ async def test_refused_global_service_leaves_nothing_behind(
         gs = await mesh.gs("east", unique, "refused")
         assert gs is not None
         assert not (gs.get("status") or {}).get("vips")
+        ready = condition(gs, "Ready")
+        assert ready["status"] == "False" and ready["reason"] == "WriteFailed", ready
+        assert "quota" in ready["message"], ready
         cond = condition(await mesh.link_status("east", "west"), "Conflict")
         assert cond["reason"] == "WriteFailed", cond
         return True
