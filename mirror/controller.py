@@ -726,6 +726,8 @@ class MirrorController:
         """Record the entries the catalog boundary rejected (a snapshot replaces them all;
         a delta's valid entries and removals clear theirs)."""
         problems = self.problems.setdefault(peer.link.cluster, LinkProblems())
+        if not rejected and not problems.invalid:
+            return  # the common case: nothing rejected, before or now
         before = dict(problems.invalid)
         if reset:
             problems.invalid.clear()
@@ -811,7 +813,9 @@ class MirrorController:
             if task is not None:
                 task.cancel()
             peer = self.peers.pop(event.cluster, None)
-            self.problems.pop(event.cluster, None)
+            gone = self.problems.pop(event.cluster, None)
+            for reason, _ns in gone.refused if gone is not None else ():
+                self.metrics.refused.labels(peer=event.cluster, reason=reason).set(0)
             self._link_status_written.pop(event.cluster, None)
             keys = set(peer.entries) if peer else set()
             self._submit(keys | self.observed.keys_of_cluster(event.cluster))

@@ -21,6 +21,7 @@ always the one ``admit`` gives for the whole catalog.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -62,6 +63,7 @@ class ImportPolicy:
             port_budget=settings.peer_port_budget,
         )
 
+    @functools.cached_property
     def protected(self) -> frozenset[str]:
         return PROTECTED_NAMESPACES | {self.install_namespace}
 
@@ -75,7 +77,7 @@ class Refusal:
 def namespace_refusal(policy: ImportPolicy, namespace: str,
                       link_allowed: Collection[str] | None) -> Refusal | None:
     """Why nothing may be imported into ``namespace`` from a Link (None: it may)."""
-    if namespace in policy.protected():
+    if namespace in policy.protected:
         return Refusal(PROTECTED, f"namespace {namespace} is protected")
     if namespace in policy.denied_namespaces:
         return Refusal(DENIED, f"namespace {namespace} is denied by the operator")
