@@ -400,3 +400,36 @@ async def test_refused_global_service_leaves_nothing_behind(
     await east.delete(RESOURCEQUOTAS, "no-services", unique)
     await export_service(mesh["west"].admin, unique, "refused", ports=[("http", 8082)])
     await _wait_gs(mesh, "east", unique, "refused")
+
+
+async def test_update_of_a_replaced_object_is_refused(api: KubeApi, unique: str) -> None:
+    """The mirror saw ``x`` as its own (UID u1); someone replaced it since. The write carries
+    u1 as a precondition, so the API server refuses it instead of rewriting the new object."""
+    from isthmus.mirror.applier import Applier
+    from isthmus.mirror.errors import RetryableError, WriteRejected
+    from isthmus.mirror.metrics import MirrorMetrics
+    from isthmus.mirror.plan import Apply
+
+    await ensure_namespace(api, unique)
+    body = {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "x", "namespace": unique, "labels": {"isthmus.io/mirror": "true"}},
+            "spec": {"ports": [{"port": 80}]}}
+    ours = await apply(api, SERVICES, body)
+    await api.delete(SERVICES, "x", unique)
+    theirs = await apply(api, SERVICES, {**body, "metadata": {"name": "x", "namespace": unique,
+                                                             "labels": {"team": "theirs"}}})
+    applier = Applier(api, MirrorMetrics(), attempts=1)
+    want = {**body, "metadata": {**body["metadata"], "labels": {"isthmus.io/mirror": "true",
+                                                                "written": "yes"}}}
+    try:
+        await applier.execute([Apply(want, check_first=False, uid=ours["metadata"]["uid"])])
+    except (WriteRejected, RetryableError) as exc:
+        assert "UID" in str(exc) or "uid" in str(exc), exc
+    else:
+        raise AssertionError("a write with a stale UID was accepted")
+    after = await api.get(SERVICES, "x", unique)
+    assert after["metadata"]["resourceVersion"] == theirs["metadata"]["resourceVersion"]
+    assert after["metadata"]["labels"] == {"team": "theirs"}
+    # the object's own UID is accepted
+    await applier.execute([Apply(want, check_first=False, uid=theirs["metadata"]["uid"])])
+    assert (await api.get(SERVICES, "x", unique))["metadata"]["labels"]["written"] == "yes"
