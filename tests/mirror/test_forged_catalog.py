@@ -11,11 +11,16 @@ from typing import Any
 
 import grpc
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from mirror_helpers import Mesh, Pki, condition, ensure_namespace, eventually
 
 from isthmus.devcluster.controlplane import free_port
+from isthmus.kube.backoff import Backoff
 from isthmus.kube.resources import EVENTS, GLOBALSERVICES, SERVICES
+from isthmus.mirror.catalog_client import Delta, DirectDialer, Down, Snapshot, follow
 from isthmus.mirror.catalog_server import SERVICE_NAME
+from isthmus.mirror.model import CatalogEntry, LinkInfo
 from isthmus.mirror.names import mirror_server_name
 from isthmus.mirror.wire import pb
 from isthmus.trust import Issuer
@@ -34,13 +39,14 @@ def service(ns: str, name: str, ports: Sequence[tuple[str, int]] = (("http", 80)
 class ForgedCatalog:
     """A catalog server that sends what the test scripts, then heartbeats."""
 
-    def __init__(self, pki: Pki, cluster: str) -> None:
+    def __init__(self, pki: Pki, cluster: str, *, heartbeat: bool = True) -> None:
         leaf = Issuer(pki.ca(cluster)).issue("isthmus-system", "isthmus-mirror",
                                              dns_names=[mirror_server_name(cluster)])
         self.credentials = grpc.ssl_server_credentials(
             [(leaf.key_pem(), leaf.chain_pem())], root_certificates=pki.bundle.to_pem(),
             require_client_auth=True)
         self.cluster = cluster
+        self.heartbeat = heartbeat  # False: the stream ends after the script
         self.script: list[Any] = []
         self.port = free_port()
         self._server: Any = None
@@ -48,7 +54,7 @@ class ForgedCatalog:
     async def _watch(self, _request: Any, _context: Any) -> AsyncIterator[Any]:
         for msg in self.script:
             yield msg
-        while True:
+        while self.heartbeat:
             await asyncio.sleep(0.5)
             yield pb.CatalogEvent(kind=pb.CatalogEvent.HEARTBEAT, cluster=self.cluster,
                                   version=100)
@@ -167,3 +173,64 @@ async def test_catalog_naming_another_cluster_is_not_used(mesh: Mesh, unique: st
         assert await mesh.gs("east", unique, "spoofed") is None
     finally:
         await mesh.unlink("east", FORGER)
+
+
+# --- fuzzing: random catalog streams through the real client over mTLS gRPC -------------
+
+_text = st.text(max_size=40) | st.from_regex(r"\A[a-z0-9-]{1,66}\Z", fullmatch=True)
+_port = st.builds(pb.Port, name=_text, port=st.integers(0, 70_000), app_protocol=_text)
+_service = st.builds(
+    pb.Service, namespace=_text, name=_text, ports=st.lists(_port, max_size=66),
+    ready_endpoints=st.integers(0, 2**32 - 1), version=st.integers(0, 2**64 - 1),
+    changed_at_ms=st.integers(-(2**63), 2**63 - 1), weight=st.integers(0, 20_000))
+_event = st.builds(
+    pb.CatalogEvent, kind=st.sampled_from([0, 1, 2, 3, 9]), epoch=_text,
+    version=st.integers(0, 2**64 - 1), cluster=st.sampled_from([FORGER, FORGER, "", "west"]),
+    services=st.lists(_service, max_size=5),
+    removed=st.lists(st.builds(pb.ServiceKey, namespace=_text, name=_text), max_size=3))
+
+
+@pytest.fixture(scope="module")
+async def fuzz_server(pki: Pki) -> AsyncIterator[ForgedCatalog]:
+    server = ForgedCatalog(pki, FORGER, heartbeat=False)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(events=st.lists(_event, max_size=6))
+async def test_fuzzed_catalog_streams(fuzz_server: ForgedCatalog, pki: Pki,
+                                      events: list[Any]) -> None:
+    """Whatever a peer streams, the client reports only validated entries, refuses a
+    catalog that names another cluster, and never raises."""
+    fuzz_server.script = events
+    leaf = Issuer(pki.ca("east")).issue("isthmus-system", "isthmus-mirror",
+                                        dns_names=[mirror_server_name("east")])
+    dialer = DirectDialer(lambda: grpc.ssl_channel_credentials(
+        pki.bundle.to_pem(), leaf.key_pem(), leaf.chain_pem()),
+        lambda _link: f"127.0.0.1:{fuzz_server.port}")
+    link = LinkInfo(FORGER, "uid", FORGER, "example.org", "unused.invalid", 1)
+    updates: list[Any] = []
+    await follow(link, dialer, updates.append, idle_timeout=5, iterations=1,
+                 backoff=Backoff(initial=0.0, maximum=0.0))
+    assert isinstance(updates[-1], Down)
+    first_foreign = next((i for i, e in enumerate(events) if e.cluster not in ("", FORGER)),
+                         None)
+    if first_foreign is not None:
+        assert "names cluster" in updates[-1].reason
+    served = events[:first_foreign]
+    assert len(updates) - 1 == sum(1 for e in served if e.kind in (1, 2, 3))
+    for update in updates:
+        if isinstance(update, Snapshot):
+            entries = list(update.entries.values())
+        elif isinstance(update, Delta):
+            entries = list(update.upserts)
+            assert all(len(k) == 2 for k in update.removed)
+        else:
+            continue
+        for entry in entries:
+            assert isinstance(entry, CatalogEntry)
+            assert 1 <= len(entry.ports) <= 64 and 0 <= entry.weight <= 10_000
+            assert all(1 <= p.port <= 65535 for p in entry.ports)
