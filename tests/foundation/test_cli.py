@@ -102,7 +102,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_unknown_command_is_a_usage_error() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "isthmus", "no-such-command"],
+        [sys.executable, "-m", "isthmus.cli", "no-such-command"],
         capture_output=True, text=True, check=False,
     )
     assert proc.returncode == 2

@@ -13,8 +13,8 @@ from typing import Any
 
 import click
 
-from isthmus import __version__
 from isthmus.errors import IsthmusError
+from isthmus.grpc_tls import pin_tls13
 from isthmus.logging import configure
 
 # name -> ("module:attribute", one-line help). Order is the order shown in --help.
@@ -23,11 +23,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "gateway": ("isthmus.gateway.cli:command", "Run the mTLS east-west gateway."),
     "dns": ("isthmus.dns.cli:command", "Run the authoritative *.global DNS responder."),
     "trust": ("isthmus.trust.cli:group", "Manage the trust root, cluster CAs and bundles."),
-    "join": ("isthmus.join:command", "Link clusters so they import each other's services."),
-    "unjoin": ("isthmus.join:unjoin_command", "Remove the links between clusters."),
-    "check": ("isthmus.check:command", "Tell what is wrong with this cluster's isthmus."),
-    "status": ("isthmus.status:command", "Show links, freshness and imported services."),
-    "install": ("isthmus.install:command", "Render or apply the manifests for one cluster."),
+    "join": ("isthmus.cli.join:command", "Link clusters so they import each other's services."),
+    "unjoin": ("isthmus.cli.join:unjoin_command", "Remove the links between clusters."),
+    "check": ("isthmus.cli.check:command", "Tell what is wrong with this cluster's isthmus."),
+    "status": ("isthmus.cli.status:command", "Show links, freshness and imported services."),
+    "install": ("isthmus.cli.install:command", "Render or apply the manifests for one cluster."),
     "crds": ("isthmus.api.cli:command", "Print the isthmus CustomResourceDefinitions."),
 }
 
@@ -64,7 +64,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="isthmus")
+@click.version_option(package_name="isthmus", prog_name="isthmus")
 @click.option(
     "--log-level", default="warning", show_default=True, envvar="ISTHMUS_LOG_LEVEL",
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -90,6 +90,8 @@ def cli(log_level: str, log_format: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> Any:
+    # Before any subcommand imports grpc: the catalog speaks TLS 1.3 only (isthmus.grpc_tls).
+    pin_tls13()
     try:
         return cli.main(args=argv, prog_name="isthmus", standalone_mode=False)
     except click.exceptions.Abort:

@@ -12,7 +12,7 @@ CRD_NAMES = ("links.isthmus.io", "globalservices.isthmus.io")
 
 def load_crds() -> list[dict[str, Any]]:
     """The CRD manifests, parsed, in a stable order."""
-    folder = resources.files("isthmus.api").joinpath("crds")
+    folder = resources.files("isthmus.manifests").joinpath("crds")
     docs: list[dict[str, Any]] = []
     for name in CRD_NAMES:
         docs.append(yaml.safe_load(folder.joinpath(f"{name}.yaml").read_text()))

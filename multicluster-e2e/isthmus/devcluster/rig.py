@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from isthmus.devcluster.controlplane import ControlPlane, ControlPlaneError, ManagedProcess
+from isthmus.devcluster.netns_resolv import write_netns_resolv_conf
 from isthmus.devcluster.network import ClusterNet, RigNetwork
-from isthmus.dns.netns_resolv import write_netns_resolv_conf
 from isthmus.logging import get_logger
 
 log = get_logger("isthmus.devcluster.rig")
@@ -74,7 +74,7 @@ class Rig:
 
     def isthmus(self, *args: str) -> str:
         """Run the isthmus CLI as an operator would; raise with its stderr on failure."""
-        cmd = [sys.executable, "-m", "isthmus", *args]
+        cmd = [sys.executable, "-m", "isthmus.cli", *args]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise ControlPlaneError(f"isthmus {' '.join(args)}: {proc.stderr.strip()}")
@@ -131,7 +131,7 @@ class Rig:
 
     def _spawn(self, c: RigCluster, component: str, args: list[str]) -> None:
         logs = c.cp.workdir / "logs"  # type: ignore[operator]
-        proc = ManagedProcess(component, [sys.executable, "-m", "isthmus", *args],
+        proc = ManagedProcess(component, [sys.executable, "-m", "isthmus.cli", *args],
                               logs / f"isthmus-{component}.log")
         proc.start(c.net.exec_prefix())
         c.procs[component] = proc

@@ -11,12 +11,9 @@ Public surface::
     MirrorError and subclasses          see isthmus.mirror.errors
     require_tls13()                     raises GrpcTlsNotPinned if grpc could speak TLS 1.2
 
-Generated gRPC code (``catalog_pb2``) is produced by scripts/gen-protos.sh.
+Generated gRPC code (``catalog_pb2``) is produced by the package build (setup.py).
 """
 
-# First, before anything imports grpc: grpc reads its TLS cipher list at import, and this
-# module sets it so that TLS 1.2 is impossible (see isthmus.mirror.grpc_tls).
-from isthmus.mirror.grpc_tls import GrpcTlsNotPinned, require_tls13  # noqa: I001
 from isthmus.mirror.catalog_client import Dialer, DirectDialer
 from isthmus.mirror.cleanup import remove_link_objects
 from isthmus.mirror.controller import MirrorController
@@ -31,6 +28,7 @@ from isthmus.mirror.errors import (
     RetryableError,
     WriteRejected,
 )
+from isthmus.mirror.grpc_tls import GrpcTlsNotPinned, require_tls13
 from isthmus.mirror.plan import plan
 from isthmus.mirror.settings import MirrorSettings
 

@@ -12,20 +12,21 @@ TLS 1.2 with an RSA-certified server.) ``tests/mirror/test_grpc_tls.py`` proves 
 with ``openssl s_client``/``s_server``.
 
 Because the variable is read at import, it must be set before anything imports ``grpc``:
-``isthmus/__init__.py`` does it (``isthmus.grpc_tls``), so any isthmus process and the test
-session set it in time. A value set by the environment is overwritten. If ``grpc`` was
-imported before (by a host program), the setting came too late: ``require_tls13`` refuses
+every entry point calls ``isthmus.grpc_tls.pin_tls13()`` first (the ``isthmus`` command and
+the test session), so every isthmus process sets it in time. A value set by the environment
+is overwritten. If ``grpc`` was imported before (by a host program), the setting came too
+late: ``require_tls13`` refuses
 to build a catalog server or channel rather than run one that would accept TLS 1.2.
 """
 
 from __future__ import annotations
 
-# The pin itself runs in ``isthmus/__init__.py`` (``isthmus.grpc_tls``), before any module
-# of the package can import grpc.
-from isthmus.grpc_tls import CIPHER_SUITES_ENV, PINNED, TLS12_CIPHER_SUITES
+# The pin itself is ``isthmus.grpc_tls.pin_tls13()``, called by each entry point before
+# anything imports grpc.
+from isthmus.grpc_tls import CIPHER_SUITES_ENV, TLS12_CIPHER_SUITES, pinned
 from isthmus.mirror.errors import MirrorError
 
-__all__ = ["CIPHER_SUITES_ENV", "PINNED", "TLS12_CIPHER_SUITES", "GrpcTlsNotPinned",
+__all__ = ["CIPHER_SUITES_ENV", "TLS12_CIPHER_SUITES", "GrpcTlsNotPinned",
            "require_tls13"]
 
 
@@ -35,9 +36,10 @@ class GrpcTlsNotPinned(MirrorError):
 
 def require_tls13() -> None:
     """Raise unless grpc in this process refuses TLS 1.2 (called before serving or dialling)."""
-    if not PINNED:
+    if not pinned():
         raise GrpcTlsNotPinned(
             "grpc was imported before isthmus set GRPC_SSL_CIPHER_SUITES, so the "
-            "catalog would accept TLS 1.2; import isthmus before grpc, or start the "
+            "catalog would accept TLS 1.2; call isthmus.grpc_tls.pin_tls13() before importing "
+            "grpc, or start the "
             f"process with {CIPHER_SUITES_ENV}={TLS12_CIPHER_SUITES}"
         )

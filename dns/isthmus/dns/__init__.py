@@ -6,7 +6,6 @@ The public surface is re-exported here; the README's "DNS" section describes it.
 from isthmus.dns.coredns import with_global_forward
 from isthmus.dns.errors import DnsError
 from isthmus.dns.feed import Feed
-from isthmus.dns.netns_resolv import write_netns_resolv_conf
 from isthmus.dns.resolver import resolve
 from isthmus.dns.responder import Responder, respond
 from isthmus.dns.server import DnsServer
@@ -29,5 +28,4 @@ __all__ = [
     "resolve",
     "respond",
     "with_global_forward",
-    "write_netns_resolv_conf",
 ]

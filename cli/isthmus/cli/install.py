@@ -51,7 +51,7 @@ _ORDER = {kind: i for i, kind in enumerate((
 def component_manifests(image: str) -> list[dict[str, Any]]:
     """Every document under manifests/<component>/, with the container image set."""
     docs: list[dict[str, Any]] = []
-    root = resources.files("isthmus").joinpath("manifests")
+    root = resources.files("isthmus.manifests")
     for component in COMPONENTS:
         folder = root.joinpath(component)
         for entry in sorted(folder.iterdir(), key=lambda e: e.name):
