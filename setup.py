@@ -74,4 +74,11 @@ class BuildPyWithProtos(build_py):
 
 
 PACKAGES, PACKAGE_DIR = _packages()
-setup(packages=PACKAGES, package_dir=PACKAGE_DIR, cmdclass={"build_py": BuildPyWithProtos})
+PACKAGE_DATA = {
+    "": ["py.typed", "*.proto"],
+    **{package: ["*.yaml"] for package in PACKAGES if package.startswith("isthmus.manifests.")},
+}
+setup(
+    packages=PACKAGES, package_dir=PACKAGE_DIR, package_data=PACKAGE_DATA,
+    cmdclass={"build_py": BuildPyWithProtos},
+)
