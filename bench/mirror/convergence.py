@@ -227,8 +227,8 @@ async def floor(api: KubeApi, n: int, in_flight: int = 16) -> dict[str, list[flo
     writes the mirror's urgent pass makes (GlobalService, Service and EndpointSlice
     together). No controller can converge faster than this. Returns per service the seconds
     from the start until those exist ("exist", the benchmark's t1) and until a GlobalService
-    status write after them is done too ("all": what DNS needed before the fifth session,
-    when it read VIPs only from the status)."""
+    status write after them is done too ("all": what DNS would need if it read VIPs only from
+    the status)."""
     ns = f"floor-{n}-{int(time.time()) % 100000}"
     await ensure_namespace(api, ns)
     sem = asyncio.Semaphore(in_flight)
