@@ -303,7 +303,7 @@ async def resync(mesh: Mesh, n: int, kubeconfig: Path, catalog_port: int,
         variants.append((f"_{against.rev}", against.pythonpath))
     for run, (tag, pythonpath) in ((r, v) for r in range(1, restarts + 1) for v in variants):
         # Each restart is a fresh process on the same world: the spread between them is
-        # the run-to-run noise of this machine, reported rather than averaged away.
+        # the run-to-run noise of the machine, reported rather than averaged away.
         importer = Controller(f"east-resync{run + 1}{tag}", kubeconfig, catalog_port,
                               pythonpath)
         procs.append(importer)
