@@ -1,12 +1,12 @@
 """Another git revision's isthmus, runnable beside the working tree's (benchmarks' A/B).
 
 A small shared machine's speed can drift by tens of percent within an hour, so a
-before/after claim is only sound when both run on the same world, interleaved. ``OtherRevision(rev)`` checks
-``rev`` out into a temporary git worktree, generates its protobuf code, and lays out its
-package as the installed one is (the component folders mapped into ``isthmus.*``, from that
-revision's pyproject.toml); ``pythonpath`` then makes ``.venv/bin/isthmus`` run that code
-(``PYTHONPATH`` is searched before the editable install's finder). Same interpreter and
-dependencies: only isthmus's own code differs.
+before/after claim is only sound when both run on the same world, interleaved.
+``OtherRevision(rev)`` checks ``rev`` out into a temporary git worktree, generates its
+protobuf code, and lays out its package as the installed one is (the component folders
+mapped into ``isthmus.*``, from that revision's pyproject.toml); ``pythonpath`` then makes
+``.venv/bin/isthmus`` run that code (``PYTHONPATH`` is searched before the editable
+install's finder). Same interpreter and dependencies: only isthmus's own code differs.
 """
 
 from __future__ import annotations
