@@ -1,10 +1,10 @@
 """Another git revision's isthmus, runnable beside the working tree's (benchmarks' A/B).
 
-This machine's speed drifts by tens of percent within an hour, so a before/after claim is
-only sound when both run on the same world, interleaved. ``OtherRevision(rev)`` checks
-``rev`` out into a temporary git worktree and installs it (not editable) into a folder of
-its own; ``pythonpath`` then makes ``.venv/bin/isthmus`` run that code (``PYTHONPATH`` is
-searched before the editable install's finder). Same interpreter and
+A small shared machine's speed can drift by tens of percent within an hour, so a
+before/after claim is only sound when both run on the same world, interleaved.
+``OtherRevision(rev)`` checks ``rev`` out into a temporary git worktree and installs it (not
+editable) into a folder of its own; ``pythonpath`` then makes ``.venv/bin/isthmus`` run that
+code (``PYTHONPATH`` is searched before the editable install's finder). Same interpreter and
 dependencies: only isthmus's own code differs.
 """
 
