@@ -55,7 +55,7 @@ class KubeApi:
         Each request in flight holds its own HTTP/1.1 connection, and each TLS connection
         costs about 128 KiB of buffers in asyncio; a controller with 64 workers otherwise
         keeps one per request it ever had in flight at once (~200 seen: 25 MB). The API
-        server is no faster at 64 in flight than at 16 (README, convergence benchmark)."""
+        server is no faster at 64 in flight than at 16 (docs/decisions/mirror-memory.md)."""
         self._slots = asyncio.Semaphore(requests)
 
     @classmethod

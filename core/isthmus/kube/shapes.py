@@ -7,7 +7,7 @@ spent 40 % of its time there, and the short-lived garbage fragments the heap the
 copies live in). A *shape* is a ``TypedDict`` naming the fields to keep; msgspec parses
 the JSON in C and builds Python objects only for those, skipping the rest unbuilt.
 (pydantic-core did this job first: msgspec takes about half its time on the same LIST
-pages, README "The Kubernetes layer".)
+pages, docs/decisions/msgspec-decoding.md.)
 
 The result is a plain ``dict`` like ``json.loads`` gives, so consumers do not change.
 A field of the wrong type is a ``msgspec.ValidationError`` (a ``ValueError``), which the

@@ -1,6 +1,6 @@
 """isthmus.dns: the authoritative responder for ``<svc>.<ns>.global`` names.
 
-The public surface is re-exported here; the README's "DNS" section describes it.
+The public surface is re-exported here; docs/dns.md describes it.
 """
 
 from isthmus.dns.coredns import with_global_forward

@@ -1,6 +1,6 @@
 """The mirror controller: watches, one dispatcher, per-key workers, link status.
 
-Shape (see STYLE.md, Linkerd's service mirror): watch consumers and catalog clients only
+Shape (as Linkerd's service mirror; docs/development.md): watch consumers and catalog clients only
 update caches and enqueue typed events (``isthmus.mirror.events``); one dispatcher turns each
 event into state changes and *dirty service keys*; ``KeyedWorkers`` reconcile keys in
 parallel (bounded), one task per key at a time, so each object sees its changes in order.
@@ -229,7 +229,7 @@ class KeyedWorkers:
     Keys wait in two FIFO queues. A key's first pass is urgent; when it reports work left
     (``handler(key, True)`` returns True) the key queues again for a full pass behind every
     urgent one, so in a burst every key's urgent objects are written before any key's
-    deferred ones (README "### Write order"). A key submitted while it is queued or being
+    deferred ones (docs/decisions/mirror-write-order.md). A key submitted while it is queued or being
     handled is not queued twice: it is marked dirty and handled again after its turn. A
     fixed pool, not a task per key: 10 000 waiting keys cost a deque entry each."""
 

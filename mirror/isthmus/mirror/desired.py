@@ -4,7 +4,7 @@
 catalogs, links, gateway addresses and port allocations always give the same objects, which
 is what makes a restart, a re-list or a second replica converge on one answer.
 
-Merge rule for one service exported by several clusters with different ports (README):
+Merge rule for one service exported by several clusters with different ports (docs/mirror.md):
 ports are the union by port number; when clusters disagree about a port's name or
 appProtocol, the cluster whose name sorts first wins, and the GlobalService gets
 ``PortConflict=True`` naming the clusters. Port names that would repeat, or are empty while
@@ -333,7 +333,7 @@ def desired(
     """The wanted objects for ``keys`` (all services any peer exports when None).
 
     A service whose namespace does not exist here (``namespaces`` given and without it) is
-    not imported: it is reported in ``missing_namespaces`` instead (README: the mirror never
+    not imported: it is reported in ``missing_namespaces`` instead (docs/mirror.md: the mirror never
     creates namespaces).
     """
     wanted = all_keys(peers) if keys is None else set(keys)

@@ -1,4 +1,4 @@
-"""Names and labels of the objects the mirror writes (one place, documented in README).
+"""Names and labels of the objects the mirror writes (one place, documented in docs/mirror.md).
 
 For an exported Service ``<svc>`` in namespace ``<ns>`` the importing cluster gets, in
 ``<ns>``:

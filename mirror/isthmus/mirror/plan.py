@@ -1,7 +1,7 @@
 """Pure: the actions that turn the observed objects into the desired ones.
 
 ``plan(observed, desired)`` never writes; the applier executes what it returns, in order.
-Rules (README "## Mirror"):
+Rules (docs/mirror.md):
 
 - wanted and absent → ``Apply`` (the applier re-checks the name is free first);
 - wanted, present and written by the mirror for the same GlobalService → ``Apply`` if any

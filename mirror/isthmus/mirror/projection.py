@@ -3,7 +3,7 @@
 The controller watches every Service, EndpointSlice and GlobalService of its cluster, so
 its caches hold the whole cluster; whole objects (``managedFields``, status, annotations,
 topology of every endpoint) cost several KB each. ``project`` keeps exactly what the mirror
-reads (README "### Memory"):
+reads (docs/decisions/mirror-memory.md):
 
 - metadata: name, namespace, uid, resourceVersion, generation (``resync``), deletionTimestamp,
   every label, and only the ``isthmus.io/`` annotations (``export-to``);
