@@ -229,8 +229,8 @@ class KeyedWorkers:
     Keys wait in two FIFO queues. A key's first pass is urgent; when it reports work left
     (``handler(key, True)`` returns True) the key queues again for a full pass behind every
     urgent one, so in a burst every key's urgent objects are written before any key's
-    deferred ones (docs/decisions/mirror-write-order.md). A key submitted while it is queued or being
-    handled is not queued twice: it is marked dirty and handled again after its turn. A
+    deferred ones (docs/decisions/mirror-write-order.md). A key submitted while it is queued or
+    being handled is not queued twice: it is marked dirty and handled again after its turn. A
     fixed pool, not a task per key: 10 000 waiting keys cost a deque entry each."""
 
     def __init__(
