@@ -4,8 +4,8 @@ A plain store keeps each object as the dict it was given. A packed store keeps i
 ``marshal`` bytes and decodes it on every read, so readers always get a fresh dict: a
 projected mirror object is ~0.6 KB packed against 1.3-3.4 KB as nested dicts
 (docs/decisions/mirror-memory.md), and bytes are not tracked by the garbage collector, so
-tens of thousands of cached objects no longer lengthen every full collection. Decoding costs ~5 µs per object,
-and the mirror reads a handful of objects per reconcile.
+tens of thousands of cached objects no longer lengthen every full collection. Decoding costs
+~5 µs per object, and the mirror reads a handful of objects per reconcile.
 
 ``marshal`` is safe here because it only ever reads bytes this process wrote; nothing
 packed crosses a process or a file.
