@@ -9,7 +9,10 @@ once, here, and a bad value becomes a ``ConfigError`` naming the field.
 
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -36,6 +39,27 @@ def _option_name(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
+def _metavar(annotation: object) -> str:
+    """What the option takes, as help shows it (pydantic still validates the value)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is typing.Literal:
+        return "[" + "|".join(str(a) for a in args) + "]"
+    if args and typing.get_origin(annotation) in (types.UnionType, typing.Union):
+        return _metavar(args[0])
+    if args:  # list[X], tuple[X, ...]: given as a comma-separated list
+        return f"{_metavar(args[0])},..."
+    names: dict[object, str] = {int: "INTEGER", float: "NUMBER", bool: "BOOLEAN", Path: "PATH"}
+    return names.get(annotation, "TEXT")
+
+
+def _shown_default(default: object) -> str:
+    if default is None or default in ("", (), []):
+        return ""
+    if isinstance(default, (list, tuple, frozenset, set)):
+        default = ",".join(str(d) for d in default)
+    return f" [default: {default}]"
+
+
 def click_options(model: type[BaseSettings]) -> Callable[[F], F]:
     """Decorator adding one click option per model field (all optional: None = not given)."""
 
@@ -44,7 +68,7 @@ def click_options(model: type[BaseSettings]) -> Callable[[F], F]:
         for name, info in reversed(list(model.model_fields.items())):
             env = (prefix + name).upper()
             default = info.get_default(call_default_factory=True)
-            shown = "" if default is None else f" [default: {default}]"
+            shown = _shown_default(default)
             help_text = f"{info.description or ''}{shown} (env {env})"
             if info.annotation is bool:
                 opt = click.option(
@@ -55,7 +79,8 @@ def click_options(model: type[BaseSettings]) -> Callable[[F], F]:
                 )
             else:
                 opt = click.option(
-                    _option_name(name), name, default=None, help=help_text, metavar="VALUE"
+                    _option_name(name), name, default=None, help=help_text,
+                    metavar=_metavar(info.annotation),
                 )
             func = opt(func)
         return func

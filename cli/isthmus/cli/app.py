@@ -80,11 +80,15 @@ def cli(log_level: str, log_format: str) -> None:
     change to the application.
 
     \b
-    Typical flow:
+    Typical flow (two clusters, contexts west and east):
       isthmus trust init --trust-domain example.org --out ./root
-      isthmus trust cluster-ca --cluster west ... | kubectl --context west apply -f -
-      isthmus install --context west
+      isthmus install --context west --cluster west --trust-domain example.org \\
+          --gateway-address 203.0.113.10:15443
+      isthmus trust cluster-ca --root ./root --cluster west --context west
+      isthmus trust bundle --root ./root --context west
+      (the same three for east)
       isthmus join --context west --context east
+      isthmus check --context west
     """
     configure(log_level, json=log_format == "json")
 

@@ -183,7 +183,21 @@ def command(
     context: str | None,
     kubeconfig: str | None,
 ) -> None:
-    """Render the manifests for one cluster (YAML on stdout), or apply them with --context."""
+    """Render the manifests for one cluster (YAML on stdout), or apply them with --context.
+
+    \b
+    It creates, in namespace isthmus-system:
+      - the Namespace, and the CRDs Link and GlobalService (cluster-wide);
+      - for mirror, gateway and dns: a ServiceAccount, least-privilege RBAC,
+        a Deployment and a Service;
+      - the ConfigMap isthmus-cluster (name, trust domain, gateway addresses, locality);
+      - with --context: the empty leaf Secrets isthmus-gateway-tls and
+        isthmus-mirror-tls and the Lease isthmus-mirror (never overwritten), and a stub
+        zone in CoreDNS's Corefile that forwards `global` to isthmus-dns.
+
+    Trust material comes separately, after install: `isthmus trust cluster-ca` and
+    `isthmus trust bundle`.
+    """
     try:
         info = ClusterInfo(
             cluster=cluster,

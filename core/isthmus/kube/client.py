@@ -63,10 +63,22 @@ class KubeApi:
         cls, kubeconfig: str | Path | None = None, context: str | None = None
     ) -> KubeApi:
         """From a kubeconfig (path or ``$KUBECONFIG``) and context, or in-cluster config."""
+        paths = str(kubeconfig or os.environ.get("KUBECONFIG", "")).split(os.pathsep)
+        paths = [p for p in paths if p]
+        in_cluster = kubeconfig is None and context is None and os.environ.get(_SERVICE_HOST_ENV)
+        if not in_cluster:
+            # Said here, in one line: the library would log "Config not found" and then fail
+            # on a missing key of an empty configuration.
+            # Like kubectl, files missing from a list are skipped; none at all is an error.
+            wanted = paths or [str(Path.home() / ".kube" / "config")]
+            paths = [p for p in wanted if os.path.isfile(p)]  # noqa: ASYNC240 -- a stat, once
+            if not paths:
+                raise errors.ConfigurationError(
+                    f"no kubeconfig file at {', '.join(wanted)}: pass --kubeconfig, set "
+                    "KUBECONFIG, or run inside a pod (in-cluster configuration)"
+                )
         try:
-            paths = str(kubeconfig or os.environ.get("KUBECONFIG", "")).split(os.pathsep)
-            paths = [p for p in paths if p]
-            if kubeconfig is None and context is None and os.environ.get(_SERVICE_HOST_ENV):
+            if in_cluster:
                 configuration = k8s_client.Configuration()
                 k8s_config.load_incluster_config(
                     client_configuration=configuration
@@ -78,7 +90,7 @@ class KubeApi:
                 )
             else:
                 api_client = await k8s_config.new_client_from_config(
-                    config_file=str(kubeconfig) if kubeconfig else None,
+                    config_file=paths[0],
                     context=context,
                     persist_config=False,
                 )

@@ -130,7 +130,7 @@ def group(log_level: str) -> None:
       spiffe://<trust-domain>/cluster/<cluster>/ns/<namespace>/sa/<account>
 
     \b
-    Set-up:
+    Set-up (after `isthmus install`, which creates the namespace):
       isthmus trust init --trust-domain example.org --out ./root
       isthmus trust cluster-ca --root ./root --cluster west | kubectl --context west apply -f -
       isthmus trust bundle --root ./root | kubectl --context west apply -f -
