@@ -30,8 +30,13 @@ if ((${#missing[@]})); then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
   fi
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  # Quiet unless it fails: dpkg's per-package lines go to a log shown only on error.
+  aptlog="$(mktemp)"
+  if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } \
+      >"$aptlog" 2>&1; then
+    cat "$aptlog" >&2; rm -f "$aptlog"; say "apt-get failed (above)"; exit 1
+  fi
+  rm -f "$aptlog"
 fi
 
 # --- 2. Python environment ----------------------------------------------------------------
