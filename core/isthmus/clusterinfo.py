@@ -15,6 +15,7 @@ import pydantic
 from isthmus.api.models import DNS_LABEL, GatewayAddress, Locality
 from isthmus.errors import ConfigError
 from isthmus.labels import MANAGED_BY, MANAGED_BY_LABEL, SYSTEM_NAMESPACE
+from isthmus.wellknown import GATEWAY_PORT, TrustDomain
 
 CONFIGMAP_NAME = "isthmus-cluster"
 
@@ -23,7 +24,7 @@ class ClusterInfo(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(frozen=True)
 
     cluster: str = pydantic.Field(pattern=DNS_LABEL, max_length=63)
-    trust_domain: str = pydantic.Field(pattern=r"^[a-z0-9._-]{1,255}$")
+    trust_domain: TrustDomain
     gateway_addresses: tuple[GatewayAddress, ...] = pydantic.Field(min_length=1)
     locality: Locality = pydantic.Field(default_factory=Locality)
 
@@ -64,15 +65,15 @@ class ClusterInfo(pydantic.BaseModel):
 
 
 def parse_address(text: str) -> GatewayAddress:
-    """``host:port``, ``[v6]:port`` or a bare host (port 15443)."""
+    """``host:port``, ``[v6]:port`` or a bare host (the gateway port, 15443)."""
     text = text.strip()
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
-        port = rest.removeprefix(":") or "15443"
+        port = rest.removeprefix(":") or str(GATEWAY_PORT)
     elif text.count(":") == 1:
         host, port = text.split(":")
     else:
-        host, port = text, "15443"
+        host, port = text, str(GATEWAY_PORT)
     if not port.isdigit():
         raise ValueError(f"gateway address {text!r}: port is not a number")
     return GatewayAddress(host=host, port=int(port))

@@ -19,9 +19,16 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-GROUP = "isthmus.io"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
+from isthmus.wellknown import (
+    API_GROUP,
+    API_VERSION,
+    API_VERSION_NAME,
+    GATEWAY_PORT,
+    TrustDomain,
+)
+
+GROUP = API_GROUP
+VERSION = API_VERSION_NAME
 
 # RFC 1123 label, as Kubernetes uses for names of clusters, namespaces and services.
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -76,7 +83,7 @@ class GatewayAddress(_Wire):
     """Where a peer's east-west gateway listens: a host name or IP, and the inbound port."""
 
     host: str = Field(min_length=1, max_length=253)
-    port: Port = 15443
+    port: Port = GATEWAY_PORT
 
 
 # --- Link -----------------------------------------------------------------------------------
@@ -84,7 +91,7 @@ class GatewayAddress(_Wire):
 
 class LinkSpec(_Wire):
     cluster: DnsLabel
-    trust_domain: str = Field(pattern=r"^[a-z0-9._-]{1,255}$")
+    trust_domain: TrustDomain
     gateway_addresses: list[GatewayAddress] = Field(min_length=1)
     locality: Locality = Field(default_factory=Locality)
 
@@ -97,7 +104,7 @@ class LinkStatus(_Wire):
 
 
 class Link(_Wire):
-    api_version: Literal["isthmus.io/v1alpha1"] = "isthmus.io/v1alpha1"
+    api_version: Literal["isthmus.io/v1alpha1"] = API_VERSION
     kind: Literal["Link"] = "Link"
     metadata: ObjectMeta
     spec: LinkSpec
@@ -136,7 +143,7 @@ class ClusterEndpoint(_Wire):
 
     cluster: DnsLabel
     address: str = Field(min_length=1, max_length=253)
-    port: Port = 15443
+    port: Port = GATEWAY_PORT
     locality: Locality = Field(default_factory=Locality)
     weight: int = Field(default=100, ge=0, le=10000)
     health: Health = Health.UNKNOWN
@@ -181,7 +188,7 @@ class GlobalServiceStatus(_Wire):
 
 
 class GlobalService(_Wire):
-    api_version: Literal["isthmus.io/v1alpha1"] = "isthmus.io/v1alpha1"
+    api_version: Literal["isthmus.io/v1alpha1"] = API_VERSION
     kind: Literal["GlobalService"] = "GlobalService"
     metadata: ObjectMeta
     spec: GlobalServiceSpec

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from isthmus.wellknown import API_GROUP, API_VERSION_NAME
+
 
 @dataclass(frozen=True)
 class Resource:
@@ -46,8 +48,8 @@ CLUSTERROLES = Resource(_RBAC, "v1", "clusterroles", "ClusterRole", namespaced=F
 CLUSTERROLEBINDINGS = Resource(_RBAC, "v1", "clusterrolebindings", "ClusterRoleBinding", False)
 ROLES = Resource(_RBAC, "v1", "roles", "Role", namespaced=True)
 ROLEBINDINGS = Resource(_RBAC, "v1", "rolebindings", "RoleBinding", namespaced=True)
-LINKS = Resource("isthmus.io", "v1alpha1", "links", "Link", namespaced=False)
-GLOBALSERVICES = Resource("isthmus.io", "v1alpha1", "globalservices", "GlobalService", True)
+LINKS = Resource(API_GROUP, API_VERSION_NAME, "links", "Link", namespaced=False)
+GLOBALSERVICES = Resource(API_GROUP, API_VERSION_NAME, "globalservices", "GlobalService", True)
 
 _ALL = (NAMESPACES, SERVICES, SECRETS, CONFIGMAPS, SERVICEACCOUNTS, EVENTS, ENDPOINTSLICES,
         LEASES, CRDS, LINKS, GLOBALSERVICES, DEPLOYMENTS, NODES, CLUSTERROLES,

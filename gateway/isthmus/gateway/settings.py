@@ -8,6 +8,7 @@ import pydantic
 from pydantic_settings import SettingsConfigDict
 
 from isthmus.settings import ComponentSettings
+from isthmus.wellknown import CATALOG_PORT, GATEWAY_PORT
 
 
 def parse_address(value: str, default_host: str = "0.0.0.0") -> tuple[str, int]:  # noqa: S104
@@ -25,7 +26,7 @@ class GatewaySettings(ComponentSettings):
     region: str = pydantic.Field(default="", description="This cluster's region (locality).")
     zone: str = pydantic.Field(default="", description="This cluster's zone (locality).")
     inbound_address: str = pydantic.Field(
-        default="0.0.0.0:15443", description="Inbound mTLS listener, host:port."
+        default=f"0.0.0.0:{GATEWAY_PORT}", description="Inbound mTLS listener, host:port."
     )
     outbound_host: str = pydantic.Field(
         default="0.0.0.0",  # noqa: S104
@@ -35,7 +36,7 @@ class GatewaySettings(ComponentSettings):
         default="0.0.0.0:15021", description="Admin HTTP listener host:port ('' disables)."
     )
     catalog_address: str = pydantic.Field(
-        default="isthmus-mirror.isthmus-system.svc:15441",
+        default=f"isthmus-mirror.isthmus-system.svc:{CATALOG_PORT}",
         description="The local mirror's catalog server, reached by the 'catalog' target "
         "(the isthmus-mirror Service; only the leader is ready).",
     )

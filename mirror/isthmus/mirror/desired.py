@@ -19,7 +19,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from isthmus.api.models import API_VERSION as ISTHMUS_API_VERSION
 from isthmus.labels import (
     GLOBAL_SERVICE_LABEL,
     LINK_UID_LABEL,
@@ -39,6 +38,7 @@ from isthmus.mirror.names import (
     mirror_service_name,
     pinned_service_name,
 )
+from isthmus.wellknown import API_VERSION as ISTHMUS_API_VERSION
 
 MERGED = ""  # the cluster part of a PortKey for the merged (unpinned) mirror
 

@@ -9,6 +9,7 @@ from pydantic_settings import SettingsConfigDict
 
 from isthmus.labels import MIRROR_LEASE, SYSTEM_NAMESPACE
 from isthmus.settings import ComponentSettings
+from isthmus.wellknown import CATALOG_PORT
 
 
 class MirrorSettings(ComponentSettings):
@@ -22,7 +23,8 @@ class MirrorSettings(ComponentSettings):
     catalog_host: str = pydantic.Field(
         default="0.0.0.0", description="Address the gRPC catalog server binds.")  # noqa: S104
     catalog_port: int = pydantic.Field(
-        default=15441, ge=0, le=65535, description="Port of the gRPC catalog server (0: any).")
+        default=CATALOG_PORT, ge=0, le=65535,
+        description="Port of the gRPC catalog server (0: any).")
     catalog_via: Literal["gateway", "direct"] = pydantic.Field(
         default="gateway",
         description="Reach peers' catalogs through their gateway (production), or dial the "

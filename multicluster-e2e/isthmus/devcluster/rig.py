@@ -35,13 +35,12 @@ from isthmus.devcluster.controlplane import ControlPlane, ControlPlaneError, Man
 from isthmus.devcluster.netns_resolv import write_netns_resolv_conf
 from isthmus.devcluster.network import ClusterNet, RigNetwork
 from isthmus.logging import get_logger
+from isthmus.wellknown import CATALOG_PORT, GATEWAY_PORT
 
 log = get_logger("isthmus.devcluster.rig")
 
 TRUST_DOMAIN = "rig.isthmus.test"
 SYSTEM = "isthmus-system"
-GATEWAY_PORT = 15443
-CATALOG_PORT = 15441
 
 
 @dataclass

@@ -22,12 +22,11 @@ from dataclasses import dataclass
 
 from isthmus.trust.errors import SpiffeIdError
 from isthmus.trust.refusal import Reason
+from isthmus.wellknown import MAX_TRUST_DOMAIN_BYTES, TRUST_DOMAIN_CHARS
 
 SCHEME_PREFIX = "spiffe://"
 MAX_ID_BYTES = 2048
-MAX_TRUST_DOMAIN_BYTES = 255
-
-_TRUST_DOMAIN_CHARS = re.compile(r"[a-z0-9._-]+")
+_TRUST_DOMAIN_CHARS = TRUST_DOMAIN_CHARS
 _SEGMENT_CHARS = re.compile(r"[a-zA-Z0-9._-]+")
 _DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
