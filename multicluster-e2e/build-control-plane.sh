@@ -64,20 +64,32 @@ STAGING_VERSION="v0.${KUBE_VERSION#v1.}"
 build_wrapper kube k8s.io/kubernetes "$KUBE_VERSION" "$STAGING_VERSION"
 build_wrapper etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "$ETCD_VERSION"
 
+# Runs a build step with its elapsed time shown every 30 s (a cold `go build` of a
+# Kubernetes binary is silent for minutes) and without Go's "downloading" chatter.
+timed() { # label command...
+  local label="$1" start=$SECONDS ticker rc=0
+  shift
+  ( while sleep 30; do say "$label: $((SECONDS - start)) s so far"; done ) &
+  ticker=$!
+  "$@" 2> >(grep -v '^go: downloading ' >&2) || rc=$?
+  kill "$ticker" 2>/dev/null; wait "$ticker" 2>/dev/null || true
+  ((rc == 0)) && say "$label: done in $((SECONDS - start)) s"
+  return "$rc"
+}
+
+say "building into $OUT (once per machine; about 10 minutes per binary on 2 cores when cold)"
 mkdir -p "$OUT.partial"
 (
   cd "$WORK/kube"
   say "downloading kubernetes $KUBE_VERSION module graph (first time only)"
   for cmd in kube-apiserver kube-controller-manager kube-proxy; do
-    say "building $cmd $KUBE_VERSION (this takes several minutes on 2 cores)"
-    go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${KUBE_VERSION#v1.}" \
+    timed "$cmd $KUBE_VERSION" go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${KUBE_VERSION#v1.}" \
       -o "$OUT.partial/$cmd" "k8s.io/kubernetes/cmd/$cmd" || die "go build of $cmd failed (see above)"
   done
 )
 (
   cd "$WORK/etcd"
-  say "building etcd $ETCD_VERSION"
-  go build -trimpath -ldflags "-s -w" -o "$OUT.partial/etcd" go.etcd.io/etcd/server/v3 || die "go build of etcd failed (see above)"
+  timed "etcd $ETCD_VERSION" go build -trimpath -ldflags "-s -w" -o "$OUT.partial/etcd" go.etcd.io/etcd/server/v3 || die "go build of etcd failed (see above)"
 )
 rm -rf "$OUT"
 mv "$OUT.partial" "$OUT"

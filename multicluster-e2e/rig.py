@@ -13,6 +13,7 @@ Everything is torn down at the end unless --keep.
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import sys
 import tempfile
@@ -30,7 +31,9 @@ def main() -> int:
     )
     parser.add_argument("--clusters", default="west,east")
     parser.add_argument("--keep", action="store_true", help="keep everything running until Ctrl-C")
-    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="keep logs, certificates and etcd data here (kept afterwards); "
+                             "by default a temporary folder, removed at the end")
     args = parser.parse_args()
     configure("warning")
     reason = needs_root()
@@ -42,6 +45,10 @@ def main() -> int:
         print("[rig] give at least two clusters", file=sys.stderr)
         return 2
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="isthmus-rig-"))
+    remove_workdir = args.workdir is None
+    print(f"[rig] work directory {workdir} ("
+          + ("removed at the end unless it fails" if remove_workdir else "kept") + ")",
+          flush=True)
     rig = Rig(names, workdir)
     started = time.monotonic()
     try:
@@ -58,17 +65,21 @@ def main() -> int:
         pinned = f"http://users.shop.{exporter}.global/"
         print(f"[rig] {caller}: curl {pinned} -> {rig.wait_call(caller, pinned).strip()}")
         print(rig.isthmus("status", "--context", caller, "--kubeconfig", rig.kubeconfig))
-        print(f"[rig] done in {time.monotonic() - started:.0f}s; workdir {workdir}")
+        print(f"[rig] done in {time.monotonic() - started:.0f}s")
         if args.keep:
             print(f"[rig] running; KUBECONFIG={rig.kubeconfig}\n"
                   f"[rig] try: ip netns exec isthmus-{caller} curl {url}   (Ctrl-C stops)")
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
         return 0
     except ControlPlaneError as exc:
-        print(f"[rig] FAILED: {exc}\n{rig.logs()}", file=sys.stderr)
+        remove_workdir = False  # its logs are what explains the failure
+        print(f"[rig] FAILED: {exc}\n{rig.logs()}\n[rig] logs and data kept in {workdir}",
+              file=sys.stderr)
         return 1
     finally:
         rig.down()
+        if remove_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -30,8 +30,13 @@ if ((${#missing[@]})); then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
   fi
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  # Quiet unless it fails: dpkg's per-package lines go to a log shown only on error.
+  aptlog="$(mktemp)"
+  if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } \
+      >"$aptlog" 2>&1; then
+    cat "$aptlog" >&2; rm -f "$aptlog"; say "apt-get failed (above)"; exit 1
+  fi
+  rm -f "$aptlog"
 fi
 
 # --- 2. Python environment ----------------------------------------------------------------
@@ -39,17 +44,19 @@ PY="${ISTHMUS_PYTHON:-python3.11}"
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
   || { say "Python 3.11+ is required ($PY is $("$PY" --version 2>&1))"; exit 1; }
-stamp_src="$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
+stamp_src="$(cat pyproject.toml setup.py constraints.txt mirror/isthmus/mirror/catalog.proto | sha256sum | cut -c1-16)"
 if [[ ! -x .venv/bin/python || "$(cat .venv/.isthmus-stamp 2>/dev/null)" != "$stamp_src" ]]; then
   say "creating .venv with $("$PY" --version)"
   rm -rf .venv
   "$PY" -m venv .venv
   .venv/bin/pip install -q --upgrade pip >&2
+  # Editable: the build maps every source root and generates the gRPC code beside catalog.proto.
   .venv/bin/pip install -q -c constraints.txt -e '.[test]' >&2
+  # The local rig (isthmus.devcluster) is part of the namespace but not of the wheel.
+  site="$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  echo "$PWD/multicluster-e2e" > "$site/isthmus-devcluster.pth"
   echo "$stamp_src" > .venv/.isthmus-stamp
 fi
-# Generated gRPC code is produced by the build, never committed.
-if [[ -x scripts/gen-protos.sh ]]; then scripts/gen-protos.sh >&2; fi
 
 # --- 3. Control-plane binaries --------------------------------------------------------------
 bash multicluster-e2e/build-control-plane.sh

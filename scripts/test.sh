@@ -6,8 +6,10 @@ cd "$(dirname "$0")/.."
 bindir="$(scripts/bootstrap.sh | tail -n 1)"
 export ISTHMUS_CONTROL_PLANE_BIN="$bindir"
 echo "== ruff"
-.venv/bin/ruff check isthmus mirror gateway dns trust tests multicluster-e2e scripts
+.venv/bin/ruff check core cli mirror gateway dns trust manifests tests multicluster-e2e scripts bench setup.py
 echo "== mypy --strict"
-.venv/bin/python scripts/typecheck.py
+# Every source root of the isthmus namespace (pyproject.toml [tool.mypy] mypy_path).
+.venv/bin/mypy core/isthmus cli/isthmus mirror/isthmus gateway/isthmus dns/isthmus trust/isthmus \
+  multicluster-e2e/isthmus
 echo "== pytest"
 exec .venv/bin/pytest -p no:cacheprovider "$@"

@@ -6,6 +6,12 @@ a test that restarts an API server or compacts etcd takes a private one (``fresh
 
 from __future__ import annotations
 
+# First of all, as the `isthmus` command does: before any conftest or test module imports
+# grpc, restrict it to TLS 1.3 (see isthmus.grpc_tls). Parent conftests load first.
+from isthmus.grpc_tls import pin_tls13
+
+pin_tls13()
+
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator

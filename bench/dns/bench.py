@@ -1,4 +1,4 @@
-"""DNS benchmark driver: isthmus-dns vs knot, unbound and dnsmasq (see shared BENCHMARKS.md).
+"""DNS benchmark driver: isthmus-dns vs knot, unbound and dnsmasq (method: docs/benchmarks.md).
 
 Each server runs on loopback with its own generated config and port, one worker, pinned to
 CPU 1; dnsperf runs on CPU 0. Zones of 10, 100 and 1 000 names; the query files hold 10%

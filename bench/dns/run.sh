@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # DNS benchmark (not a test): isthmus-dns side by side with knot, unbound and dnsmasq.
-# Installs what is missing (root), then runs bench/dns/bench.py. See README "## DNS".
-#   sudo bench/dns/run.sh                 # full run (~8 minutes)
-#   sudo bench/dns/run.sh --quick         # one run per point, short durations
+# Installs what is missing (root), then runs bench/dns/bench.py. See docs/benchmarks.md.
+#   bench/dns/run.sh                      # as root; full run (~8 minutes)
+#   bench/dns/run.sh --quick              # one run per point, short durations
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The gateway benchmark (see ../../../shared/BENCHMARKS.md and README "## Gateway").
+# The gateway benchmark (method and current figures: docs/benchmarks.md).
 # Idempotent: installs the Debian packages it needs if missing (without starting their
 # daemons), then runs isthmus, nginx-stream and haproxy pairs side by side on loopback.
 #   bench/gateway/run.sh [--runs 3] [--seconds 5] [--idle-conns 5000] [--out results.json]

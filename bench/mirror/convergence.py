@@ -227,8 +227,8 @@ async def floor(api: KubeApi, n: int, in_flight: int = 16) -> dict[str, list[flo
     writes the mirror's urgent pass makes (GlobalService, Service and EndpointSlice
     together). No controller can converge faster than this. Returns per service the seconds
     from the start until those exist ("exist", the benchmark's t1) and until a GlobalService
-    status write after them is done too ("all": what DNS needed before the fifth session,
-    when it read VIPs only from the status)."""
+    status write after them is done too ("all": what DNS would need if it read VIPs only from
+    the status)."""
     ns = f"floor-{n}-{int(time.time()) % 100000}"
     await ensure_namespace(api, ns)
     sem = asyncio.Semaphore(in_flight)
@@ -303,7 +303,7 @@ async def resync(mesh: Mesh, n: int, kubeconfig: Path, catalog_port: int,
         variants.append((f"_{against.rev}", against.pythonpath))
     for run, (tag, pythonpath) in ((r, v) for r in range(1, restarts + 1) for v in variants):
         # Each restart is a fresh process on the same world: the spread between them is
-        # the run-to-run noise of this machine, reported rather than averaged away.
+        # the run-to-run noise of the machine, reported rather than averaged away.
         importer = Controller(f"east-resync{run + 1}{tag}", kubeconfig, catalog_port,
                               pythonpath)
         procs.append(importer)

@@ -1,6 +1,6 @@
-"""End-to-end convergence and failover on the local rig (BENCHMARKS.md, "Mirror convergence").
+"""End-to-end convergence and failover on the local rig (docs/benchmarks.md, "End to end").
 
-    sudo .venv/bin/python bench/mirror/e2e.py [--sizes 10,100] [--failover-seconds 20]
+    .venv/bin/python bench/mirror/e2e.py [--sizes 10,100] [--failover-seconds 20]   # as root
 
 Three clusters (west, east, central) on the rig: real control planes in network namespaces,
 isthmus' mirror, gateway and DNS as processes, linked with ``isthmus join``.

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from dns_fixtures import SERVICES
 
-from isthmus.dns.netns_resolv import resolv_conf_text, write_netns_resolv_conf
+from isthmus.devcluster.netns_resolv import resolv_conf_text, write_netns_resolv_conf
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(60)]
 ISTHMUS = str(Path(sys.executable).with_name("isthmus"))

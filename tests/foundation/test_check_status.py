@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from isthmus.check import Level, Observed, check_lease
 from isthmus.cli import cli
+from isthmus.cli.check import Level, Observed, check_lease
 from isthmus.devcluster import ControlPlane
 from isthmus.kube.apply import apply, with_retries
 from isthmus.kube.client import KubeApi

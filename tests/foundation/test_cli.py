@@ -51,6 +51,47 @@ def test_each_subcommand_help(name: str) -> None:
     assert "Usage: " in result.output
 
 
+@pytest.mark.parametrize("name", ["mirror", "gateway", "dns"])
+def test_component_help_names_what_each_option_takes(name: str) -> None:
+    """Options show their type (INTEGER, PATH, a choice ...) and no empty default."""
+    result = CliRunner().invoke(cli, [name, "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert " VALUE " not in result.output
+    assert "[default: ]" not in result.output
+    assert "INTEGER" in result.output and "TEXT" in result.output
+
+
+def test_typical_flow_in_help_runs_in_order() -> None:
+    """install creates the namespace that cluster-ca and bundle write into, and each
+    command carries the options it requires."""
+    text = CliRunner().invoke(cli, ["--help"], terminal_width=200).output
+    flow = text[text.index("Typical flow"):text.index("Options:")]
+    order = [flow.index(step) for step in (
+        "trust init", "isthmus install", "trust cluster-ca", "trust bundle", "isthmus join")]
+    assert order == sorted(order), flow
+    for required in ("--cluster", "--trust-domain", "--gateway-address"):
+        assert required in flow[flow.index("isthmus install"):flow.index("trust cluster-ca")]
+
+
+def test_install_help_says_what_it_creates() -> None:
+    text = CliRunner().invoke(cli, ["install", "--help"], terminal_width=200).output
+    for thing in ("CRDs", "ServiceAccount", "Deployment", "isthmus-cluster", "Lease", "CoreDNS"):
+        assert thing in text, thing
+
+
+def test_missing_kubeconfig_is_one_clear_line(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    proc = subprocess.run(
+        [sys.executable, "-m", "isthmus.cli", "status", "--kubeconfig", str(missing)],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"isthmus: error: cannot read the cluster: no kubeconfig file at {missing}: pass "
+        "--kubeconfig, set KUBECONFIG, or run inside a pod (in-cluster configuration)"
+    ]
+
+
 def test_settings_precedence_flag_over_env_over_default(monkeypatch: pytest.MonkeyPatch) -> None:
     runner = CliRunner()
     assert runner.invoke(demo, []).output.strip() == "5353 False info"
@@ -102,7 +143,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_unknown_command_is_a_usage_error() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "isthmus", "no-such-command"],
+        [sys.executable, "-m", "isthmus.cli", "no-such-command"],
         capture_output=True, text=True, check=False,
     )
     assert proc.returncode == 2

@@ -10,9 +10,9 @@ import yaml
 from click.testing import CliRunner
 
 from isthmus.cli import cli
+from isthmus.cli.install import lease_placeholder
 from isthmus.devcluster import ControlPlane
 from isthmus.dns.coredns import parse_server_blocks
-from isthmus.install import lease_placeholder
 from isthmus.kube.client import KubeApi
 from isthmus.kube.resources import (
     CONFIGMAPS,

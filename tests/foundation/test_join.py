@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 from isthmus.api.models import GatewayAddress
 from isthmus.cli import cli
+from isthmus.cli.join import JoinError, Member, check_members, desired_links
 from isthmus.clusterinfo import ClusterInfo, parse_address
 from isthmus.devcluster import ControlPlane
-from isthmus.join import JoinError, Member, check_members, desired_links
 from isthmus.kube.apply import apply, with_retries
 from isthmus.kube.client import KubeApi
 from isthmus.kube.resources import GLOBALSERVICES, LINKS, NAMESPACES

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from isthmus.api.models import API_VERSION
+from isthmus.wellknown import API_VERSION
 from isthmus.gateway.server import Gateway
 from isthmus.gateway.settings import GatewaySettings
 from isthmus.gateway.snapshot import Snapshot, build_snapshot

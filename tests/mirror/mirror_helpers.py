@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 import yaml
 
 from isthmus.api.crds import install_crds
+from isthmus.cli.install import create_placeholders
 from isthmus.devcluster import ControlPlane
 from isthmus.devcluster.controlplane import free_port
-from isthmus.install import create_placeholders
 from isthmus.kube import errors as kube_errors
 from isthmus.kube.client import JsonObj, KubeApi
 from isthmus.kube.resources import (

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from isthmus.cli.install import lease_placeholder
 from isthmus.exports import ExportedPort, ExportedService, build_exports
-from isthmus.install import lease_placeholder
 from isthmus.kube.shapes import decoders
 from isthmus.kube.store import pack, unpack
 from isthmus.lease import lease_free

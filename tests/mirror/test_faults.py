@@ -19,7 +19,7 @@ from mirror_helpers import (
 )
 from structlog.testing import capture_logs
 
-from isthmus.install import create_placeholders, lease_placeholder
+from isthmus.cli.install import create_placeholders, lease_placeholder
 from isthmus.kube import errors as kube_errors
 from isthmus.kube.client import KubeApi
 from isthmus.kube.resources import (

@@ -183,17 +183,22 @@ async def test_client_completes_tls13(files: Files) -> None:
 
 
 def test_grpc_imported_first_is_refused() -> None:
-    """If grpc was initialised before isthmus, the mirror refuses to use it."""
+    """If grpc was initialised before the pin, or the pin never ran, the mirror refuses."""
     env = {k: v for k, v in os.environ.items() if k != CIPHER_SUITES_ENV}
-    code = ("import grpc, isthmus.mirror as m\n"
-            "try:\n    m.require_tls13()\nexcept m.GrpcTlsNotPinned as e:\n"
-            "    print('refused:', e)\n")
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True,
-                         capture_output=True, text=True).stdout
-    assert out.startswith("refused: grpc was imported before isthmus set"), out
-    # and the usual order pins it, overriding a weaker value from the environment
+    refuse = ("try:\n    m.require_tls13()\nexcept m.GrpcTlsNotPinned as e:\n"
+              "    print('refused:', e)\n")
+    for first in (
+        "import grpc\nfrom isthmus.grpc_tls import pin_tls13\npin_tls13()\n",  # too late
+        "",  # never pinned: importing isthmus changes no process state by itself
+    ):
+        code = first + "import isthmus.mirror as m\n" + refuse
+        out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True,
+                             capture_output=True, text=True).stdout
+        assert out.startswith("refused: grpc was imported before isthmus set"), (first, out)
+    # the entry points' order pins it, overriding a weaker value from the environment
     env[CIPHER_SUITES_ENV] = "ECDHE-ECDSA-AES128-GCM-SHA256"
-    code = ("import os, isthmus.mirror as m, grpc\nm.require_tls13()\n"
+    code = ("import os\nfrom isthmus.grpc_tls import pin_tls13\npin_tls13()\n"
+            "import isthmus.mirror as m, grpc\nm.require_tls13()\n"
             f"print(os.environ[{CIPHER_SUITES_ENV!r}])\n")
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True,
                          capture_output=True, text=True).stdout

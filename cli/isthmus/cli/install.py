@@ -1,0 +1,223 @@
+"""``isthmus install``: render (or apply) everything one cluster runs.
+
+The documents come from manifests/ (shipped inside the package): the namespace, the CRDs,
+each component's ServiceAccount, least-privilege RBAC, Deployment and Service, plus this
+cluster's identity ConfigMap. With ``--context`` they are applied by server-side apply, the
+two leaf Secrets (``isthmus-gateway-tls``, ``isthmus-mirror-tls``) and the mirror's Lease
+(``isthmus-mirror``) are created empty if absent (never overwritten: the mirror fills the
+Secrets and holds the Lease, with only ``patch`` / ``get, update`` on them), and
+CoreDNS's Corefile (ConfigMap kube-system/coredns, if the cluster has one) gets a stub zone
+that forwards ``global`` to isthmus-dns. Without it, YAML goes to stdout for
+``kubectl apply -f -`` and the CoreDNS change is printed as a comment for the operator.
+
+Trust material is separate on purpose (``isthmus trust cluster-ca``/``bundle``): the root's
+key never needs to be near the machine that installs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from importlib import resources
+from typing import Any
+
+import click
+import yaml
+
+from isthmus.api.crds import load_crds
+from isthmus.api.models import Locality
+from isthmus.clusterinfo import ClusterInfo, parse_address
+from isthmus.errors import ConfigError
+from isthmus.kube import errors as kube_errors
+from isthmus.labels import (
+    GATEWAY_TLS_SECRET,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    MIRROR_LEASE,
+    MIRROR_TLS_SECRET,
+    SYSTEM_NAMESPACE,
+)
+
+COMPONENTS = ("mirror", "gateway", "dns")
+DEFAULT_IMAGE = "isthmus:0.1.0"
+FIELD_MANAGER = "isthmus-install"
+# Apply order: what others refer to comes first (a stable sort keeps file order otherwise).
+_ORDER = {kind: i for i, kind in enumerate((
+    "Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "Role",
+    "ClusterRoleBinding", "RoleBinding", "ConfigMap", "Secret", "Service", "Deployment",
+))}
+
+
+def component_manifests(image: str) -> list[dict[str, Any]]:
+    """Every document under manifests/<component>/, with the container image set."""
+    docs: list[dict[str, Any]] = []
+    root = resources.files("isthmus.manifests")
+    for component in COMPONENTS:
+        folder = root.joinpath(component)
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+            if not entry.name.endswith(".yaml"):
+                continue
+            for doc in yaml.safe_load_all(entry.read_text()):
+                # kube-system objects (the CoreDNS example) are edited, never applied whole.
+                if isinstance(doc, dict) and doc["metadata"].get("namespace") != "kube-system":
+                    docs.append(_with_image(doc, image))
+    return sorted(docs, key=lambda d: _ORDER.get(d["kind"], len(_ORDER)))
+
+
+def _with_image(doc: dict[str, Any], image: str) -> dict[str, Any]:
+    spec = doc.get("spec", {}).get("template", {}).get("spec", {})
+    for container in spec.get("containers", []) + spec.get("initContainers", []):
+        container["image"] = image
+    return doc
+
+
+LEAF_SECRETS = (GATEWAY_TLS_SECRET, MIRROR_TLS_SECRET)
+_LABELS = {MANAGED_BY_LABEL: MANAGED_BY, "app.kubernetes.io/part-of": "isthmus"}
+
+
+def leaf_secret_placeholders() -> list[dict[str, Any]]:
+    """Pure: the empty leaf Secrets the mirror patches its certificates into. Created once
+    and never applied again: re-applying would blank a live certificate."""
+    return [{
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": name, "namespace": SYSTEM_NAMESPACE, "labels": dict(_LABELS),
+                     "annotations": {"isthmus.io/filled-by": "isthmus-mirror"}},
+        "data": {"tls.crt": "", "tls.key": ""},
+    } for name in LEAF_SECRETS]
+
+
+def lease_placeholder() -> dict[str, Any]:
+    """Pure: the mirror's leader Lease, holderless. Created here because RBAC cannot limit
+    ``create`` by name; the mirror only gets and updates this one Lease."""
+    return {
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": MIRROR_LEASE, "namespace": SYSTEM_NAMESPACE,
+                     "labels": dict(_LABELS)},
+        "spec": {},
+    }
+
+
+def placeholder_commands() -> str:
+    """For the render path (``kubectl apply`` would blank live certificates on a re-run)."""
+    secrets = [
+        f"#   kubectl -n {SYSTEM_NAMESPACE} create secret generic {name} "
+        "--type=kubernetes.io/tls --from-literal=tls.crt= --from-literal=tls.key="
+        for name in LEAF_SECRETS]
+    lease = json.dumps(lease_placeholder(), separators=(",", ":"))
+    return "\n".join([*secrets, f"#   echo '{lease}' | kubectl create -f -"])
+
+
+async def create_placeholders(api: Any) -> list[str]:
+    """Create the leaf Secrets and the mirror's Lease where they do not exist yet (the
+    mirror can fill or hold them, never create them); the names created."""
+    from isthmus.kube.resources import LEASES, SECRETS
+
+    created = []
+    docs = [*((SECRETS, d) for d in leaf_secret_placeholders()), (LEASES, lease_placeholder())]
+    for res, doc in docs:
+        try:
+            await api.create(res, doc, SYSTEM_NAMESPACE)
+            created.append(doc["metadata"]["name"])
+        except kube_errors.ConflictError:
+            pass  # exists (perhaps with a live certificate or holder): leave it alone
+    return created
+
+
+def render(info: ClusterInfo, image: str) -> list[dict[str, Any]]:
+    """Pure: the documents for one cluster, in apply order."""
+    namespace = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": SYSTEM_NAMESPACE, "labels": {MANAGED_BY_LABEL: MANAGED_BY}},
+    }
+    return [namespace, *load_crds(), info.to_configmap(), *component_manifests(image)]
+
+
+async def _apply(kubeconfig: str | None, context: str, docs: list[dict[str, Any]]) -> str:
+    from isthmus.dns.coredns import with_global_forward
+    from isthmus.kube.apply import apply, wait_crds_established
+    from isthmus.kube.client import KubeApi
+    from isthmus.kube.resources import CONFIGMAPS, SERVICES
+
+    api = await KubeApi.connect(kubeconfig, context)
+    try:
+        for doc in docs:
+            await apply(api, doc, field_manager=FIELD_MANAGER, force=True)
+            if doc["kind"] == "CustomResourceDefinition":
+                await wait_crds_established(api, [doc["metadata"]["name"]])
+        await create_placeholders(api)
+        dns = await api.get(SERVICES, "isthmus-dns", SYSTEM_NAMESPACE)
+        address = str(dns.get("spec", {}).get("clusterIP") or "")
+        try:
+            coredns = await api.get(CONFIGMAPS, "coredns", "kube-system")
+        except kube_errors.NotFoundError:
+            return f"no kube-system/coredns ConfigMap: forward the `global` zone to {address}"
+        corefile = coredns.get("data", {}).get("Corefile", "")
+        updated = with_global_forward(corefile, [address])
+        if updated != corefile:
+            data = {**coredns["data"], "Corefile": updated}
+            await api.replace(CONFIGMAPS, {**coredns, "data": data}, namespace="kube-system")
+            return f"CoreDNS now forwards global to {address}"
+        return f"CoreDNS already forwards global to {address}"
+    finally:
+        await api.close()
+
+
+@click.command("install")
+@click.option("--cluster", required=True, help="This cluster's name (an RFC 1123 label).")
+@click.option("--trust-domain", required=True, help="The SPIFFE trust domain of all clusters.")
+@click.option("--gateway-address", "gateway_addresses", multiple=True, required=True,
+              metavar="HOST[:PORT]", help="Where peers reach this cluster's gateway (repeatable).")
+@click.option("--region", default="", help="Locality region (peers prefer their own region).")
+@click.option("--zone", default="", help="Locality zone.")
+@click.option("--image", default=DEFAULT_IMAGE, show_default=True, help="The isthmus image.")
+@click.option("--context", default=None, help="Apply to this context instead of printing.")
+@click.option("--kubeconfig", default=None, metavar="PATH[:PATH...]", help="Kubeconfig file(s).")
+def command(
+    cluster: str,
+    trust_domain: str,
+    gateway_addresses: tuple[str, ...],
+    region: str,
+    zone: str,
+    image: str,
+    context: str | None,
+    kubeconfig: str | None,
+) -> None:
+    """Render the manifests for one cluster (YAML on stdout), or apply them with --context.
+
+    \b
+    It creates, in namespace isthmus-system:
+      - the Namespace, and the CRDs Link and GlobalService (cluster-wide);
+      - for mirror, gateway and dns: a ServiceAccount, least-privilege RBAC,
+        a Deployment and a Service;
+      - the ConfigMap isthmus-cluster (name, trust domain, gateway addresses, locality);
+      - with --context: the empty leaf Secrets isthmus-gateway-tls and
+        isthmus-mirror-tls and the Lease isthmus-mirror (never overwritten), and a stub
+        zone in CoreDNS's Corefile that forwards `global` to isthmus-dns.
+
+    Trust material comes separately, after install: `isthmus trust cluster-ca` and
+    `isthmus trust bundle`.
+    """
+    try:
+        info = ClusterInfo(
+            cluster=cluster,
+            trust_domain=trust_domain,
+            gateway_addresses=tuple(parse_address(a) for a in gateway_addresses),
+            locality=Locality(region=region, zone=zone),
+        )
+    except ValueError as exc:  # pydantic.ValidationError is a ValueError
+        raise ConfigError(f"install: {exc}") from exc
+    docs = render(info, image)
+    if context is None:
+        click.echo(yaml.safe_dump_all(docs, sort_keys=False), nl=False)
+        click.echo("# CoreDNS: add a stub zone forwarding `global` to the isthmus-dns ClusterIP "
+                   "(or run again with --context to have it done).")
+        click.echo("# Leaf Secrets and the mirror's Lease: create them once (not with apply, "
+                   "which would blank the certificates on a re-run); the mirror fills and "
+                   "holds them:\n" + placeholder_commands())
+        return
+    try:
+        message = asyncio.run(_apply(kubeconfig, context, docs))
+    except kube_errors.KubeError as exc:
+        raise ConfigError(f"install into {context!r}: {exc}") from exc
+    click.echo(f"installed isthmus for cluster {cluster!r} into {context!r}; {message}")

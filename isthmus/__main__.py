@@ -1,5 +1,0 @@
-"""``python -m isthmus`` is the ``isthmus`` command."""
-
-from isthmus.cli import main
-
-main()
