@@ -123,3 +123,27 @@ def test_incremental_admission_equals_the_whole_catalog_decision(ops: list[tuple
                     or before[key].ready_endpoints != peer.entries[key].ready_endpoints):
                 assert key in changed, (key, op)
         before = dict(peer.entries)
+
+
+def test_notices_name_a_few_namespaces_then_summarize() -> None:
+    from isthmus.mirror.link_conditions import MAX_NOTICES, import_conditions, notices, summary
+
+    policy = ImportPolicy("isthmus-system", allowed_namespaces=frozenset({"ok"}),
+                          max_services=1)
+    offered = {e.key: e for e in [entry(f"ns{i:02d}", "s") for i in range(25)]
+               + [entry("ok", "a"), entry("ok", "b")]}
+    result = admit(offered, policy, None)
+    events = notices({}, summary(result.refused), result.refused, "west")
+    named = [n for r, n in events if r == "NamespaceRefused" and "into ns" in n]
+    assert len(named) == MAX_NOTICES
+    assert "ns00: namespace ns00 is not in the cluster's allowed namespaces" in named[0]
+    assert any("15 more namespace(s)" in n for _, n in events)
+    assert [r for r, _ in events].count("LimitExceeded") == 1
+    assert notices(summary(result.refused), summary(result.refused), result.refused,
+                   "west") == []
+    conditions = {c["type"]: c for c in import_conditions(result.refused, {})}
+    assert conditions["NamespacesRefused"]["reason"] == "NamespaceNotAllowed"
+    assert "(and 20 more)" in conditions["NamespacesRefused"]["message"]
+    assert conditions["LimitExceeded"]["reason"] == "TooManyServices"
+    assert "ok/b:" in conditions["LimitExceeded"]["message"]
+    assert conditions["InvalidEntries"]["status"] == "False"

@@ -118,18 +118,18 @@ def entry_from_fields(fields: dict[str, Any]) -> CatalogEntry | Rejected:
 
 def entry_from_message(msg: Any) -> CatalogEntry | Rejected:
     """Validate one ``isthmus.mirror.v1.Service`` message."""
+    if len(msg.ports) > MAX_PORTS:  # not even looked at, one by one
+        return Rejected(_printable(msg.namespace), _printable(msg.name),
+                        f"ports: {len(msg.ports)} ports, at most {MAX_PORTS} allowed")
     fields: dict[str, Any] = {
         "namespace": msg.namespace, "name": msg.name,
         "ports": [{"port": p.port, "name": p.name, "app_protocol": p.app_protocol}
-                  for p in msg.ports[:MAX_PORTS + 1]],
+                  for p in msg.ports],
         "ready_endpoints": msg.ready_endpoints, "version": msg.version,
         "changed_at_ms": msg.changed_at_ms,
     }
     if msg.HasField("weight"):
         fields["weight"] = msg.weight
-    if len(msg.ports) > MAX_PORTS:
-        return Rejected(_printable(msg.namespace), _printable(msg.name),
-                        f"ports: {len(msg.ports)} ports, at most {MAX_PORTS} allowed")
     return entry_from_fields(fields)
 
 

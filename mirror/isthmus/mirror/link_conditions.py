@@ -8,8 +8,8 @@ Three conditions, each always present (False when nothing is refused):
 - ``InvalidEntries``: entries the catalog boundary rejected (``catalog_validation``).
 
 ``notices`` turns a change of what is refused into the Events to emit: one per namespace
-newly refused, one per limit newly exceeded, so a peer over its limit by 10 000 services
-makes one Event, not 10 000.
+newly refused (the first ten; one more Event lists the rest), one per limit newly
+exceeded, so a peer over its limit by 10 000 services makes one Event, not 10 000.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from isthmus.mirror.import_policy import LIMIT_REASONS, NAMESPACE_REASONS, Refus
 from isthmus.mirror.model import ServiceKey
 
 _SHOWN = 5
+MAX_NOTICES = 10  # namespaces named in Events of their own, per change
 
 
 def summary(refused: Mapping[ServiceKey, Refusal]) -> dict[tuple[str, str], int]:
@@ -34,19 +35,27 @@ def summary(refused: Mapping[ServiceKey, Refusal]) -> dict[tuple[str, str], int]
 
 def notices(before: Mapping[tuple[str, str], int], after: Mapping[tuple[str, str], int],
             refused: Mapping[ServiceKey, Refusal], cluster: str) -> list[tuple[str, str]]:
-    """(Event reason, note) for each refusal that is new in ``after``."""
+    """(Event reason, note) for each refusal that is new in ``after``: at most
+    ``MAX_NOTICES`` namespaces are named one by one, the rest in one more Event."""
+    new = sorted(set(after) - set(before))
+    if not new:
+        return []
+    example: dict[tuple[str, str], Refusal] = {}
+    for key, refusal in sorted(refused.items()):
+        where = key[0] if refusal.reason in NAMESPACE_REASONS else ""
+        example.setdefault((refusal.reason, where), refusal)
     out: list[tuple[str, str]] = []
-    for reason, namespace in sorted(set(after) - set(before)):
-        count = after[(reason, namespace)]
-        if namespace:
-            example = next(r for k, r in sorted(refused.items())
-                           if k[0] == namespace and r.reason == reason)
-            out.append(("NamespaceRefused", f"{count} service(s) of {cluster} not imported "
-                        f"into {namespace}: {example.message}"))
-        else:
-            example = next(r for _, r in sorted(refused.items()) if r.reason == reason)
-            out.append(("LimitExceeded", f"{count} service(s) of {cluster} not imported "
-                        f"({reason}): {example.message}"))
+    namespaces = [(r, ns) for r, ns in new if ns]
+    for reason, namespace in namespaces[:MAX_NOTICES]:
+        out.append(("NamespaceRefused", f"{after[(reason, namespace)]} service(s) of {cluster} "
+                    f"not imported into {namespace}: {example[(reason, namespace)].message}"))
+    if len(namespaces) > MAX_NOTICES:
+        rest = sorted({ns for _, ns in namespaces[MAX_NOTICES:]})
+        out.append(("NamespaceRefused", f"services of {cluster} not imported into "
+                    f"{len(rest)} more namespace(s): {', '.join(rest[:20])}"))
+    for reason, _ in (k for k in new if not k[1]):
+        out.append(("LimitExceeded", f"{after[(reason, '')]} service(s) of {cluster} not "
+                    f"imported ({reason}): {example[(reason, '')].message}"))
     return out
 
 
