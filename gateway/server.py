@@ -102,7 +102,8 @@ class Gateway:
             await self.outbound.sync_listeners(self.state.snapshot)
         if self.settings.admin_address:
             app = build_app(self.state, self.metrics, ready=self.ready,
-                            extra_config=self._config_extra)
+                            extra_config=self._config_extra,
+                            config_endpoint=self.settings.config_endpoint)
             self._runner = web.AppRunner(app, access_log=None)
             await self._runner.setup()
             ahost, aport = parse_address(self.settings.admin_address)

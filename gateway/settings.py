@@ -34,6 +34,11 @@ class GatewaySettings(ComponentSettings):
     admin_address: str = pydantic.Field(
         default="0.0.0.0:15021", description="Admin HTTP listener host:port ('' disables)."
     )
+    config_endpoint: bool = pydantic.Field(
+        default=False,
+        description="Serve /config on the admin port: the routing snapshot, with every "
+        "backend address (off: the admin port is on the pod network).",
+    )
     catalog_address: str = pydantic.Field(
         default="isthmus-mirror.isthmus-system.svc:15441",
         description="The local mirror's catalog server, reached by the 'catalog' target "
