@@ -294,7 +294,10 @@ class InboundServer:
         cut = 0
         for tunnel in list(self.tunnels):
             peer = tunnel.peer
-            if tunnel.closed or peer is None:
+            if tunnel.closed:
+                continue
+            if peer is None:  # mid-handshake: judged with this state at the next tick
+                self._revoke_seen = None
                 continue
             stream = tunnel.context if tunnel.in_stream else None
             if isinstance(stream, OpenStream):
