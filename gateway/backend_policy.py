@@ -13,8 +13,10 @@ resolved) and refuses, in this order:
 ``multicast``        224.0.0.0/4, ff00::/8, and the 255.255.255.255 broadcast
 ``gateway_itself``   one of the gateway's pod addresses; or one of its listening ports on
                      loopback or on an address it is bound to
-``api_server``       an address of the ``kubernetes`` Service (its EndpointSlices in
-                     ``default``, and its ClusterIP)
+``api_server``       an endpoint (address and port) of the ``kubernetes`` Service, from
+                     its EndpointSlices in ``default``; or its ClusterIP, any port. Other
+                     ports of a control-plane node are the operator's to fence off, with
+                     the node network in ``--backend-deny-cidrs``
 ``operator_denied``  inside one of the operator's ``--backend-deny-cidrs``
 
 IPv4-mapped IPv6 addresses (``::ffff:a.b.c.d``) are judged as the IPv4 address they carry.
@@ -79,7 +81,7 @@ class BackendPolicy:
     own_addresses: frozenset[IpAddress] = frozenset()  # pod IPs: never dialled
     bound_addresses: frozenset[IpAddress] = frozenset()  # listen hosts: own ports refused
     own_ports: frozenset[int] = frozenset()  # inbound and admin ports
-    api_server: frozenset[IpAddress] = frozenset()  # the kubernetes ClusterIP
+    api_server: frozenset[IpAddress] = frozenset()  # the kubernetes ClusterIP: any port
     denied: tuple[IpNetwork, ...] = ()
     allow_loopback: bool = False
 
@@ -89,7 +91,7 @@ def backend_refusal(
     address: str,
     port: int,
     *,
-    api_server: Collection[IpAddress] = frozenset(),
+    api_server: Collection[tuple[IpAddress, int]] = frozenset(),
     listening: Collection[int] = frozenset(),
 ) -> str | None:
     """Why ``address:port`` must not be dialled, or None. ``api_server`` and ``listening``
@@ -111,7 +113,7 @@ def backend_refusal(
         port in policy.own_ports or port in listening
     ):
         return "gateway_itself"
-    if ip in policy.api_server or ip in api_server:
+    if ip in policy.api_server or (ip, port) in api_server:
         return "api_server"
     if any(ip.version == net.version and ip in net for net in policy.denied):
         return "operator_denied"

@@ -75,7 +75,7 @@ class Snapshot:
     outbound: Mapping[int, OutboundRoute] = field(default_factory=lambda: _frozen({}))
     catalog_address: tuple[str, int] | None = None
     skipped: tuple[str, ...] = ()  # objects that could not be read, with why
-    api_server: frozenset[IpAddress] = frozenset()  # the kubernetes Service's endpoints
+    api_server: frozenset[tuple[IpAddress, int]] = frozenset()  # kubernetes Service endpoints
     skipped_slices: int = 0  # EndpointSlices not of addressType IPv4/IPv6 (never dialled)
 
     def to_json(self) -> dict[str, Any]:
@@ -168,10 +168,10 @@ IP_ADDRESS_TYPES = frozenset({"IPv4", "IPv6"})
 
 def _split_slices(
     slices: Iterable[JsonObj], skipped: list[str]
-) -> tuple[list[JsonObj], frozenset[IpAddress], int]:
-    """(slices usable for backends, the API server's addresses, how many were skipped)."""
+) -> tuple[list[JsonObj], frozenset[tuple[IpAddress, int]], int]:
+    """(slices usable for backends, the API server's endpoints, how many were skipped)."""
     usable: list[JsonObj] = []
-    api_server: set[IpAddress] = set()
+    api_server: set[tuple[IpAddress, int]] = set()
     dropped = 0
     for sl in slices:
         meta = sl.get("metadata") or {}
@@ -186,11 +186,12 @@ def _split_slices(
         usable.append(sl)
         owner = (meta.get("labels") or {}).get(SLICE_SERVICE_LABEL)
         if meta.get("namespace") == "default" and owner == "kubernetes":
+            ports = [p.get("port") for p in sl.get("ports") or []]
             for ep in sl.get("endpoints") or []:
                 for addr in ep.get("addresses") or []:
                     ip = parse_ip(str(addr))
                     if ip is not None:
-                        api_server.add(ip)
+                        api_server.update((ip, p) for p in ports if isinstance(p, int))
     return usable, frozenset(api_server), dropped
 
 
