@@ -324,6 +324,10 @@ class InboundServer:
         log.warning("stream revoked", peer=peer.identity.uri, target=str(stream.target),
                     source=tunnel.peername, reason=why)
         tunnel.abort("revoked")
+        if stats is not None and not stats.upstream:
+            # still dialling: stream_done() records only relayed streams, and _dial()
+            # gives up silently on a closed tunnel
+            self._finish(tunnel, stats)
 
     # --- housekeeping -----------------------------------------------------------------------
     def sweep(self, now: float) -> None:
