@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from isthmus.wellknown import API_VERSION
 from isthmus.gateway.server import Gateway
 from isthmus.gateway.settings import GatewaySettings
 from isthmus.gateway.snapshot import Snapshot, build_snapshot
@@ -25,6 +24,7 @@ from isthmus.trust import (
     create_cluster_ca,
     create_root,
 )
+from isthmus.wellknown import API_VERSION
 
 TD = "example.org"
 SYSTEM = "isthmus-system"
