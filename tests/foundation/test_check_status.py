@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from isthmus.cli import cli
-from isthmus.cli.check import Level, Observed, check_lease
+from isthmus.cli.check import Level, Observed, check_coredns, check_gateway, check_lease
 from isthmus.devcluster import ControlPlane
 from isthmus.kube.apply import apply, with_retries
 from isthmus.kube.client import KubeApi
@@ -127,4 +127,49 @@ def test_check_lease(lease: dict[str, Any] | None, level: Level, text: str) -> N
     obs = Observed(crds={}, cluster_info=None, bundle=None, secrets={}, links=[],
                    global_services=[], lease=lease)
     [finding] = check_lease(obs, NOW)
+    assert finding.level == level and text in finding.message
+
+
+def _observed(**kwargs: Any) -> Observed:
+    return Observed(crds={}, cluster_info=None, bundle=None, secrets={}, links=[],
+                    global_services=[], **kwargs)
+
+
+def _slice(*ready: bool | None) -> dict[str, Any]:
+    return {"endpoints": [{"addresses": [f"10.0.0.{i}"],
+                           "conditions": {} if r is None else {"ready": r}}
+                          for i, r in enumerate(ready)]}
+
+
+@pytest.mark.parametrize(("slices", "level", "text"), [
+    pytest.param([_slice(True)], Level.OK, "1 ready endpoint", id="ready"),
+    pytest.param([_slice(None, False)], Level.OK, "1 ready endpoint", id="absent-means-ready"),
+    pytest.param([_slice(False)], Level.ERROR, "down: no ready endpoint", id="not-ready"),
+    pytest.param([], Level.ERROR, "down: no ready endpoint", id="no-slice"),
+    pytest.param([{"endpoints": [{"addresses": ["10.0.0.1"],
+                                  "conditions": {"ready": True, "terminating": True}}]}],
+                 Level.ERROR, "down", id="terminating"),
+])
+def test_gateway_finding(slices: list[dict[str, Any]], level: Level, text: str) -> None:
+    [finding] = check_gateway(_observed(gateway_slices=slices))
+    assert finding.level == level and text in finding.message
+    assert "isthmus-system/isthmus-gateway" in finding.what
+
+
+STUB = "global:53 {\n    errors\n    forward . 10.96.0.53\n}\n"
+PLAIN = ".:53 {\n    forward . /etc/resolv.conf\n}\n"
+
+
+@pytest.mark.parametrize(("corefile", "level", "text"), [
+    pytest.param(None, Level.OK, "no such ConfigMap", id="no-coredns"),
+    pytest.param(PLAIN + STUB, Level.OK, "forwards global to 10.96.0.53", id="stub"),
+    pytest.param(PLAIN, Level.ERROR, "stub zone is gone", id="stub-removed"),
+    pytest.param(STUB.replace("10.96.0.53", "10.96.0.99"), Level.ERROR, "not isthmus-dns",
+                 id="wrong-address"),
+    pytest.param("global {", Level.ERROR, "unreadable", id="broken"),
+])
+def test_coredns_finding(corefile: str | None, level: Level, text: str) -> None:
+    coredns = None if corefile is None else {"data": {"Corefile": corefile}}
+    dns = {"spec": {"clusterIP": "10.96.0.53"}}
+    [finding] = check_coredns(_observed(coredns=coredns, dns_service=dns))
     assert finding.level == level and text in finding.message
