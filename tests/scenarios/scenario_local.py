@@ -279,3 +279,6 @@ class LocalClusterSet:
                                *self._target(cluster)],
                               capture_output=True, text=True, timeout=120, check=False)
         return CheckResult(proc.returncode, proc.stdout + proc.stderr)
+
+    def status(self, cluster: str) -> str:
+        return self.r.isthmus("status", *self._target(cluster))

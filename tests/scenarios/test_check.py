@@ -19,6 +19,12 @@ def test_check_passes_on_a_healthy_rig(mesh: ClusterSet) -> None:
                 assert f"Link {peer}: ready" in result.output, result.output
 
 
+def test_status_lists_the_peers_and_imported_services(mesh: ClusterSet) -> None:
+    out = wait_for("isthmus status to list echo.shop.global", lambda: (
+        s := mesh.status("west")) and "echo.shop.global" in s and s)
+    assert "east" in out and "central" in out, out
+
+
 def test_check_names_a_gateway_that_is_down(mesh: ClusterSet) -> None:
     mesh.kill_gateway("east")
     try:
