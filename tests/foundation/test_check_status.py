@@ -15,7 +15,7 @@ from isthmus.cli.check import Level, Observed, check_coredns, check_gateway, che
 from isthmus.devcluster import ControlPlane
 from isthmus.kube.apply import apply, with_retries
 from isthmus.kube.client import KubeApi
-from isthmus.kube.resources import GLOBALSERVICES, LINKS, NAMESPACES
+from isthmus.kube.resources import ENDPOINTSLICES, GLOBALSERVICES, LINKS, NAMESPACES
 from isthmus.trust import (
     TrustBundle,
     bundle_configmap,
@@ -46,8 +46,17 @@ async def test_check_and_status_walk_through(fresh_cluster: Callable[..., Contro
     assert code == 1
     assert "ConfigMap isthmus-trust-bundle" in err  # missing bundle is an error that names it
 
+    assert "Gateway isthmus-system/isthmus-gateway (down: no ready endpoint" in err
+
     api = await KubeApi.connect(cp.kubeconfig, cp.context)
     try:
+        # A running gateway pod: its ready endpoint, as the EndpointSlice controller writes it.
+        await with_retries(lambda: api.create(ENDPOINTSLICES, {
+            "metadata": {"name": "isthmus-gateway-abcde", "namespace": "isthmus-system",
+                         "labels": {"kubernetes.io/service-name": "isthmus-gateway"}},
+            "addressType": "IPv4", "ports": [{"name": "tls", "port": 15443}],
+            "endpoints": [{"addresses": ["10.0.0.5"], "conditions": {"ready": True}}]},
+            namespace="isthmus-system"))
         root = create_root("example.org", now=dt.datetime.now(dt.UTC) - dt.timedelta(days=100))
         await apply(api, bundle_configmap(TrustBundle.of([root.cert])), force=True)
         # 5 of 60 days left: inside the warning window (30 days, or a third of the lifetime).
