@@ -20,44 +20,47 @@ def test_check_passes_on_a_healthy_rig(mesh: ClusterSet) -> None:
 
 
 def test_status_lists_the_peers_and_imported_services(mesh: ClusterSet) -> None:
+    west, east, central = mesh.clusters
     out = wait_for("isthmus status to list echo.shop.global", lambda: (
-        s := mesh.status("west")) and "echo.shop.global" in s and s)
-    assert "east" in out and "central" in out, out
+        s := mesh.status(west)) and "echo.shop.global" in s and s)
+    assert east in out and central in out, out
 
 
 def test_check_names_a_gateway_that_is_down(mesh: ClusterSet) -> None:
-    mesh.kill_gateway("east")
+    west, east = mesh.clusters[:2]
+    mesh.kill_gateway(east)
     try:
-        result = mesh.check("east")
+        result = mesh.check(east)
         assert result.code == 1, result.output
         assert "Gateway isthmus-system/isthmus-gateway" in result.output
         assert "down" in result.output, result.output
         # A peer sees the same fault as its Link to east, which the catalog reaches through
         # east's gateway.
         seen = wait_for("west's check to report its Link to east", lambda: (
-            r := mesh.check("west")).code != 0 and "Link east: not ready" in r.output and r)
+            r := mesh.check(west)).code != 0 and f"Link {east}: not ready" in r.output and r)
         assert seen.code == 3, seen.output
     finally:
-        mesh.restore_gateway("east")
+        mesh.restore_gateway(east)
     wait_for("isthmus check to pass in east and west again",
-             lambda: mesh.check("east").code == 0 and mesh.check("west").code == 0,
+             lambda: mesh.check(east).code == 0 and mesh.check(west).code == 0,
              timeout=SLACK_SECONDS)
 
 
 def test_check_names_a_removed_stub_zone(mesh: ClusterSet) -> None:
-    if not mesh.has_coredns("west"):
+    west = mesh.clusters[0]
+    if not mesh.has_coredns(west):
         pytest.skip(f"{mesh.rig} rig has no CoreDNS (no ConfigMap kube-system/coredns): its "
                     "namespaces resolve through isthmus-dns directly, so there is no stub "
                     "zone to remove")
     try:
-        mesh.remove_stub_zone("west")
+        mesh.remove_stub_zone(west)
     except Unsupported as exc:
         pytest.skip(str(exc))
     try:
-        result = mesh.check("west")
+        result = mesh.check(west)
         assert result.code == 1, result.output
         assert "CoreDNS kube-system/coredns" in result.output
         assert "stub zone is gone" in result.output
     finally:
-        mesh.restore_stub_zone("west")
-    assert mesh.check("west").code == 0
+        mesh.restore_stub_zone(west)
+    assert mesh.check(west).code == 0

@@ -25,25 +25,26 @@ def _answered(results: list[CallResult], cluster: str, since: float) -> bool:
 
 
 def test_gateway_killed_then_restored_under_traffic(mesh: ClusterSet) -> None:
-    traffic = mesh.start_traffic("west", HOST)
+    west, east, central = mesh.clusters
+    traffic = mesh.start_traffic(west, HOST)
     try:
         start = time.time()
         wait_for("traffic to reach east and central", lambda: _answered(
-            traffic.results(), "east", start) and _answered(traffic.results(), "central", start))
+            traffic.results(), east, start) and _answered(traffic.results(), central, start))
 
         killed = time.time()
-        mesh.kill_gateway("east")
+        mesh.kill_gateway(east)
         try:
             settled = killed + FAILOVER_SECONDS
             wait_for("25 calls after the failover time", lambda: sum(
                 r.t > settled for r in traffic.results()) >= 25, timeout=SLACK_SECONDS)
             after = [r for r in traffic.results() if r.t > settled]
             assert all(r.ok for r in after), [r.error for r in after if not r.ok]
-            assert {r.cluster for r in after} == {"central"}
+            assert {r.cluster for r in after} == {central}
         finally:
-            mesh.restore_gateway("east")
+            mesh.restore_gateway(east)
         back = time.time()
-        wait_for("traffic to return to east", lambda: _answered(traffic.results(), "east", back),
+        wait_for("traffic to return to east", lambda: _answered(traffic.results(), east, back),
                  timeout=PROBE_INTERVAL_SECONDS + SLACK_SECONDS)
     finally:
         results = traffic.stop()

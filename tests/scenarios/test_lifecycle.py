@@ -31,22 +31,23 @@ def ok(call: CallResult) -> CallResult | None:
 
 
 def test_unexport_removes_the_name_and_refuses_new_connections(mesh: ClusterSet) -> None:
-    mesh.deploy_echo("central", "shop", "leaving")
-    name, pinned = "leaving.shop.global", "leaving.shop.central.global"
-    wait_for(f"{name} to answer", lambda: ok(mesh.call_http("west", name)))
-    wait_for(f"{pinned} to answer", lambda: ok(mesh.call_http("west", pinned)))
-    vips = mesh.resolve("west", name) + mesh.resolve("west", pinned)
+    west, exporter = mesh.clusters[0], mesh.clusters[-1]
+    mesh.deploy_echo(exporter, "shop", "leaving")
+    name, pinned = "leaving.shop.global", f"leaving.shop.{exporter}.global"
+    wait_for(f"{name} to answer", lambda: ok(mesh.call_http(west, name)))
+    wait_for(f"{pinned} to answer", lambda: ok(mesh.call_http(west, pinned)))
+    vips = mesh.resolve(west, name) + mesh.resolve(west, pinned)
     assert vips
 
     unexported = time.monotonic()
-    mesh.unexport("central", "shop", "leaving")
-    wait_for(f"{name} and {pinned} to leave DNS", lambda: not mesh.resolve("west", name)
-             and not mesh.resolve("west", pinned), timeout=UNEXPORT_SECONDS + SLACK_SECONDS)
+    mesh.unexport(exporter, "shop", "leaving")
+    wait_for(f"{name} and {pinned} to leave DNS", lambda: not mesh.resolve(west, name)
+             and not mesh.resolve(west, pinned), timeout=UNEXPORT_SECONDS + SLACK_SECONDS)
     gone = time.monotonic() - unexported
-    assert mesh.get("west", f"{GS}/leaving") is None
+    assert mesh.get(west, f"{GS}/leaving") is None
     for host in (name, pinned, *vips):
         call = wait_for(f"a new connection to {host} to fail",
-                        lambda h=host: (c := mesh.call_http("west", h)).ok is False and c)
+                        lambda h=host: (c := mesh.call_http(west, h)).ok is False and c)
         assert not call.ok
     print(f"\n[unexport] names gone from west's DNS {gone:.1f}s after the label was removed")
 
@@ -67,8 +68,8 @@ def _key(obj: dict[str, Any]) -> tuple[str, str, str]:
 
 def test_unjoin_removes_everything_the_link_created(pair: ClusterSet) -> None:
     west, east = pair.clusters
-    wait_for("west -> echo.shop.east.global",
-             lambda: ok(pair.call_http(west, "echo.shop.east.global")))
+    wait_for(f"{west} -> echo.shop.{east}.global",
+             lambda: ok(pair.call_http(west, f"echo.shop.{east}.global")))
     peers = {west: east, east: west}
     before = {c: pair.isthmus_objects(c) for c in pair.clusters}
     for cluster, peer in peers.items():
@@ -87,18 +88,18 @@ def test_unjoin_removes_everything_the_link_created(pair: ClusterSet) -> None:
             kept = {_key(o) for o in before[cluster] if not _made_by_link(o, peer)}
             assert kept <= {_key(o) for o in after}, kept - {_key(o) for o in after}
         assert pair.resolve(west, "echo.shop.global") == []
-        assert not pair.call_http(west, "echo.shop.east.global").ok
+        assert not pair.call_http(west, f"echo.shop.{east}.global").ok
         again = pair.unjoin([west, east])
         assert again.count("removed nothing") == 2, (out, again)
     finally:
         pair.join([west, east])
     wait_for("the link to work again after join",
-             lambda: ok(pair.call_http(west, "echo.shop.east.global")), timeout=SLACK_SECONDS)
+             lambda: ok(pair.call_http(west, f"echo.shop.{east}.global")), timeout=SLACK_SECONDS)
 
 
 def test_peer_apiserver_stopped_mirrors_stale_calls_keep_working(pair: ClusterSet) -> None:
     west, east = pair.clusters
-    pinned = "echo.shop.east.global"
+    pinned = f"echo.shop.{east}.global"
     wait_for(f"{west} -> {pinned}", lambda: ok(pair.call_http(west, pinned)))
     traffic = pair.start_traffic(west, pinned)
     try:
@@ -149,5 +150,5 @@ def test_check_names_an_expired_certificate(pair: ClusterSet) -> None:
         c := pair.served_certificate(east)) is not None and c.serial_number == serial,
         timeout=LEAF_RELOAD_SECONDS + SLACK_SECONDS)
     wait_for("isthmus check to pass in east again", lambda: pair.check(east).code == 0)
-    wait_for("west -> echo.shop.east.global",
-             lambda: ok(pair.call_http(west, "echo.shop.east.global")))
+    wait_for(f"{west} -> echo.shop.{east}.global",
+             lambda: ok(pair.call_http(west, f"echo.shop.{east}.global")))

@@ -34,31 +34,32 @@ def _serial(cert: x509.Certificate | None) -> int | None:
 
 
 def test_rotate_leaf_and_cluster_ca_under_traffic(mesh: ClusterSet) -> None:
-    traffic = mesh.start_traffic("west", HOST)
+    west, east, central = mesh.clusters
+    traffic = mesh.start_traffic(west, HOST)
     try:
         start = time.time()
         wait_for("traffic to reach east and central", lambda: _answered(
-            traffic.results(), "east", start) and _answered(traffic.results(), "central", start))
+            traffic.results(), east, start) and _answered(traffic.results(), central, start))
 
         # A leaf: east's gateway gets a new one from east's CA, as the mirror does at half life.
-        leaf = gateway_leaf(mesh.get_secret("east", SYSTEM_NAMESPACE, CA_SECRET))
-        mesh.put_secret_data("east", SYSTEM_NAMESPACE, GATEWAY_TLS_SECRET, secret_data(leaf))
+        leaf = gateway_leaf(mesh.get_secret(east, SYSTEM_NAMESPACE, CA_SECRET))
+        mesh.put_secret_data(east, SYSTEM_NAMESPACE, GATEWAY_TLS_SECRET, secret_data(leaf))
         wait_for("east's gateway to serve the new leaf",
-                 lambda: _serial(mesh.served_certificate("east")) == leaf.cert.serial_number,
+                 lambda: _serial(mesh.served_certificate(east)) == leaf.cert.serial_number,
                  timeout=LEAF_RELOAD_SECONDS + SLACK_SECONDS)
         rotated = time.time()
         wait_for("calls answered by east after its new leaf",
-                 lambda: _answered(traffic.results(), "east", rotated))
+                 lambda: _answered(traffic.results(), east, rotated))
 
         # A cluster CA: central's intermediate is re-issued; its mirror re-issues both leaves.
-        old_ca = leaf_of(mesh.get_secret("central", SYSTEM_NAMESPACE, CA_SECRET))
-        mesh.rotate_cluster_ca("central")
-        new_ca = leaf_of(mesh.get_secret("central", SYSTEM_NAMESPACE, CA_SECRET))
+        old_ca = leaf_of(mesh.get_secret(central, SYSTEM_NAMESPACE, CA_SECRET))
+        mesh.rotate_cluster_ca(central)
+        new_ca = leaf_of(mesh.get_secret(central, SYSTEM_NAMESPACE, CA_SECRET))
         assert new_ca.serial_number != old_ca.serial_number
         new_key = new_ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
 
         def served_under_new_ca() -> bool:
-            cert = mesh.served_certificate("central")
+            cert = mesh.served_certificate(central)
             if cert is None:
                 return False
             aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
@@ -68,9 +69,9 @@ def test_rotate_leaf_and_cluster_ca_under_traffic(mesh: ClusterSet) -> None:
                  timeout=CA_ROTATION_SECONDS + SLACK_SECONDS)
         rotated = time.time()
         wait_for("calls answered by central after its new CA",
-                 lambda: _answered(traffic.results(), "central", rotated))
+                 lambda: _answered(traffic.results(), central, rotated))
         wait_for("calls answered by east after central's new CA",
-                 lambda: _answered(traffic.results(), "east", rotated))
+                 lambda: _answered(traffic.results(), east, rotated))
     finally:
         results = traffic.stop()
     failed = [r for r in results if not r.ok]

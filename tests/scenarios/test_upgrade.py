@@ -9,10 +9,11 @@ pytestmark = [pytest.mark.netns, pytest.mark.controlplane]
 
 
 def test_roll_to_a_new_image_under_traffic(mesh: ClusterSet) -> None:
+    west = mesh.clusters[0]
     if mesh.rig == "local":
         pytest.skip("kind rig only: the local rig runs isthmus as processes from this "
                     "checkout, with no image or Deployment to roll")
-    traffic = mesh.start_traffic("west", "echo.shop.global")
+    traffic = mesh.start_traffic(west, "echo.shop.global")
     try:
         mesh.upgrade("scenario-upgrade")
     except Unsupported as exc:
