@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import scenario_kind
@@ -22,6 +23,17 @@ from scenario_driver import ClusterSet, RigUnavailable, wait_for
 
 ECHO_NAMESPACE = "shop"
 ECHO = "echo"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Scenarios run last and together (in whatever order they were given): the session's
+    ``mesh`` rig then stops right after them instead of loading the rest of the run."""
+    here = Path(__file__).parent
+    ours = [item for item in items if here in item.path.parents]
+    if ours:
+        chosen = set(ours)
+        items[:] = [item for item in items if item not in chosen] + ours
 
 
 def _bring_up(request: pytest.FixtureRequest, names: list[str], prefix: str,

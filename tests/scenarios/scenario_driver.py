@@ -94,6 +94,8 @@ class ClusterSet(Protocol):
     # faults and operations
     def kill_gateway(self, cluster: str) -> None: ...
     def restore_gateway(self, cluster: str) -> None: ...
+    def kill_mirror(self, cluster: str) -> None: ...
+    def restore_mirror(self, cluster: str) -> None: ...
     def stop_apiserver(self, cluster: str) -> None: ...
     def start_apiserver(self, cluster: str) -> None: ...
     def rotate_cluster_ca(self, cluster: str) -> None: ...
@@ -133,6 +135,19 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = SLACK_SE
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} "
                                  f"(last: {last!r})")
         time.sleep(interval)
+
+
+def first(what: str, produce: Callable[[], T], accept: Callable[[T], bool],
+          timeout: float = SLACK_SECONDS) -> T:
+    """The first result of ``produce`` that ``accept`` takes (see ``wait_for``)."""
+    holder: list[T] = []
+
+    def probe() -> bool:
+        holder[:] = [produce()]
+        return accept(holder[0])
+
+    wait_for(what, probe, timeout)
+    return holder[0]
 
 
 def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:

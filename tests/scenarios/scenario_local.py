@@ -161,10 +161,16 @@ class LocalClusterSet:
 
     # --- faults and operations -----------------------------------------------------------------
     def kill_gateway(self, cluster: str) -> None:
-        self.r.stop_component(cluster, "gateway")
+        self.r.stop_component(cluster, "gateway", crash=True)
 
     def restore_gateway(self, cluster: str) -> None:
         self.r.start_component(cluster, "gateway")
+
+    def kill_mirror(self, cluster: str) -> None:
+        self.r.stop_component(cluster, "mirror", crash=True)
+
+    def restore_mirror(self, cluster: str) -> None:
+        self.r.start_component(cluster, "mirror")
 
     def stop_apiserver(self, cluster: str) -> None:
         self.r.stop_apiserver(cluster)

@@ -4,9 +4,10 @@ from a client inside one cluster to the echo workload of the others; pinned name
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
 
 import pytest
-from scenario_driver import CallResult, ClusterSet, wait_for
+from scenario_driver import CallResult, ClusterSet, first, wait_for
 
 pytestmark = [pytest.mark.netns, pytest.mark.controlplane]
 
@@ -15,6 +16,10 @@ HOST = "echo.shop.global"
 
 def ok(call: CallResult) -> CallResult | None:
     return call if call.ok else None
+
+
+def succeeded(call: CallResult) -> bool:
+    return call.ok
 
 
 def test_http_by_global_name(mesh: ClusterSet) -> None:
@@ -88,10 +93,8 @@ def test_three_clusters_full_mesh(mesh: ClusterSet) -> None:
         peers = [c for c in mesh.clusters if c != src]
         for dst in peers:
             pinned = f"echo.shop.{dst}.global"
-            answer = wait_for(f"{src} -> {pinned}",
-                              lambda s=src, p=pinned: ok(mesh.call_http(s, p)))
+            answer = first(f"{src} -> {pinned}", partial(mesh.call_http, src, pinned), succeeded)
             assert answer.cluster == dst
-            wait_for(f"{src} -> {pinned} over TCP",
-                     lambda s=src, p=pinned: ok(mesh.call_tcp(s, p)))
-        shared = wait_for(f"{src} -> {HOST}", lambda s=src: ok(mesh.call_http(s, HOST)))
+            first(f"{src} -> {pinned} over TCP", partial(mesh.call_tcp, src, pinned), succeeded)
+        shared = first(f"{src} -> {HOST}", partial(mesh.call_http, src, HOST), succeeded)
         assert shared.cluster in peers

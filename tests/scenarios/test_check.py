@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
-from scenario_driver import SLACK_SECONDS, ClusterSet, Unsupported, wait_for
+from scenario_driver import SLACK_SECONDS, ClusterSet, Unsupported, first, wait_for
 
 pytestmark = [pytest.mark.netns, pytest.mark.controlplane]
 
@@ -11,8 +13,8 @@ pytestmark = [pytest.mark.netns, pytest.mark.controlplane]
 def test_check_passes_on_a_healthy_rig(mesh: ClusterSet) -> None:
     for cluster in mesh.clusters:
         # Links turn Ready once the first catalog arrives: wait for that, not for a time.
-        result = wait_for(f"isthmus check to pass in {cluster}",
-                          lambda c=cluster: (r := mesh.check(c)).code == 0 and r)
+        result = first(f"isthmus check to pass in {cluster}", partial(mesh.check, cluster),
+                       lambda r: r.code == 0)
         assert "ERROR" not in result.output and "WARNING" not in result.output, result.output
         for peer in mesh.clusters:
             if peer != cluster:
@@ -21,8 +23,8 @@ def test_check_passes_on_a_healthy_rig(mesh: ClusterSet) -> None:
 
 def test_status_lists_the_peers_and_imported_services(mesh: ClusterSet) -> None:
     west, east, central = mesh.clusters
-    out = wait_for("isthmus status to list echo.shop.global", lambda: (
-        s := mesh.status(west)) and "echo.shop.global" in s and s)
+    out = first("isthmus status to list echo.shop.global", partial(mesh.status, west),
+                lambda s: "echo.shop.global" in s)
     assert east in out and central in out, out
 
 
@@ -36,8 +38,8 @@ def test_check_names_a_gateway_that_is_down(mesh: ClusterSet) -> None:
         assert "down" in result.output, result.output
         # A peer sees the same fault as its Link to east, which the catalog reaches through
         # east's gateway.
-        seen = wait_for("west's check to report its Link to east", lambda: (
-            r := mesh.check(west)).code != 0 and f"Link {east}: not ready" in r.output and r)
+        seen = first(f"{west}'s check to report its Link to {east}", partial(mesh.check, west),
+                     lambda r: r.code != 0 and f"Link {east}: not ready" in r.output)
         assert seen.code == 3, seen.output
     finally:
         mesh.restore_gateway(east)

@@ -12,6 +12,7 @@ from scenario_driver import (
     SLACK_SECONDS,
     CallResult,
     ClusterSet,
+    condition,
     wait_for,
 )
 
@@ -56,3 +57,34 @@ def test_gateway_killed_then_restored_under_traffic(mesh: ClusterSet) -> None:
     assert all(r.ok for r in late), [r.error for r in late if not r.ok][:5]
     before = [r for r in results if r.t < killed]
     assert all(r.ok for r in before), [r.error for r in before if not r.ok][:5]
+
+
+def test_mirrors_killed_under_traffic(mesh: ClusterSet) -> None:
+    """The data path does not need the mirrors: with the caller's and an exporter's mirror
+    killed, calls go on; restarted, they recover the links and nothing flaps."""
+    west, east, central = mesh.clusters
+    traffic = mesh.start_traffic(west, HOST)
+    try:
+        start = time.time()
+        wait_for("traffic to reach east and central", lambda: _answered(
+            traffic.results(), east, start) and _answered(traffic.results(), central, start))
+        for cluster in (west, east):
+            mesh.kill_mirror(cluster)
+        try:
+            killed = time.time()
+            wait_for("30 calls with both mirrors down", lambda: sum(
+                r.t > killed for r in traffic.results()) >= 30)
+        finally:
+            for cluster in (west, east):
+                mesh.restore_mirror(cluster)
+        wait_for(f"{west}'s Links to be ready again", lambda: all(
+            (condition(mesh.get(west, f"/apis/isthmus.io/v1alpha1/links/{peer}"), "Ready")
+             or {}).get("status") == "True" for peer in (east, central)))
+        back = time.time()
+        wait_for("calls answered by east and central after the restart", lambda: _answered(
+            traffic.results(), east, back) and _answered(traffic.results(), central, back))
+    finally:
+        results = traffic.stop()
+    failed = [r for r in results if not r.ok]
+    print(f"\n[mirrors] {len(results)} calls, {len(failed)} failed")
+    assert not failed, [r.error for r in failed][:5]
