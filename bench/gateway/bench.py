@@ -280,6 +280,7 @@ def start_path(name: str, d: Path, procs: Procs, workers: int) -> list[int]:
         started.append(procs.start(CORE_SUT, [
             ISTHMUS, "gateway", "--cluster", "east", "--routes-file", str(east),
             "--inbound-address", f"127.0.0.1:{east_in}", "--admin-address", "127.0.0.1:18021",
+            "--backend-allow-loopback",  # every backend of the rig is on loopback
             "--tls-cert", str(d / "east.crt"), "--tls-key", str(d / "east.key"), *common],
             d / "ie.log"))
         started.append(procs.start(CORE_SUT, [

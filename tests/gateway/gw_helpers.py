@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from isthmus.wellknown import API_VERSION
 from isthmus.gateway.server import Gateway
 from isthmus.gateway.settings import GatewaySettings
 from isthmus.gateway.snapshot import Snapshot, build_snapshot
@@ -25,6 +24,7 @@ from isthmus.trust import (
     create_cluster_ca,
     create_root,
 )
+from isthmus.wellknown import API_VERSION
 
 TD = "example.org"
 SYSTEM = "isthmus-system"
@@ -128,6 +128,9 @@ def settings(**over: Any) -> GatewaySettings:
         inbound_address="127.0.0.1:0", outbound_host="127.0.0.1", admin_address="127.0.0.1:0",
         handshake_timeout=2.0, idle_timeout=30.0, connect_timeout=1.0, probe_interval=0.3,
         eject_after=2, pool_min_idle=1, access_log=True,
+        # backends here are echo servers on loopback; test_backend_policy.py runs the
+        # gateway without this and shows loopback refused
+        backend_allow_loopback=True,
     )
     base.update(over)
     return GatewaySettings(**base)

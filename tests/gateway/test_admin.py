@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 
 
 async def test_admin_endpoints_and_access_log(pki: Pki) -> None:
-    async with pair(pki) as p:
+    async with pair(pki, config_endpoint=True) as p:
         with capture_logs() as logs:
             r, w = await p.connect()
             w.write(b"12345")
@@ -45,3 +45,15 @@ async def test_admin_endpoints_and_access_log(pki: Pki) -> None:
                 config = await resp.json()
                 assert config["inbound"][0]["service"] == "echo.shop"
                 assert config["links"] == {"west": "example.org"}
+
+
+async def test_config_is_off_by_default_metrics_and_probes_stay(pki: Pki) -> None:
+    async with pair(pki) as p:
+        base = f"http://127.0.0.1:{p.east.admin_port}"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/config") as resp:
+                assert resp.status == 404
+                assert "127.0.0.1" not in await resp.text()
+            for path in ("/healthz", "/readyz", "/metrics"):
+                async with http.get(f"{base}{path}") as resp:
+                    assert resp.status == 200, path

@@ -7,12 +7,14 @@ import asyncio
 import base64
 import dataclasses
 import json
+from ipaddress import ip_address
 from pathlib import Path
 from types import MappingProxyType
 
 import pytest
 import yaml
 from gw_helpers import TD, Pki, echo_backend, endpoint_slice, link, running, service
+from structlog.testing import capture_logs
 
 from isthmus.api.crds import install_crds
 from isthmus.devcluster import ControlPlane
@@ -177,3 +179,72 @@ async def test_unlinked_then_linked_and_unexport(cluster: ControlPlane, api: Kub
         finally:
             await api.delete(LINKS, unique)
     backend.close()
+
+
+def _slice(ns: str, name: str, owner: str, address_type: str, addresses: list[str],
+           port: int) -> dict[str, object]:
+    return {
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"namespace": ns, "name": name,
+                     "labels": {"kubernetes.io/service-name": owner}},
+        "addressType": address_type,
+        "endpoints": [{"addresses": [a], "conditions": {"ready": True}} for a in addresses],
+        "ports": [{"name": "p", "port": port, "protocol": "TCP"}],
+    }
+
+
+async def test_fqdn_slices_skipped_and_api_server_endpoints_never_dialled(
+        cluster: ControlPlane, api: KubeApi, pki: Pki, unique: str, tmp_path: Path) -> None:
+    """Slices from a real API server, read with the gateway's own RBAC: an FQDN slice gives
+    no backend (never resolved; warned and counted); an exported Service whose slice names
+    the API server's endpoint (the ``kubernetes`` Service's slice in ``default``) is
+    answered like an unknown target, and nothing is dialled."""
+    await install_crds(api)
+    apply_rbac(cluster)
+    ensure_namespace(cluster, unique)
+    backend = await echo_backend()
+    api_ip = "10.250.254.2"  # placeholder address of "the API server" for this test
+    for name in ("echo", "named", "apisrv"):
+        await api.create(SERVICES, service(unique, name, 80), unique)
+    await api.create(ENDPOINTSLICES, endpoint_slice(
+        unique, "echo", [(LoopbackState.PLACEHOLDER, backend.port)]), unique)
+    await api.create(ENDPOINTSLICES, _slice(unique, "named-x", "named", "FQDN",
+                                            ["backend.example.com"], backend.port), unique)
+    await api.create(ENDPOINTSLICES, _slice(unique, "apisrv-x", "apisrv", "IPv4",
+                                            [api_ip], 6443), unique)
+    kube_slice = f"kubernetes-{unique}"
+    await api.create(ENDPOINTSLICES, _slice("default", kube_slice, "kubernetes", "IPv4",
+                                            [api_ip], 6443), "default")
+    await api.create(LINKS, link(unique, td=TD))
+    caller_ca = create_cluster_ca(pki.root, unique)
+    caller = ReloadableTls(TlsMaterial.from_certified(
+        Issuer(caller_ca).issue("isthmus-system", "isthmus-gateway"), pki.bundle))
+    kubeconfig = cluster.service_account_kubeconfig(
+        "isthmus-system", "isthmus-gateway", tmp_path / "gw.kubeconfig")
+    sa = await KubeApi.connect(kubeconfig)
+    try:
+        async with running(pki.tls("east"), state=LoopbackState()) as east:
+            east.spawn(ApiFeed(sa, east.state, catalog_address=None).run())
+            await wait_for(lambda: (ip_address(api_ip), 6443) in east.state.snapshot.api_server
+                           and (unique, "apisrv") in east.state.snapshot.exports
+                           and unique in east.state.snapshot.links)
+            snap = east.state.snapshot
+            assert snap.exports[(unique, "named")].backends == ()
+            assert any(f"{unique}/named-x" in s for s in snap.skipped)
+            gauge = [s.value for m in east.metrics.skipped_slices.collect() for s in m.samples]
+            assert gauge and gauge[0] >= 1
+            assert await open_status(east.inbound_port, caller, f"echo.{unique}:80") == 0
+            dialled = east.inbound.dial_attempts
+            with capture_logs() as logs:
+                assert await open_status(east.inbound_port, caller, f"named.{unique}:80") == \
+                    Status.NO_BACKEND
+                assert await open_status(east.inbound_port, caller, f"apisrv.{unique}:80") == \
+                    Status.UNKNOWN_TARGET
+            assert east.inbound.dial_attempts == dialled
+            assert [e["reason"] for e in logs if e["event"] == "backend address refused"] == [
+                "api_server"]
+    finally:
+        await sa.close()
+        await api.delete(ENDPOINTSLICES, kube_slice, "default")
+        await api.delete(LINKS, unique)
+        backend.close()

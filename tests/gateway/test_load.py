@@ -68,6 +68,7 @@ async def test_load(pki: Pki, tmp_path: Path) -> None:
     logs = [open(tmp_path / n, "wb") for n in ("east.log", "west.log")]  # noqa: SIM115, ASYNC230
     east = subprocess.Popen([ISTHMUS, "gateway", "--routes-file", east_routes,  # noqa: ASYNC220
                              "--inbound-address", f"127.0.0.1:{east_port}", *common,
+                             "--backend-allow-loopback",  # the echo backend is on loopback
                              *write_tls(pki, "east", tmp_path / "e")],
                             stdout=logs[0], stderr=logs[0])
     west = subprocess.Popen([ISTHMUS, "gateway", "--routes-file", west_routes,  # noqa: ASYNC220

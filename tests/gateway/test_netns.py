@@ -31,7 +31,7 @@ PYTHON = str(ROOT / ".venv" / "bin" / "python")
 ECHO = """
 import socket, threading, sys
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(128)
+s.bind((sys.argv[2], int(sys.argv[1]))); s.listen(128)
 def serve(c):
     while True:
         d = c.recv(65536)
@@ -113,11 +113,13 @@ def test_pair_across_network_namespaces(namespaces: tuple[str, str, str, str], p
         return p
 
     try:
-        spawn(east, PYTHON, "-c", ECHO, "9000", log="echo.log")
+        # the backend listens on the east pod address, as a pod would: the gateway
+        # refuses loopback backends (backend_policy.py)
+        spawn(east, PYTHON, "-c", ECHO, "9000", east_ip, log="echo.log")
         east_routes = write_routes(
             tmp_path / "east.yaml",
             services=[service("shop", "echo", 80)],
-            slices=[endpoint_slice("shop", "echo", [("127.0.0.1", 9000)])],
+            slices=[endpoint_slice("shop", "echo", [(east_ip, 9000)])],
             links=[link("west", host=west_ip)],
         )
         spawn(east, ISTHMUS, "gateway", "--cluster", "east", "--routes-file", east_routes,

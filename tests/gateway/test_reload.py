@@ -44,13 +44,17 @@ async def test_certificate_rotation_keeps_open_connections(pki: Pki) -> None:
             writer.close()
 
 
-async def test_unexport_refuses_new_streams_open_ones_finish(pki: Pki) -> None:
-    """Decided: a stream authorized when it opened runs to its end; the next OPEN is
-    decided with the new routes (refused here)."""
+async def test_unexport_cuts_the_open_stream_and_refuses_new_ones(pki: Pki) -> None:
+    """Decided (docs/decisions/open-streams-on-revocation.md): a stream whose Service is
+    unexported is cut within one sync; the next OPEN is refused."""
     async with pair(pki) as p:
         r, w = await p.connect()
         assert await echo_once(r, w, b"one") == b"one"
         p.east.state.swap(east_snapshot(p.backend.port, version=2, export=False))
+        # the open connection is reset through both gateways
+        with contextlib.suppress(ConnectionResetError):
+            assert await asyncio.wait_for(r.read(), 5) == b""
+        w.close()
         # new connections are refused (the client sees a reset, the backend no dial)
         accepts = p.backend.accepts
         r2, w2 = await p.connect()
@@ -58,9 +62,6 @@ async def test_unexport_refuses_new_streams_open_ones_finish(pki: Pki) -> None:
             assert await asyncio.wait_for(r2.read(), 3) == b""
         w2.close()
         assert p.backend.accepts == accepts
-        # the open connection is untouched
-        assert await echo_once(r, w, b"two") == b"two"
-        w.close()
         with pytest.raises(TunnelRefused) as info:
             pool = PeerPool("127.0.0.1", p.east.inbound_port, pki.tls("west"))
             try:

@@ -29,6 +29,15 @@ from isthmus.trust import IsthmusIdentity
         pytest.param("us\u00e9rs.shop:80".encode(), BadTarget("non_ascii"), id="non-ascii"),
         pytest.param(b"a" * 256, BadTarget("too_long"), id="too-long"),
         pytest.param(b"users.shop..:80", BadTarget("malformed"), id="two-dots"),
+        pytest.param(b"users.shop:80\n", BadTarget("malformed"), id="trailing-newline"),
+        pytest.param(b"users.shop:80\r\n", BadTarget("malformed"), id="trailing-crlf"),
+        pytest.param(b"users.shop.:80\n", BadTarget("malformed"), id="trailing-dot-newline"),
+        pytest.param(b"catalog\n", BadTarget("malformed"), id="catalog-newline"),
+        pytest.param(b"\ncatalog", BadTarget("malformed"), id="leading-newline"),
+        pytest.param(b"users.shop:8\t0", BadTarget("malformed"), id="tab"),
+        pytest.param(b"users\x1b.shop:80", BadTarget("malformed"), id="escape"),
+        pytest.param(b"users.shop:80\x7f", BadTarget("malformed"), id="del"),
+        pytest.param(b"users.shop:80 ", BadTarget("malformed"), id="trailing-space"),
     ],
 )
 def test_normalize_target(raw: bytes, expected: object) -> None:

@@ -25,9 +25,6 @@ from isthmus.kube import errors, lean_import
 from isthmus.kube.resources import Resource
 from isthmus.kube.shapes import Decode
 
-# kubernetes_asyncio without its generated API and model classes (~40 MB): see lean_import
-k8s_client, k8s_config = lean_import.load()
-
 JsonObj = dict[str, Any]
 
 _TIMEOUT = 30.0
@@ -63,6 +60,9 @@ class KubeApi:
         cls, kubeconfig: str | Path | None = None, context: str | None = None
     ) -> KubeApi:
         """From a kubeconfig (path or ``$KUBECONFIG``) and context, or in-cluster config."""
+        # kubernetes_asyncio without its generated API and model classes (~40 MB): loaded
+        # here, at first use, not when this module is imported (see lean_import).
+        k8s_client, k8s_config = lean_import.load()
         paths = str(kubeconfig or os.environ.get("KUBECONFIG", "")).split(os.pathsep)
         paths = [p for p in paths if p]
         in_cluster = kubeconfig is None and context is None and os.environ.get(_SERVICE_HOST_ENV)

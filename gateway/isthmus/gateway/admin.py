@@ -1,4 +1,9 @@
-"""Admin HTTP (aiohttp): ``/healthz``, ``/readyz``, ``/metrics``, ``/config``."""
+"""Admin HTTP (aiohttp): ``/healthz``, ``/readyz``, ``/metrics``, and ``/config`` when enabled.
+
+``/config`` lists every backend address and peer gateway the gateway knows: anyone who can
+reach the admin port (the pod network, for probes and scraping) could map the cluster with
+it, so it is off unless the operator turns it on (``--config-endpoint``).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ def build_app(
     *,
     ready: Callable[[], tuple[bool, str]],
     extra_config: Callable[[], dict[str, Any]],
+    config_endpoint: bool = False,
 ) -> web.Application:
     async def healthz(_request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -40,5 +46,6 @@ def build_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
-    app.router.add_get("/config", config)
+    if config_endpoint:
+        app.router.add_get("/config", config)
     return app

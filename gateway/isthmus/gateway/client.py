@@ -10,11 +10,14 @@
 must name ``.../ns/isthmus-system/sa/isthmus-gateway`` (and ``cluster`` when given).
 Our own certificate (``tls``) is what the peer authorizes: only a mirror identity of a
 linked cluster may open ``catalog``. A refusal raises ``TunnelRefused`` with the status.
+A forwarder checks its tunnels every ``REVOKE_INTERVAL`` seconds: one whose peer our
+current bundle would now refuse (root removed, chain expired) is closed, or reset if busy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import socket
 import time
 from collections.abc import Callable, Coroutine
@@ -29,6 +32,7 @@ from isthmus.trust import ReloadableTls
 
 Peer = GatewayAddress | tuple[str, int]
 _log = get_logger("isthmus.gateway.client")
+REVOKE_INTERVAL = 1.0
 
 
 def _split(peer: Peer) -> tuple[str, int]:
@@ -155,6 +159,18 @@ class Forwarder:
         task.add_done_callback(self.tasks.discard)
         return task
 
+    async def watch_revocation(self, interval: float = REVOKE_INTERVAL) -> None:
+        """Drop pooled tunnels that went stale, and close (or reset) every tunnel whose peer
+        would now fail verification, for as long as the forwarder runs."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            self.pool.sweep(loop.time())
+            for _tunnel, why, busy in self.pool.revoke(dt.datetime.now(dt.UTC)):
+                _log.warning("stream revoked" if busy else "tunnel closed: peer no longer "
+                             "accepted", target=self.target, reason=why,
+                             peer=f"{self.pool.host}:{self.pool.port}")
+
     @property
     def port(self) -> int:
         assert self.server is not None
@@ -206,4 +222,5 @@ async def serve_forwarder(
         forwarder.server = await loop.create_server(
             lambda: _ForwardedClient(forwarder), listen[0], listen[1]
         )
+    forwarder.spawn(forwarder.watch_revocation())
     return forwarder

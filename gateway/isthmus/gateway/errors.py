@@ -8,7 +8,9 @@
      │    │                     that catch socket errors keep working)
      │    └── PeerIdentityError the peer gateway's certificate does not name the gateway
      │                          of the cluster we meant to reach
-     └── NoHealthyUpstream      every exporting cluster is ejected or failed
+     ├── NoHealthyUpstream      every exporting cluster is ejected or failed
+     └── GatewayConfigError     a setting the gateway cannot use (also a ``ConfigError``,
+                                so the CLI reports it as bad configuration)
 
 Refusals of *incoming* streams are not exceptions: ``route()`` returns a ``Refused``
 value with a reason, the inbound side logs it and counts it.
@@ -16,7 +18,7 @@ value with a reason, the inbound side logs it and counts it.
 
 from __future__ import annotations
 
-from isthmus.errors import IsthmusError
+from isthmus.errors import ConfigError, IsthmusError
 
 
 class GatewayError(IsthmusError):
@@ -41,3 +43,7 @@ class PeerIdentityError(TunnelError):
 
 class NoHealthyUpstream(GatewayError):
     """No exporting cluster could take the connection."""
+
+
+class GatewayConfigError(GatewayError, ConfigError):
+    """A gateway setting is unusable (a CIDR or address that does not parse)."""

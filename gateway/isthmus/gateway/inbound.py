@@ -7,31 +7,49 @@ Order of events for each tunnel, and what is refused where:
    ``handshake_timeout``; failures send OpenSSL's alert (``certificate_required``,
    ``protocol_version``, ``unknown_ca``) and are counted by reason.
 3. ``verify_tls_peer``: SPIFFE and SVID rules; a refusal closes the tunnel.
-4. For each OPEN: ``route_inbound`` (pure) decides with the current snapshot: the caller's
-   cluster must be linked (same trust domain), the normalized target exported to it, with a
-   ready backend. A refusal answers a STATUS and dials nothing; the tunnel stays usable.
-5. Only then a backend endpoint is dialled (endpoints in turn, ``connect_timeout`` each);
-   STATUS OK, and the relay runs until both sides END, or a RESET.
+4. For each OPEN: the peer is checked again against the bundle and the clock of *now*
+   (``peer_revoked``: its root still trusted, no certificate of its chain expired); if it
+   would now be refused the tunnel is closed. Then ``route_inbound`` (pure) decides with
+   the current snapshot: the caller's cluster must be linked (same trust domain), the
+   normalized target exported to it, with a ready backend the ``BackendPolicy`` allows.
+   A refusal answers a STATUS and dials nothing; the tunnel stays usable.
+5. Only then a backend endpoint is dialled (IP literals only, never resolved; endpoints in
+   turn, ``connect_timeout`` each); STATUS OK, and the relay runs until both sides END, or
+   a RESET.
 
-Open streams when a service is unexported, a Link removed or a certificate rotated: they
-are left to finish (the decision was made when they opened); the next OPEN on the same
-tunnel is decided with the new snapshot, and new handshakes use the new certificate.
+Open streams are not trusted for life: ``revoke`` asks ``stream_revoked`` (pure) about each
+one whenever the snapshot or the bundle changes, and on the sweeper's tick for expiry. A
+stream whose peer lost the right to it (Link removed, root removed from the bundle, peer
+certificate expired, Service unexported, ``export-to`` narrowed) is reset, counted in
+``isthmus_gateway_revoked_streams`` and logged with its reason; every other stream is left
+alone. Idle tunnels whose peer would now be refused are closed too
+(docs/decisions/open-streams-on-revocation.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
+import socket
 import ssl
 
+from isthmus.gateway.backend_policy import BackendPolicy
 from isthmus.gateway.metrics import AccessLog, Metrics, record_stream
 from isthmus.gateway.peer_cache import PeerVerdicts
-from isthmus.gateway.route import Dial, Refused, route_inbound
+from isthmus.gateway.revocation import (
+    OpenStream,
+    link_revoked,
+    peer_revoked,
+    stream_revoked,
+)
+from isthmus.gateway.route import Dial, Refused, RefusedBackend, route_inbound
+from isthmus.gateway.snapshot import Snapshot
 from isthmus.gateway.state import GatewayState
 from isthmus.gateway.tunnel import Plain, StreamStats, Tunnel
 from isthmus.gateway.wire import Status
 from isthmus.logging import get_logger
-from isthmus.trust import Refusal, ReloadableTls
+from isthmus.trust import PeerIdentity, Refusal, ReloadableTls, TrustBundle
 
 # Lazy: structlog builds it on first use, after the process configured logging.
 log = get_logger("isthmus.gateway.inbound")
@@ -70,8 +88,10 @@ class InboundServer:
         idle_timeout: float = 300.0,
         connect_timeout: float = 5.0,
         max_connections: int = 10000,
+        policy: BackendPolicy | None = None,
     ) -> None:
         self.state = state
+        self.policy = policy or BackendPolicy()
         self.tls = tls
         self.metrics = metrics
         self.access_log = access_log
@@ -87,6 +107,9 @@ class InboundServer:
         self._servers: list[asyncio.Server] = []
         self._active = metrics.active.labels("inbound")
         self.verdicts = PeerVerdicts()
+        # revoke() skips its walk when nothing it depends on changed since the last one
+        self._revoke_seen: tuple[int, tuple[str, ...]] | None = None
+        self._next_expiry: dt.datetime | None = None
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> asyncio.Server:
         loop = asyncio.get_running_loop()
@@ -123,6 +146,8 @@ class InboundServer:
             tunnel.close()
             return
         tunnel.peer = verdict
+        if self._next_expiry is None or verdict.not_after < self._next_expiry:
+            self._next_expiry = verdict.not_after
 
     def handshake_failed(self, tunnel: Tunnel, exc: BaseException) -> None:
         reason = handshake_reason(exc)
@@ -135,12 +160,28 @@ class InboundServer:
         stats = StreamStats(tunnel.loop.time(), tunnel.peername)
         stats.peer_cluster = caller.cluster
         tunnel.stats = stats
+        tunnel.context = None
+        revoked = peer_revoked(tunnel.peer, self.tls.bundle, dt.datetime.now(dt.UTC))
+        if revoked is not None:
+            # The peer would be refused at a handshake now: no stream, and no tunnel.
+            stats.target = repr(raw_target[:64])[2:-1]
+            stats.result, stats.reason = "refused", revoked
+            self._count_revoked_tunnel(tunnel.peer, revoked)
+            tunnel.in_stream = False
+            self._finish(tunnel, stats)
+            tunnel.close()
+            return
+        snapshot = self.state.snapshot
         if self.draining:
             decision: Dial | Refused = Refused(Status.DRAINING, "draining")
         else:
             decision = route_inbound(
-                self.state.snapshot, caller, raw_target, rotate=next(self._rotate)
+                snapshot, caller, raw_target, rotate=next(self._rotate), policy=self.policy
             )
+        if decision.refused_backends:
+            self._log_refused_backends(decision.refused_backends, caller.cluster,
+                                       decision.target if isinstance(decision, Refused)
+                                       else str(decision.target))
         if isinstance(decision, Refused):
             stats.target = decision.target or repr(raw_target[:64])[2:-1]
             stats.result = "refused"
@@ -154,6 +195,7 @@ class InboundServer:
             return
         stats.target = str(decision.target)
         stats.service = decision.service
+        tunnel.context = OpenStream(tunnel.peer, decision.target)
         tunnel.hold()
         task = asyncio.get_running_loop().create_task(self._dial(tunnel, decision, stats))
         self._tasks.add(task)
@@ -161,6 +203,9 @@ class InboundServer:
 
     async def _dial(self, tunnel: Tunnel, decision: Dial, stats: StreamStats) -> None:
         loop = asyncio.get_running_loop()
+        # Backends are IP literals: resolving is never allowed (only the catalog address,
+        # which the operator configured, may be a name).
+        flags = 0 if decision.target.is_catalog else socket.AI_NUMERICHOST
         for host, port in decision.addresses:
             if tunnel.closed:
                 return
@@ -169,7 +214,9 @@ class InboundServer:
             self.dial_attempts += 1
             try:
                 async with asyncio.timeout(self.connect_timeout):
-                    await loop.create_connection(lambda: plain, host, port)  # noqa: B023 - awaited here
+                    await loop.create_connection(
+                        lambda: plain, host, port, flags=flags  # noqa: B023 - awaited here
+                    )
             except (OSError, TimeoutError) as exc:
                 reason = "timeout" if isinstance(exc, TimeoutError) else "refused"
                 self.metrics.upstream_failures.labels("inbound", stats.peer_cluster, reason).inc()
@@ -217,6 +264,70 @@ class InboundServer:
 
     def tunnel_closed(self, tunnel: Tunnel) -> None:
         self.tunnels.discard(tunnel)
+
+    # --- revocation -------------------------------------------------------------------------
+    def _log_refused_backends(
+        self, refused: tuple[RefusedBackend, ...], cluster: str, target: str
+    ) -> None:
+        for host, port, reason in refused:
+            self.metrics.backend_refusals.labels(reason).inc()
+            log.warning("backend address refused", backend=f"{host}:{port}", target=target,
+                        peer_cluster=cluster, reason=reason)
+
+    def _count_revoked_tunnel(self, peer: PeerIdentity, reason: str) -> None:
+        self.metrics.revoked_tunnels.labels("inbound", peer.cluster, reason).inc()
+        log.warning("tunnel closed: peer no longer accepted", peer=peer.identity.uri,
+                    reason=reason)
+
+    def revoke(
+        self, snapshot: Snapshot, bundle: TrustBundle, now: dt.datetime, *, force: bool = False
+    ) -> int:
+        """Cut every open stream (and close every idle tunnel) whose peer lost its right;
+        the number of streams cut. Cheap when nothing changed: the walk only happens when
+        the snapshot or the bundle changed, or a peer's chain reached its end."""
+        seen = (snapshot.version, bundle.fingerprints)
+        due = self._next_expiry is not None and now > self._next_expiry
+        if not force and not due and seen == self._revoke_seen:
+            return 0
+        self._revoke_seen = seen
+        self._next_expiry = None
+        cut = 0
+        for tunnel in list(self.tunnels):
+            peer = tunnel.peer
+            if tunnel.closed:
+                continue
+            if peer is None:  # mid-handshake: judged with this state at the next tick
+                self._revoke_seen = None
+                continue
+            stream = tunnel.context if tunnel.in_stream else None
+            if isinstance(stream, OpenStream):
+                why = stream_revoked(snapshot, bundle, now, stream)
+                if why is not None:
+                    self._cut(tunnel, peer, stream, why)
+                    cut += 1
+                    continue
+            elif not tunnel.in_stream:
+                why = peer_revoked(peer, bundle, now) or link_revoked(snapshot, peer)
+                if why is not None:
+                    self._count_revoked_tunnel(peer, why)
+                    tunnel.close()
+                    continue
+            if self._next_expiry is None or peer.not_after < self._next_expiry:
+                self._next_expiry = peer.not_after
+        return cut
+
+    def _cut(self, tunnel: Tunnel, peer: PeerIdentity, stream: OpenStream, why: str) -> None:
+        stats = tunnel.stats
+        if stats is not None:
+            stats.result, stats.reason = "revoked", why
+        self.metrics.revoked_streams.labels("inbound", peer.cluster, why).inc()
+        log.warning("stream revoked", peer=peer.identity.uri, target=str(stream.target),
+                    source=tunnel.peername, reason=why)
+        tunnel.abort("revoked")
+        if stats is not None and not stats.upstream:
+            # still dialling: stream_done() records only relayed streams, and _dial()
+            # gives up silently on a closed tunnel
+            self._finish(tunnel, stats)
 
     # --- housekeeping -----------------------------------------------------------------------
     def sweep(self, now: float) -> None:

@@ -53,6 +53,20 @@ class Metrics:
                              "(outbound, idle + busy).", ["peer_cluster"], registry=r)
         self.snapshot_version = Gauge("isthmus_gateway_snapshot_version",
                                       "Version of the routing snapshot in use.", registry=r)
+        self.backend_refusals = Counter(
+            "isthmus_gateway_backend_refusals", "Backend addresses from routing data that "
+            "were not dialled (loopback, link-local, the gateway itself, the API server...).",
+            ["reason"], registry=r)
+        self.skipped_slices = Gauge(
+            "isthmus_gateway_skipped_endpointslices", "EndpointSlices whose endpoints are "
+            "never dialled (addressType FQDN or unknown).", registry=r)
+        self.revoked_streams = Counter(
+            "isthmus_gateway_revoked_streams", "Open streams closed because the peer lost "
+            "the right to them (Link removed, root removed, certificate expired, unexported, "
+            "export-to narrowed).", ["direction", "peer_cluster", "reason"], registry=r)
+        self.revoked_tunnels = Counter(
+            "isthmus_gateway_revoked_tunnels", "Idle tunnels closed because their peer "
+            "would now be refused.", ["direction", "peer_cluster", "reason"], registry=r)
         self.limit_rejections = Counter("isthmus_gateway_limit_rejections",
                                         "Connections closed at the connection limit.",
                                         ["direction"], registry=r)

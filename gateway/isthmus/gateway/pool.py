@@ -4,8 +4,10 @@ A pool per peer gateway address keeps up to ``max_idle`` handshaken tunnels. A s
 an idle tunnel (no handshake on the client's critical path), sends OPEN and waits for the
 STATUS; when the stream ends cleanly the tunnel goes back to the pool. ``min_idle`` tunnels
 are kept warm in the background. Idle tunnels are dropped when the client TLS context
-changed (certificate or bundle rotated) or after ``idle_ttl`` seconds (shorter than the
-peer's idle timeout), so a pooled tunnel is never older than the material in use.
+changed (certificate or bundle rotated), when their peer would now fail verification
+(its root left our bundle, or its chain expired: ``peer_revoked``), or after ``idle_ttl``
+seconds (shorter than the peer's idle timeout), so a pooled tunnel is never older than the
+material in use. ``revoke`` also resets busy tunnels whose peer would now be refused.
 
 The peer's certificate must name a gateway: ``.../ns/isthmus-system/sa/isthmus-gateway``,
 and, when the caller knows it, of the expected cluster.
@@ -15,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
 from isthmus.gateway.errors import PeerIdentityError, TunnelError, TunnelRefused
 from isthmus.gateway.peer_cache import PeerVerdicts
+from isthmus.gateway.revocation import peer_revoked
 from isthmus.gateway.tunnel import Tunnel
 from isthmus.gateway.wire import Status
 from isthmus.labels import GATEWAY_SERVICE_ACCOUNT, SYSTEM_NAMESPACE
@@ -162,11 +166,13 @@ class PeerPool:
             raise
         return tunnel
 
-    def _usable(self, tunnel: Tunnel, now: float) -> bool:
+    def _usable(self, tunnel: Tunnel, now: float, wall: dt.datetime) -> bool:
         return (
             not tunnel.closed
             and tunnel.ctx is self.tls.client_context()
             and now - tunnel.last_io < self.settings.idle_ttl
+            and tunnel.peer is not None
+            and peer_revoked(tunnel.peer, self.tls.bundle, wall) is None
         )
 
     async def acquire(self) -> tuple[Tunnel, bool]:
@@ -184,9 +190,10 @@ class PeerPool:
 
     def _take_idle(self) -> Tunnel | None:
         now = asyncio.get_running_loop().time()
+        wall = dt.datetime.now(dt.UTC)
         while self.idle:
             tunnel = self.idle.pop()
-            if self._usable(tunnel, now):
+            if self._usable(tunnel, now, wall):
                 self._keep_warm()
                 return tunnel
             tunnel.close()
@@ -218,10 +225,34 @@ class PeerPool:
             self.release(tunnel)
 
     def sweep(self, now: float) -> None:
+        wall = dt.datetime.now(dt.UTC)
         for tunnel in list(self.idle):
-            if not self._usable(tunnel, now):
+            if not self._usable(tunnel, now, wall):
                 self.idle.remove(tunnel)
                 tunnel.close()
+
+    def revoke(self, wall: dt.datetime) -> list[tuple[Tunnel, str, bool]]:
+        """Close every tunnel whose peer our current bundle would now refuse at ``wall``
+        (idle ones closed, busy ones reset); what was closed: (tunnel, reason, busy)."""
+        bundle = self.tls.bundle
+        closed: list[tuple[Tunnel, str, bool]] = []
+        for tunnel in list(self.all):
+            if tunnel.closed or tunnel.peer is None:
+                continue
+            why = peer_revoked(tunnel.peer, bundle, wall)
+            if why is None:
+                continue
+            busy = tunnel.in_stream
+            closed.append((tunnel, why, busy))
+            if tunnel in self.idle:
+                self.idle.remove(tunnel)
+            if busy:
+                if tunnel.stats is not None:
+                    tunnel.stats.result, tunnel.stats.reason = "revoked", why
+                tunnel.abort("revoked")
+            else:
+                tunnel.close()
+        return closed
 
     async def open_stream(self, target: str | bytes) -> Tunnel:
         """A tunnel with a stream open to ``target`` (STATUS OK received).
@@ -288,6 +319,10 @@ class PoolSet:
     def sweep(self, now: float) -> None:
         for pool in self.pools.values():
             pool.sweep(now)
+
+    def revoke(self, wall: dt.datetime) -> list[tuple[PeerPool, Tunnel, str, bool]]:
+        return [(pool, t, why, busy) for pool in self.pools.values()
+                for t, why, busy in pool.revoke(wall)]
 
     def close(self) -> None:
         for pool in self.pools.values():

@@ -3,7 +3,10 @@
 Inbound: ``route_inbound(snapshot, caller, raw_target, catalog_identity)`` normalizes the
 target once and authorizes and routes with that one name; it returns ``Dial`` (ready
 backends, in order of preference) or ``Refused`` (a status for the caller and a reason
-for logs and metrics). Nothing is dialled unless it returns ``Dial``.
+for logs and metrics). Nothing is dialled unless it returns ``Dial``, and a ``Dial`` holds
+only addresses the ``BackendPolicy`` allows (backend_policy.py); the others are listed
+in ``refused_backends`` for the log. When every ready address is refused the caller gets
+``UNKNOWN_TARGET``, as for any target it cannot reach, and never learns the address.
 
 Outbound: ``order_peers(route, ejected, locality, draw)`` orders the exporting clusters of
 an outbound route: healthy (not ejected, not marked Unhealthy) first, then same zone,
@@ -17,10 +20,15 @@ import random
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+from isthmus.gateway.backend_policy import BackendPolicy, backend_refusal
 from isthmus.gateway.snapshot import OutboundRoute, PeerEndpoint, Snapshot
 from isthmus.gateway.wire import BadTarget, Status, Target, normalize_target
 from isthmus.labels import MIRROR_SERVICE_ACCOUNT, SYSTEM_NAMESPACE
 from isthmus.trust import IsthmusIdentity
+
+RefusedBackend = tuple[str, int, str]  # address, port, reason (for the log only)
+
+_STRICT = BackendPolicy()
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,7 @@ class Dial:
     target: Target
     service: str  # "<name>.<namespace>" or "catalog", for metrics
     addresses: tuple[tuple[str, int], ...]
+    refused_backends: tuple[RefusedBackend, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,7 @@ class Refused:
     status: Status
     reason: str  # metric label / log field
     target: str = ""  # the normalized target when there was one
+    refused_backends: tuple[RefusedBackend, ...] = ()
 
 
 def _service_label(t: Target) -> str:
@@ -42,7 +52,12 @@ def _service_label(t: Target) -> str:
 
 
 def route_inbound(
-    snapshot: Snapshot, caller: IsthmusIdentity, raw_target: bytes, *, rotate: int = 0
+    snapshot: Snapshot,
+    caller: IsthmusIdentity,
+    raw_target: bytes,
+    *,
+    rotate: int = 0,
+    policy: BackendPolicy = _STRICT,
 ) -> Dial | Refused:
     """Authorize ``caller`` for ``raw_target`` and pick where to dial (see module doc)."""
     target = normalize_target(raw_target)
@@ -71,13 +86,26 @@ def route_inbound(
         return Refused(Status.UNKNOWN_TARGET, "unknown_port", name)
     if not export.allows(caller.cluster):
         return Refused(Status.FORBIDDEN, "export_to_excludes_caller", name)
-    addresses = tuple(
+    candidates = [
         (b.address, b.ports[target.port]) for b in export.backends if target.port in b.ports
-    )
-    if not addresses:
+    ]
+    if not candidates:
         return Refused(Status.NO_BACKEND, "no_ready_backend", name)
+    allowed: list[tuple[str, int]] = []
+    refused: list[RefusedBackend] = []
+    listening = snapshot.outbound.keys()
+    for host, port in candidates:
+        why = backend_refusal(policy, host, port, api_server=snapshot.api_server,
+                              listening=listening)
+        if why is None:
+            allowed.append((host, port))
+        else:
+            refused.append((host, port, why))
+    if not allowed:
+        return Refused(Status.UNKNOWN_TARGET, "backend_refused", name, tuple(refused))
+    addresses = tuple(allowed)
     k = rotate % len(addresses)
-    return Dial(target, _service_label(target), addresses[k:] + addresses[:k])
+    return Dial(target, _service_label(target), addresses[k:] + addresses[:k], tuple(refused))
 
 
 def order_peers(

@@ -7,12 +7,20 @@ run it in-process with a snapshot they build, and the CLI runs it with the API f
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import os
 import signal
 from typing import Any
 
 from aiohttp import web
 
 from isthmus.gateway.admin import build_app
+from isthmus.gateway.backend_policy import (
+    BackendPolicy,
+    parse_addresses,
+    parse_cidrs,
+    parse_ip,
+)
 from isthmus.gateway.health import PeerHealth
 from isthmus.gateway.inbound import InboundServer
 from isthmus.gateway.metrics import AccessLog, Metrics
@@ -40,6 +48,9 @@ class Gateway:
         self.tls = tls
         self.state = state or GatewayState()
         self.metrics = metrics or Metrics()
+        # Bad addresses or CIDRs fail here, before anything listens.
+        self._own_addresses = parse_addresses(settings.pod_ips)
+        self._denied = parse_cidrs(settings.backend_deny_cidrs)
         self.access_log = AccessLog(settings.access_log)
         self.inbound = InboundServer(
             self.state, tls, self.metrics, self.access_log,
@@ -74,6 +85,8 @@ class Gateway:
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
         self.metrics.snapshot_version.set(snapshot.version)
+        self.metrics.skipped_slices.set(snapshot.skipped_slices)
+        self.revoke()
         self._sync_task = asyncio.get_running_loop().create_task(
             self.outbound.sync_listeners(snapshot)
         )
@@ -102,7 +115,8 @@ class Gateway:
             await self.outbound.sync_listeners(self.state.snapshot)
         if self.settings.admin_address:
             app = build_app(self.state, self.metrics, ready=self.ready,
-                            extra_config=self._config_extra)
+                            extra_config=self._config_extra,
+                            config_endpoint=self.settings.config_endpoint)
             self._runner = web.AppRunner(app, access_log=None)
             await self._runner.setup()
             ahost, aport = parse_address(self.settings.admin_address)
@@ -111,9 +125,50 @@ class Gateway:
             sockets = getattr(site, "_server", None)
             if sockets is not None and sockets.sockets:
                 self.admin_port = sockets.sockets[0].getsockname()[1]
+        self.inbound.policy = self._backend_policy()
         self.spawn(self._sweeper())
         log.info("gateway started", inbound_port=self.inbound_port, admin_port=self.admin_port,
                     cluster=self.settings.cluster)
+
+    def _backend_policy(self) -> BackendPolicy:
+        """The fixed part of what backends may be (backend_policy.py), once the ports are
+        known: the pod's addresses, the listen hosts with their ports, the API server's
+        ClusterIP (from the environment every pod gets), the operator's CIDRs."""
+        s = self.settings
+        bound = set()
+        for address in (s.inbound_address, s.admin_address):
+            if address:
+                ip = parse_ip(parse_address(address)[0])
+                if ip is not None:
+                    bound.add(ip)
+        outbound = parse_ip(s.outbound_host)
+        if outbound is not None:
+            bound.add(outbound)
+        api = parse_ip(os.environ.get("KUBERNETES_SERVICE_HOST", ""))
+        return BackendPolicy(
+            own_addresses=self._own_addresses,
+            bound_addresses=frozenset(bound),
+            own_ports=frozenset(p for p in (self.inbound_port, self.admin_port) if p),
+            api_server=frozenset({api}) if api is not None else frozenset(),
+            denied=self._denied,
+            allow_loopback=s.backend_allow_loopback,
+        )
+
+    def revoke(self) -> None:
+        """Close what lost its right (revocation.py): inbound streams and idle tunnels
+        against the current snapshot and bundle; outbound tunnels whose peer our bundle
+        would now refuse."""
+        now = dt.datetime.now(dt.UTC)
+        self.inbound.revoke(self.state.snapshot, self.tls.bundle, now)
+        for pool, _tunnel, why, busy in self.pools.revoke(now):
+            cluster = pool.cluster or "-"
+            if busy:
+                self.metrics.revoked_streams.labels("outbound", cluster, why).inc()
+            else:
+                self.metrics.revoked_tunnels.labels("outbound", cluster, why).inc()
+            log.warning("stream revoked" if busy else "tunnel closed: peer no longer accepted",
+                        direction="outbound", peer_cluster=cluster,
+                        peer=f"{pool.host}:{pool.port}", reason=why)
 
     def _config_extra(self) -> dict[str, Any]:
         return {
@@ -137,6 +192,7 @@ class Gateway:
         while True:
             await asyncio.sleep(min(1.0, self.settings.idle_timeout / 4))
             now = loop.time()
+            self.revoke()  # bundle changes and expiry (snapshot changes revoke at once)
             self.inbound.sweep(now)
             self.pools.sweep(now)
             for pool in self.pools.pools.values():

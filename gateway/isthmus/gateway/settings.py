@@ -35,6 +35,26 @@ class GatewaySettings(ComponentSettings):
     admin_address: str = pydantic.Field(
         default="0.0.0.0:15021", description="Admin HTTP listener host:port ('' disables)."
     )
+    config_endpoint: bool = pydantic.Field(
+        default=False,
+        description="Serve /config on the admin port: the routing snapshot, with every "
+        "backend address (off: the admin port is on the pod network).",
+    )
+    pod_ips: str = pydantic.Field(
+        default="",
+        description="This pod's addresses, comma-separated (the downward API's "
+        "status.podIPs): never dialled as a backend.",
+    )
+    backend_deny_cidrs: str = pydantic.Field(
+        default="",
+        description="Comma-separated CIDRs never dialled as a backend, whatever an "
+        "EndpointSlice says (node networks, metadata services, ...).",
+    )
+    backend_allow_loopback: bool = pydantic.Field(
+        default=False,
+        description="Dial loopback backend addresses. Only for a gateway whose backends "
+        "run on the same host (tests, benchmarks); never in a cluster.",
+    )
     catalog_address: str = pydantic.Field(
         default=f"isthmus-mirror.isthmus-system.svc:{CATALOG_PORT}",
         description="The local mirror's catalog server, reached by the 'catalog' target "

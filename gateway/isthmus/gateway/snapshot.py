@@ -17,6 +17,8 @@ import pydantic
 
 from isthmus.api.models import GlobalService, Health, Link
 from isthmus.exports import ExportedService, build_exports, is_exported
+from isthmus.gateway.backend_policy import IpAddress, parse_ip
+from isthmus.labels import SLICE_SERVICE_LABEL
 
 JsonObj = Mapping[str, Any]
 
@@ -73,6 +75,8 @@ class Snapshot:
     outbound: Mapping[int, OutboundRoute] = field(default_factory=lambda: _frozen({}))
     catalog_address: tuple[str, int] | None = None
     skipped: tuple[str, ...] = ()  # objects that could not be read, with why
+    api_server: frozenset[tuple[IpAddress, int]] = frozenset()  # kubernetes Service endpoints
+    skipped_slices: int = 0  # EndpointSlices not of addressType IPv4/IPv6 (never dialled)
 
     def to_json(self) -> dict[str, Any]:
         """The /config dump."""
@@ -159,6 +163,38 @@ def _outbound(gss: Iterable[GlobalService], skipped: list[str]) -> dict[int, Out
     return routes
 
 
+IP_ADDRESS_TYPES = frozenset({"IPv4", "IPv6"})
+
+
+def _split_slices(
+    slices: Iterable[JsonObj], skipped: list[str]
+) -> tuple[list[JsonObj], frozenset[tuple[IpAddress, int]], int]:
+    """(slices usable for backends, the API server's endpoints, how many were skipped)."""
+    usable: list[JsonObj] = []
+    api_server: set[tuple[IpAddress, int]] = set()
+    dropped = 0
+    for sl in slices:
+        meta = sl.get("metadata") or {}
+        kind = sl.get("addressType")
+        if kind not in IP_ADDRESS_TYPES:
+            dropped += 1
+            skipped.append(
+                f"EndpointSlice {meta.get('namespace')}/{meta.get('name')}: addressType "
+                f"{kind!r}, only IPv4 and IPv6 endpoints are dialled (names never resolved)"
+            )
+            continue
+        usable.append(sl)
+        owner = (meta.get("labels") or {}).get(SLICE_SERVICE_LABEL)
+        if meta.get("namespace") == "default" and owner == "kubernetes":
+            ports = [p.get("port") for p in sl.get("ports") or []]
+            for ep in sl.get("endpoints") or []:
+                for addr in ep.get("addresses") or []:
+                    ip = parse_ip(str(addr))
+                    if ip is not None:
+                        api_server.update((ip, p) for p in ports if isinstance(p, int))
+    return usable, frozenset(api_server), dropped
+
+
 def build_snapshot(
     *,
     services: Iterable[JsonObj],
@@ -171,6 +207,7 @@ def build_snapshot(
     """Pure: the routing snapshot of these API objects."""
     services = list(services)
     skipped: list[str] = []
+    ip_slices, api_server, skipped_slices = _split_slices(slices, skipped)
     linked: dict[str, LinkedCluster] = {}
     for raw in links:
         try:
@@ -197,10 +234,12 @@ def build_snapshot(
     )
     return Snapshot(
         version=version,
-        exports=_frozen(build_exports(services, slices)),
+        exports=_frozen(build_exports(services, ip_slices)),
         known_services=known,
         links=_frozen(linked),
         outbound=_frozen(_outbound(gss, skipped)),
         catalog_address=catalog_address,
         skipped=tuple(skipped),
+        api_server=api_server,
+        skipped_slices=skipped_slices,
     )

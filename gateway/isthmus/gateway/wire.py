@@ -84,7 +84,9 @@ def data_head(length: int) -> bytes:
 # --- target names ---------------------------------------------------------------------------
 
 _LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
-_SERVICE_TARGET = re.compile(rf"^(?P<svc>{_LABEL})\.(?P<ns>{_LABEL}):(?P<port>[0-9]{{1,5}})$")
+# fullmatch, never ``$``: ``$`` also matches before one trailing newline.
+_SERVICE_TARGET = re.compile(rf"(?P<svc>{_LABEL})\.(?P<ns>{_LABEL}):(?P<port>[0-9]{{1,5}})")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -117,12 +119,14 @@ def normalize_target(raw: bytes) -> Target | BadTarget:
     if not raw.isascii():
         return BadTarget("non_ascii")
     text = raw.decode("ascii").lower()
+    if _CONTROL.search(text):
+        return BadTarget("malformed")
     if text == CATALOG:
         return Target(CATALOG)
     host, sep, port = text.rpartition(":")
     if sep and host.endswith("."):
         text = f"{host[:-1]}:{port}"
-    m = _SERVICE_TARGET.match(text)
+    m = _SERVICE_TARGET.fullmatch(text)
     if m is None:
         return BadTarget("malformed")
     number = int(m["port"])

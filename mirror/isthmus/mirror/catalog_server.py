@@ -6,6 +6,11 @@ SVID rules), the identity must be a mirror (``isthmus-system/isthmus-mirror``) o
 domain, and a Link must exist for its cluster. Each caller then sees only the services whose
 ``isthmus.io/export-to`` allows its cluster. Refusals end the call with PERMISSION_DENIED
 (or UNAUTHENTICATED) and are counted by reason.
+
+A Watch lives long, so its caller is authorized again, with the same rule, against the
+bundle and the Links of *now*, at least every ``recheck`` seconds and before every message:
+a caller whose root left the bundle, whose certificate expired or whose Link was removed
+is cut off with PERMISSION_DENIED and the reason (docs/decisions/open-streams-on-revocation.md).
 """
 
 from __future__ import annotations
@@ -97,6 +102,7 @@ class CatalogServer:
         is_linked: Callable[[str], bool],
         metrics: MirrorMetrics,
         heartbeat: float = 10.0,
+        recheck: float = 1.0,
     ) -> None:
         self.catalog = catalog
         self.cluster = cluster
@@ -105,6 +111,7 @@ class CatalogServer:
         self._is_linked = is_linked
         self.metrics = metrics
         self.heartbeat = heartbeat
+        self.recheck = recheck
         self._server: Any = None
         self.port = 0
 
@@ -174,14 +181,21 @@ class CatalogServer:
             log.info("catalog resumed", peer=cluster, since=request.version, version=sent)
             yield self._event(pb.CatalogEvent.DELTA, sent, changes.upserts, changes.removed)
         self.metrics.catalog_subscribers.inc()
+        loop = asyncio.get_running_loop()
+        last_sent = loop.time()
         try:
             while True:
-                changed = await catalog.wait_change(sent, self.heartbeat)
-                if not self._is_linked(cluster):
-                    await self._refuse(context, PeerRefused("not_linked", f"{cluster} unlinked"))
+                wait = min(self.recheck, max(0.0, last_sent + self.heartbeat - loop.time()))
+                changed = await catalog.wait_change(sent, wait)
+                try:
+                    authorize(auth, self._bundle(), self._is_linked, dt.datetime.now(dt.UTC))
+                except PeerRefused as refusal:
+                    await self._refuse(context, refusal)
                     return
                 if not changed:
-                    yield self._event(pb.CatalogEvent.HEARTBEAT, sent)
+                    if loop.time() - last_sent >= self.heartbeat:
+                        yield self._event(pb.CatalogEvent.HEARTBEAT, sent)
+                        last_sent = loop.time()
                     continue
                 # Let a burst of changes gather into one message.
                 await asyncio.sleep(0.01)
@@ -189,9 +203,11 @@ class CatalogServer:
                 if delta is None:
                     sent, entries = catalog.snapshot(cluster)
                     yield self._event(pb.CatalogEvent.SNAPSHOT, sent, entries)
+                    last_sent = loop.time()
                     continue
                 sent = delta.version
                 if delta.upserts or delta.removed:
                     yield self._event(pb.CatalogEvent.DELTA, sent, delta.upserts, delta.removed)
+                    last_sent = loop.time()
         finally:
             self.metrics.catalog_subscribers.dec()

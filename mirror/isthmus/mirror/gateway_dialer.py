@@ -5,7 +5,10 @@ The gRPC channel connects to a local forwarder; each connection is carried in a 
 port, which admits only mirror identities of linked clusters and relays to its mirror. The
 gRPC inside is mTLS again, end to end between the two mirrors, so the catalog server still
 sees (and authorizes) the calling mirror itself. One forwarder per peer address, reused
-across reconnects; the outer TLS material follows leaf and bundle renewals. ``close()``
+across reconnects; the outer TLS material follows leaf and bundle renewals (checked every
+``_TLS_REFRESH_SECONDS``), and each forwarder drops pooled tunnels, and resets open ones,
+whose peer gateway the current bundle would now refuse (root removed, chain expired).
+``close()``
 (the controller calls it when it stops leading) closes the listeners, cancels and awaits
 every task, and closes sockets not yet served.
 """
@@ -29,7 +32,7 @@ from isthmus.trust import ReloadableTls, TlsMaterial
 
 log = get_logger("isthmus.mirror.gateway_dialer")
 
-_TLS_REFRESH_SECONDS = 30.0
+_TLS_REFRESH_SECONDS = 5.0  # a removed root reaches the tunnels within this
 
 
 class GatewayDialer:

@@ -7,6 +7,7 @@ SAN. Bundles are immutable values; ``with_root``/``without_root`` give new ones.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -57,8 +58,9 @@ class TrustBundle:
     def to_pem(self) -> bytes:
         return certs_to_pem(self.roots)
 
-    @property
+    @functools.cached_property
     def fingerprints(self) -> tuple[str, ...]:
+        # Cached: the data path asks for every OPEN and every revocation check.
         return tuple(fingerprint(root) for root in self.roots)
 
     def with_root(self, root: x509.Certificate) -> TrustBundle:

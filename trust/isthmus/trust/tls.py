@@ -129,9 +129,15 @@ def _common(ctx: ssl.SSLContext, material: TlsMaterial) -> ssl.SSLContext:
 
 
 def build_server_context(material: TlsMaterial) -> ssl.SSLContext:
-    """A TLS 1.3-only server context that requires a client certificate from the bundle."""
+    """A TLS 1.3-only server context that requires a client certificate from the bundle.
+
+    It issues no session tickets, so clients never try to resume: a resumed session
+    carries no certificate chain, and every connection's peer must be verified on its
+    full chain (docs/decisions/tls-session-resumption.md)."""
     material.leaf()
-    return _common(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), material)
+    ctx = _common(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), material)
+    ctx.num_tickets = 0
+    return ctx
 
 
 def build_client_context(material: TlsMaterial) -> ssl.SSLContext:
