@@ -22,6 +22,12 @@ from isthmus.devcluster import ControlPlane, ControlPlaneError, find_binaries
 from isthmus.kube.client import KubeApi
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Here, not in tests/scenarios/conftest.py: options must be known before collection.
+    parser.addoption("--rig", choices=("local", "kind"), default="local",
+                     help="the rig the scenario suite (tests/scenarios) runs on")
+
+
 def _binaries_or_skip() -> None:
     try:
         find_binaries()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from isthmus.dns.coredns import parse_server_blocks, with_global_forward
+from isthmus.dns.coredns import forward_targets, parse_server_blocks, with_global_forward
 from isthmus.dns.errors import CorefileError
 
 KUBEADM = """.:53 {
@@ -97,3 +97,17 @@ def test_manifest_snippet_is_what_the_function_emits() -> None:
     corefile = doc["data"]["Corefile"]
     address = forward_of(corefile)
     assert with_global_forward(corefile, address) == corefile
+
+
+@pytest.mark.parametrize(("corefile", "expected"), [
+    pytest.param(KUBEADM, None, id="no-global-block"),
+    pytest.param(with_global_forward(KUBEADM, ["10.96.0.53"]), ("10.96.0.53",), id="installed"),
+    pytest.param("global.:53 {\n  forward . 10.0.0.1 10.0.0.2 # two\n}\n", ("10.0.0.1", "10.0.0.2"),
+                 id="two-addresses-and-a-comment"),
+    pytest.param("global {\n  errors\n}\n", (), id="block-without-forward"),
+    pytest.param("# global:53 { forward . 10.0.0.1 }\n.:53 {\n  forward . /etc/resolv.conf\n}\n",
+                 None, id="commented-out"),
+    pytest.param("", None, id="empty"),
+])
+def test_forward_targets(corefile: str, expected: tuple[str, ...] | None) -> None:
+    assert forward_targets(corefile) == expected

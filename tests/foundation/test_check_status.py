@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 from isthmus.cli import cli
-from isthmus.cli.check import Level, Observed, check_lease
+from isthmus.cli.check import Level, Observed, check_coredns, check_gateway, check_lease
 from isthmus.devcluster import ControlPlane
 from isthmus.kube.apply import apply, with_retries
 from isthmus.kube.client import KubeApi
-from isthmus.kube.resources import GLOBALSERVICES, LINKS, NAMESPACES
+from isthmus.kube.resources import ENDPOINTSLICES, GLOBALSERVICES, LINKS, NAMESPACES
 from isthmus.trust import (
     TrustBundle,
     bundle_configmap,
@@ -46,8 +46,17 @@ async def test_check_and_status_walk_through(fresh_cluster: Callable[..., Contro
     assert code == 1
     assert "ConfigMap isthmus-trust-bundle" in err  # missing bundle is an error that names it
 
+    assert "Gateway isthmus-system/isthmus-gateway (down: no ready endpoint" in err
+
     api = await KubeApi.connect(cp.kubeconfig, cp.context)
     try:
+        # A running gateway pod: its ready endpoint, as the EndpointSlice controller writes it.
+        await with_retries(lambda: api.create(ENDPOINTSLICES, {
+            "metadata": {"name": "isthmus-gateway-abcde", "namespace": "isthmus-system",
+                         "labels": {"kubernetes.io/service-name": "isthmus-gateway"}},
+            "addressType": "IPv4", "ports": [{"name": "tls", "port": 15443}],
+            "endpoints": [{"addresses": ["10.0.0.5"], "conditions": {"ready": True}}]},
+            namespace="isthmus-system"))
         root = create_root("example.org", now=dt.datetime.now(dt.UTC) - dt.timedelta(days=100))
         await apply(api, bundle_configmap(TrustBundle.of([root.cert])), force=True)
         # 5 of 60 days left: inside the warning window (30 days, or a third of the lifetime).
@@ -127,4 +136,49 @@ def test_check_lease(lease: dict[str, Any] | None, level: Level, text: str) -> N
     obs = Observed(crds={}, cluster_info=None, bundle=None, secrets={}, links=[],
                    global_services=[], lease=lease)
     [finding] = check_lease(obs, NOW)
+    assert finding.level == level and text in finding.message
+
+
+def _observed(**kwargs: Any) -> Observed:
+    return Observed(crds={}, cluster_info=None, bundle=None, secrets={}, links=[],
+                    global_services=[], **kwargs)
+
+
+def _slice(*ready: bool | None) -> dict[str, Any]:
+    return {"endpoints": [{"addresses": [f"10.0.0.{i}"],
+                           "conditions": {} if r is None else {"ready": r}}
+                          for i, r in enumerate(ready)]}
+
+
+@pytest.mark.parametrize(("slices", "level", "text"), [
+    pytest.param([_slice(True)], Level.OK, "1 ready endpoint", id="ready"),
+    pytest.param([_slice(None, False)], Level.OK, "1 ready endpoint", id="absent-means-ready"),
+    pytest.param([_slice(False)], Level.ERROR, "down: no ready endpoint", id="not-ready"),
+    pytest.param([], Level.ERROR, "down: no ready endpoint", id="no-slice"),
+    pytest.param([{"endpoints": [{"addresses": ["10.0.0.1"],
+                                  "conditions": {"ready": True, "terminating": True}}]}],
+                 Level.ERROR, "down", id="terminating"),
+])
+def test_gateway_finding(slices: list[dict[str, Any]], level: Level, text: str) -> None:
+    [finding] = check_gateway(_observed(gateway_slices=slices))
+    assert finding.level == level and text in finding.message
+    assert "isthmus-system/isthmus-gateway" in finding.what
+
+
+STUB = "global:53 {\n    errors\n    forward . 10.96.0.53\n}\n"
+PLAIN = ".:53 {\n    forward . /etc/resolv.conf\n}\n"
+
+
+@pytest.mark.parametrize(("corefile", "level", "text"), [
+    pytest.param(None, Level.OK, "no such ConfigMap", id="no-coredns"),
+    pytest.param(PLAIN + STUB, Level.OK, "forwards global to 10.96.0.53", id="stub"),
+    pytest.param(PLAIN, Level.ERROR, "stub zone is gone", id="stub-removed"),
+    pytest.param(STUB.replace("10.96.0.53", "10.96.0.99"), Level.ERROR, "not isthmus-dns",
+                 id="wrong-address"),
+    pytest.param("global {", Level.ERROR, "unreadable", id="broken"),
+])
+def test_coredns_finding(corefile: str | None, level: Level, text: str) -> None:
+    coredns = None if corefile is None else {"data": {"Corefile": corefile}}
+    dns = {"spec": {"clusterIP": "10.96.0.53"}}
+    [finding] = check_coredns(_observed(coredns=coredns, dns_service=dns))
     assert finding.level == level and text in finding.message

@@ -148,3 +148,20 @@ def test_unknown_command_is_a_usage_error() -> None:
     )
     assert proc.returncode == 2
     assert "No such command" in proc.stderr
+
+
+def test_python_dash_m_keeps_the_exit_status(tmp_path: Path) -> None:
+    """``python -m isthmus.cli`` exits like the ``isthmus`` script: a command that ends with
+    a warning status (3) must not exit 0."""
+    import datetime as dt
+
+    from isthmus.trust import create_root
+
+    soon = create_root("example.org", lifetime=dt.timedelta(days=90),  # 10 days left
+                       now=dt.datetime.now(dt.UTC) - dt.timedelta(days=80))
+    pem = tmp_path / "root.pem"
+    pem.write_bytes(soon.cert_pem())
+    proc = subprocess.run([sys.executable, "-m", "isthmus.cli", "trust", "check", str(pem)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 3, (proc.stdout, proc.stderr)
+    assert "WARNING" in proc.stdout

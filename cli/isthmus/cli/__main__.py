@@ -1,5 +1,7 @@
-"""``python -m isthmus.cli`` is the ``isthmus`` command."""
+"""``python -m isthmus.cli`` is the ``isthmus`` command, exit status included."""
+
+import sys
 
 from isthmus.cli import main
 
-main()
+sys.exit(main())

@@ -22,7 +22,16 @@ from isthmus.clusterinfo import CONFIGMAP_NAME, ClusterInfo
 from isthmus.errors import ConfigError, IsthmusError
 from isthmus.kube import errors as kube_errors
 from isthmus.kube.client import KubeApi
-from isthmus.kube.resources import CONFIGMAPS, CRDS, GLOBALSERVICES, LEASES, LINKS, SECRETS
+from isthmus.kube.resources import (
+    CONFIGMAPS,
+    CRDS,
+    ENDPOINTSLICES,
+    GLOBALSERVICES,
+    LEASES,
+    LINKS,
+    SECRETS,
+    SERVICES,
+)
 from isthmus.labels import (
     GATEWAY_TLS_SECRET,
     MIRROR_LEASE,
@@ -30,6 +39,7 @@ from isthmus.labels import (
     SYSTEM_NAMESPACE,
 )
 from isthmus.lease import last_renewed, lease_free
+from isthmus.mirror.names import GATEWAY_SERVICE
 
 EXIT_OK, EXIT_ERROR, EXIT_WARNING = 0, 1, 3
 CERT_SECRETS = ("isthmus-cluster-ca", GATEWAY_TLS_SECRET, MIRROR_TLS_SECRET)
@@ -63,6 +73,10 @@ class Observed:
     links: list[dict[str, Any]]
     global_services: list[dict[str, Any]]
     lease: dict[str, Any] | None = None  # the mirror's leader-election Lease
+    # EndpointSlices of Service isthmus-system/isthmus-gateway (None: not read)
+    gateway_slices: list[dict[str, Any]] | None = None
+    coredns: dict[str, Any] | None = None  # ConfigMap kube-system/coredns, if the cluster has one
+    dns_service: dict[str, Any] | None = None  # Service isthmus-system/isthmus-dns
 
 
 def check_crds(obs: Observed) -> list[Finding]:
@@ -181,10 +195,53 @@ def check_lease(obs: Observed, now: dt.datetime) -> list[Finding]:
     return [Finding(Level.OK, what, f"held by {holder}")]
 
 
+def _ready(endpoint: dict[str, Any]) -> bool:
+    conditions = endpoint.get("conditions") or {}
+    return conditions.get("ready") is not False and not conditions.get("terminating")
+
+
+def check_gateway(obs: Observed) -> list[Finding]:
+    """Peers reach this cluster, and its workloads reach theirs, only through a ready
+    gateway; the kubelet reports a dead or unready gateway pod as a not-ready endpoint."""
+    if obs.gateway_slices is None:
+        return []
+    what = f"Gateway {SYSTEM_NAMESPACE}/{GATEWAY_SERVICE}"
+    ready = sum(_ready(e) for s in obs.gateway_slices for e in s.get("endpoints") or [])
+    if not ready:
+        return [Finding(Level.ERROR, what,
+                        "down: no ready endpoint (is the gateway pod running and ready?); "
+                        "peers cannot reach this cluster and calls out of it fail")]
+    return [Finding(Level.OK, what, f"{ready} ready endpoint(s)")]
+
+
+def check_coredns(obs: Observed) -> list[Finding]:
+    """CoreDNS must send the ``global`` zone to isthmus-dns (``install`` adds the stub)."""
+    from isthmus.dns.coredns import forward_targets
+    from isthmus.dns.errors import CorefileError
+
+    what = "CoreDNS kube-system/coredns"
+    if obs.coredns is None:
+        return [Finding(Level.OK, what, "no such ConfigMap: the cluster's DNS must forward "
+                        "`global` to isthmus-dns by other means")]
+    dns_ip = str(((obs.dns_service or {}).get("spec") or {}).get("clusterIP") or "")
+    try:
+        targets = forward_targets((obs.coredns.get("data") or {}).get("Corefile", ""))
+    except CorefileError as exc:
+        return [Finding(Level.ERROR, what, f"Corefile unreadable: {exc}")]
+    if targets is None:
+        return [Finding(Level.ERROR, what, "the `global` stub zone is gone: .global names do "
+                        "not resolve in pods (run isthmus install again)")]
+    if dns_ip and dns_ip not in targets:
+        return [Finding(Level.ERROR, what, f"the `global` stub zone forwards to "
+                        f"{', '.join(targets) or 'nothing'}, not isthmus-dns ({dns_ip}) "
+                        "(run isthmus install again)")]
+    return [Finding(Level.OK, what, f"forwards global to {', '.join(targets)}")]
+
+
 def evaluate(obs: Observed, now: dt.datetime, warn_days: int = 30) -> list[Finding]:
     """Pure: every finding for what was observed."""
     return [*check_crds(obs), *check_identity(obs), *check_certificates(obs, now, warn_days),
-            *check_lease(obs, now), *check_links(obs)]
+            *check_lease(obs, now), *check_gateway(obs), *check_coredns(obs), *check_links(obs)]
 
 
 def exit_code(findings: list[Finding]) -> int:
@@ -210,6 +267,11 @@ async def observe(api: KubeApi) -> Observed:
         bundle=await _get(api, CONFIGMAPS, BUNDLE_CONFIGMAP, SYSTEM_NAMESPACE),
         secrets={n: await _get(api, SECRETS, n, SYSTEM_NAMESPACE) for n in CERT_SECRETS},
         lease=await _get(api, LEASES, MIRROR_LEASE, SYSTEM_NAMESPACE),
+        gateway_slices=(await api.list(
+            ENDPOINTSLICES, SYSTEM_NAMESPACE,
+            label_selector=f"kubernetes.io/service-name={GATEWAY_SERVICE}"))["items"],
+        coredns=await _get(api, CONFIGMAPS, "coredns", "kube-system"),
+        dns_service=await _get(api, SERVICES, "isthmus-dns", SYSTEM_NAMESPACE),
         links=(await api.list(LINKS))["items"] if installed else [],
         global_services=(await api.list(GLOBALSERVICES))["items"] if installed else [],
     )

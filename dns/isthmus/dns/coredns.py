@@ -106,3 +106,18 @@ def with_global_forward(corefile: str, addresses: Sequence[str], zone: str = "gl
         text = text[: found.start] + tail.removeprefix("\n")
     text = text.rstrip("\n")
     return (text + "\n" if text else "") + block
+
+
+def forward_targets(corefile: str, zone: str = "global") -> tuple[str, ...] | None:
+    """The addresses the Corefile's block for ``zone`` forwards to (``()`` if that block has
+    no ``forward .`` line), or None when no block serves the zone."""
+    zone = zone.rstrip(".").lower()
+    for block in parse_server_blocks(corefile):
+        if not any(_is_zone(k, zone) for k in block.keys):
+            continue
+        for line in block.body.splitlines():
+            words = line.split("#", 1)[0].split()
+            if len(words) >= 3 and words[0] == "forward" and words[1] == ".":
+                return tuple(w for w in words[2:] if w != "{")
+        return ()
+    return None

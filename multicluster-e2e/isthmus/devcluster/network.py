@@ -59,6 +59,7 @@ class RigNetwork:
     # Two rigs (the demo and the e2e test) may run at once: give each its own WAN.
     wan_cidr: ipaddress.IPv4Network = WAN_CIDR
     clusters: dict[str, ClusterNet] = field(default_factory=dict)
+    _names: list[str] = field(default_factory=list)  # the clusters of the last create()
 
     @property
     def host_ip(self) -> str:
@@ -69,6 +70,7 @@ class RigNetwork:
         return f"{self.prefix}-wan"
 
     def create(self, names: list[str]) -> dict[str, ClusterNet]:
+        self._names = list(names)
         self.destroy()  # leftovers of a run that was killed
         try:
             _run("ip", "netns", "add", self.wan_ns)
@@ -105,12 +107,14 @@ class RigNetwork:
         return ClusterNet(name, index, netns, wan_ip, pod_cidr)
 
     def destroy(self) -> None:
-        """Remove every namespace and link this rig prefix owns (idempotent)."""
+        """Remove the namespaces and link of this rig (idempotent). Only its own names: other
+        namespaces that share the prefix (another rig's, or a kind engine's) are left alone."""
         listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
                                  check=False).stdout
+        ours = {self.wan_ns, *(f"{self.prefix}-{name}" for name in self._names)}
         for line in listing.splitlines():
             ns = line.split()[0] if line.split() else ""
-            if ns.startswith(f"{self.prefix}-"):
+            if ns in ours:
                 subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
         subprocess.run(["ip", "link", "del", f"{self.prefix[:8]}-h"], capture_output=True,
                        check=False)

@@ -24,6 +24,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -202,30 +203,40 @@ class Rig:
         for c in self.clusters.values():
             self._api(c, "POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})
 
-    def start_workload(self, cluster: str, service: str, target_port: int = 8080) -> str:
-        """An HTTP "pod" in ``cluster`` that answers with its cluster and service name; its
-        address."""
+    def start_workload(self, cluster: str, service: str, target_port: int = 8080, *,
+                       grpc_port: int | None = None, tcp_port: int | None = None,
+                       name: str | None = None) -> str:
+        """A "pod" in ``cluster`` that answers HTTP (and, when given ports, gRPC and raw TCP)
+        with its cluster and service name; its address."""
         c = self.clusters[cluster]
         address = c.net.add_pod_ip()
-        proc = ManagedProcess(f"demo-{service}", [
-            sys.executable, "-m", "isthmus.devcluster.demo_app", "--cluster", cluster,
-            "--service", service, "--listen", f"{address}:{target_port}",
-        ], c.cp.workdir / "logs" / f"demo-{service}.log")  # type: ignore[operator]
+        argv = [sys.executable, "-m", "isthmus.devcluster.demo_app", "--cluster", cluster,
+                "--service", service, "--listen", f"{address}:{target_port}"]
+        if grpc_port is not None:
+            argv += ["--grpc-listen", f"{address}:{grpc_port}"]
+        if tcp_port is not None:
+            argv += ["--tcp-listen", f"{address}:{tcp_port}"]
+        name = name or f"demo-{service}"
+        proc = ManagedProcess(name, argv, c.cp.workdir / "logs" / f"{name}.log")  # type: ignore[operator]
         proc.start(c.net.exec_prefix())
-        c.procs[f"demo-{service}"] = proc
+        c.procs[name] = proc
         return address
 
     def add_service(self, cluster: str, namespace: str, service: str, address: str, *,
-                    port: int = 80, target_port: int = 8080, export: bool = True) -> None:
-        """A Service with one ready endpoint at ``address`` (optionally labelled for export)."""
+                    port: int = 80, target_port: int = 8080, export: bool = True,
+                    ports: list[tuple[str, int, int]] | None = None) -> None:
+        """A Service with one ready endpoint at ``address`` (optionally labelled for export).
+        ``ports`` lists (name, port, targetPort); by default one "http" port."""
         c = self.clusters[cluster]
+        ports = ports or [("http", port, target_port)]
         labels = {"isthmus.io/export": "true"} if export else {}
         self._api(c, "POST", f"/api/v1/namespaces/{namespace}/services", {
             "metadata": {"name": service, "labels": labels},
-            "spec": {"ports": [{"name": "http", "port": port, "targetPort": target_port}]},
+            "spec": {"ports": [{"name": n, "port": p, "targetPort": t} for n, p, t in ports]},
         })
         self._register(c, service, address,
-                       [{"name": "http", "port": target_port, "protocol": "TCP"}], namespace)
+                       [{"name": n, "port": t, "protocol": "TCP"} for n, _, t in ports],
+                       namespace)
 
     def set_export(self, cluster: str, namespace: str, service: str, export: bool) -> None:
         """Label (or unlabel) a Service for export: what an operator's kubectl label does."""
@@ -246,6 +257,83 @@ class Rig:
         address = self.start_workload(cluster, service, target_port)
         self.add_service(cluster, namespace, service, address, port=port,
                          target_port=target_port)
+
+    def deploy_echo(self, cluster: str, namespace: str, service: str, *,
+                    export: bool = True) -> None:
+        """The echo workload behind Service ``service`` with ports http 80 -> 8080, grpc
+        9090 and tcp 9000; the namespace is created in every cluster."""
+        self.ensure_namespace(namespace)
+        address = self.start_workload(cluster, service, 8080, grpc_port=9090, tcp_port=9000,
+                                      name=f"demo-{namespace}-{service}")
+        self.add_service(cluster, namespace, service, address, export=export, ports=[
+            ("http", 80, 8080), ("grpc", 9090, 9090), ("tcp", 9000, 9000)])
+
+    # --- faults: what a node, the kubelet or an operator would do -----------------------------
+    def set_endpoint_ready(self, cluster: str, service: str, ready: bool,
+                           namespace: str = SYSTEM) -> None:
+        """Flip the readiness of the rig's EndpointSlice for ``service``: what the kubelet
+        reports when a pod dies or comes back."""
+        c = self.clusters[cluster]
+        path = (f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices/"
+                f"{service}-rig")
+        slice_ = self._api(c, "GET", path)
+        for endpoint in slice_["endpoints"]:
+            endpoint["conditions"] = {"ready": ready}
+        self._api(c, "PUT", path, slice_)
+
+    def stop_component(self, cluster: str, component: str, *, crash: bool = False) -> None:
+        """Stop one isthmus process ("pod") of ``cluster``: SIGTERM, or SIGKILL with ``crash``
+        (no drain). If it is the gateway, its endpoint turns not ready, as the kubelet would
+        report."""
+        proc = self.clusters[cluster].procs[component]
+        if crash and proc.popen is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.popen.pid, signal.SIGKILL)
+        proc.stop()
+        if component == "gateway":
+            self.set_endpoint_ready(cluster, "isthmus-gateway", False)
+
+    def start_component(self, cluster: str, component: str, timeout: float = 60.0) -> None:
+        """Start a stopped isthmus process again with the same arguments; for the gateway,
+        wait until its /readyz answers, then mark its endpoint ready."""
+        c = self.clusters[cluster]
+        proc = c.procs[component]
+        if not proc.alive():
+            proc.stop()  # reap an exited one
+            proc.start(c.net.exec_prefix())
+        if component != "gateway":
+            return
+        url = f"http://{c.pods['gateway']}:15021/readyz"
+        deadline = time.monotonic() + timeout
+        while True:
+            self._check_procs(c)
+            if self.run_in(cluster, "curl", "-fsS", "--max-time", "2", url).returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(f"{cluster}: gateway not ready after restart; log:\n"
+                                        f"{proc.tail()}")
+            time.sleep(0.5)
+        self.set_endpoint_ready(cluster, "isthmus-gateway", True)
+
+    def stop_apiserver(self, cluster: str) -> None:
+        """Stop the cluster's kube-apiserver (etcd and everything else keep running)."""
+        self.clusters[cluster].cp.stop_apiserver()
+
+    def start_apiserver(self, cluster: str) -> None:
+        """Start it again, and restart any isthmus process that exited meanwhile (a mirror
+        that cannot renew its Lease stops, and its pod would be restarted)."""
+        c = self.clusters[cluster]
+        c.cp.start_apiserver()
+        for name, proc in c.procs.items():
+            if proc.popen is not None and not proc.alive():
+                log.info("restarting exited process", cluster=cluster, process=name)
+                proc.stop()
+                proc.start(c.net.exec_prefix())
+
+    def request(self, cluster: str, method: str, path: str, body: Any = None,
+                content_type: str = "application/json") -> tuple[int, bytes]:
+        """One API request as cluster-admin (what the operator's kubectl does)."""
+        return self.clusters[cluster].cp.admin_request(method, path, body, content_type)
 
     # --- from inside a cluster ---------------------------------------------------------------
     def run_in(
