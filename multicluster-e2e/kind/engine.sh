@@ -16,10 +16,11 @@ set -euo pipefail
 shopt -s inherit_errexit
 HERE="$(cd "$(dirname "$0")" && pwd)"
 
-NS="${ISTHMUS_ENGINE_NS:-isthmus-kind}"
+# Not "isthmus-...": the local rig removes every network namespace with its prefix.
+NS="${ISTHMUS_ENGINE_NS:-ikind-engine}"
 CACHE_ROOT="${ISTHMUS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/isthmus}"
 DATA_ROOT="${ISTHMUS_ENGINE_DATA:-$CACHE_ROOT/engine}"
-RUN_DIR="/run/$NS"
+RUN_DIR="/run/isthmus-kind"
 SOCK="$RUN_DIR/docker.sock"
 PIDFILE="$RUN_DIR/dockerd.pid"
 LOG="$RUN_DIR/dockerd.log"
@@ -31,6 +32,19 @@ say() { printf '[engine] %s\n' "$*" >&2; }
 die() { printf '[engine] ERROR: %s\n' "$*" >&2; exit 1; }
 
 answers() { [[ -S "$SOCK" ]] && timeout 10 docker version >/dev/null 2>&1; }
+
+# The namespace's name is a bind mount under /run/netns; if something removed it while the
+# engine runs, name the engine's namespace again (from dockerd's own).
+ensure_ns_name() {
+  [[ -e "/run/netns/$NS" ]] && return 0
+  local pid
+  pid="$(cat "$PIDFILE" 2>/dev/null)" || return 1
+  [[ -e "/proc/$pid/ns/net" ]] || return 1
+  mkdir -p /run/netns
+  touch "/run/netns/$NS"
+  mount --bind "/proc/$pid/ns/net" "/run/netns/$NS"
+  say "re-named the engine's network namespace $NS"
+}
 
 # Processes this script started (dockerd, its containerd, shims), found by our own paths.
 our_pids() {
@@ -69,7 +83,7 @@ cleanup_leftovers() {
 cmd_up() {
   [[ $(id -u) -eq 0 ]] || die "needs root"
   [[ -x "$DOCKERD" ]] || die "$DOCKERD not found (apt-get install docker.io containerd runc)"
-  if answers; then say "already up ($DOCKER_HOST)"; return 0; fi
+  if answers; then ensure_ns_name || true; say "already up ($DOCKER_HOST)"; return 0; fi
   if [[ -e "$RUN_DIR" ]] || [[ -n "$(our_pids)" ]]; then
     say "cleaning up after an engine that did not stop cleanly"
     cleanup_leftovers
@@ -145,6 +159,7 @@ case "${1:-}" in
   status) answers ;;
   env) echo "export DOCKER_HOST=$DOCKER_HOST" ;;
   exec) shift; [[ $# -gt 0 ]] || die "exec needs a command"
+        ensure_ns_name || die "the engine is not running (engine.sh up)"
         exec nsenter --net="/run/netns/$NS" -- "$@" ;;
   *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
