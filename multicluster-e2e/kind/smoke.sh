@@ -10,7 +10,8 @@ shopt -s inherit_errexit
 # shellcheck source=env.sh
 source "$(dirname "$0")/env.sh"
 engine_detect >/dev/null 2>&1 || die "no engine answers (run up first)"
-mapfile -t NAMES < <(clusters)
+# up's order (west first), else whatever clusters the engine has
+if [[ -f "$STATE/clusters" ]]; then mapfile -t NAMES <"$STATE/clusters"; else mapfile -t NAMES < <(clusters); fi
 ((${#NAMES[@]} >= 2)) || die "need two clusters (run up first)"
 IMAGE="$(docker exec "$PREFIX${NAMES[0]}-control-plane" crictl images -o json 2>/dev/null \
   | jq -r '.images[].repoTags[]' | grep -m1 -E '(^|/)isthmus:' || true)"
@@ -26,13 +27,20 @@ call() { # what expect-substring demo-call-args...
   pod="smoke-$(date +%s%N | tail -c 7)"
   t=$SECONDS
   # A fresh pod each time: its own resolver, nothing cached.
-  if out="$(kc "$caller" run "$pod" --rm -i --quiet --restart=Never --image="$IMAGE" \
-      --image-pull-policy=Never --pod-running-timeout=120s -- demo call "$@" 2>&1)" \
-      && [[ "$out" == *"$expect"* ]]; then
+  kc "$caller" run "$pod" --restart=Never --image="$IMAGE" --image-pull-policy=Never \
+    -- demo call "$@" >/dev/null
+  local phase=""
+  for _ in $(seq 120); do
+    phase="$(kc "$caller" get pod "$pod" -o jsonpath='{.status.phase}' 2>/dev/null || true)"
+    [[ "$phase" == Succeeded || "$phase" == Failed ]] && break
+    sleep 1
+  done
+  out="$(kc "$caller" logs "$pod" 2>&1 || true)"
+  kc "$caller" delete pod "$pod" --wait=false >/dev/null 2>&1 || true
+  if [[ "$phase" == Succeeded && "$out" == *"$expect"* ]]; then
     pass=$((pass + 1)); RESULTS+=("ok    $what ($((SECONDS - t)) s): $out")
   else
-    fail=$((fail + 1)); RESULTS+=("FAIL  $what: $out")
-    kc "$caller" delete pod "$pod" --ignore-not-found >/dev/null 2>&1 || true
+    fail=$((fail + 1)); RESULTS+=("FAIL  $what (pod $phase): $out")
   fi
   say "${RESULTS[-1]}"
 }
