@@ -74,7 +74,7 @@ stop_pids() { # signal pids, wait up to $1 s, then SIGKILL what is left
 cleanup_leftovers() {
   stop_pids 10
   # Mounts a dead engine's namespace left visible here (only if propagation leaked them).
-  grep -F " $DATA_ROOT/" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do
+  { grep -F " $DATA_ROOT/" /proc/self/mountinfo || true; } | awk '{print $5}' | sort -r | while read -r m; do
     umount -l "$m" 2>/dev/null || true
   done
   rm -rf "$RUN_DIR"
