@@ -274,7 +274,9 @@ async def _finish(api: Any) -> str:
               help="Seconds to wait for the gateway Service's address (with --context).")
 @click.option("--region", default="", help="Locality region (peers prefer their own region).")
 @click.option("--zone", default="", help="Locality zone.")
-@click.option("--image", default=DEFAULT_IMAGE, show_default=True, help="The isthmus image.")
+@click.option("--image", default=DEFAULT_IMAGE, show_default=True,
+              help="The isthmus image. Build it with scripts/build-image.sh; on kind, load it "
+                   "with `kind load docker-image isthmus:0.1.0 --name CLUSTER`.")
 @click.option("--context", default=None, help="Apply to this context instead of printing.")
 @click.option("--kubeconfig", default=None, metavar="PATH[:PATH...]", help="Kubeconfig file(s).")
 def command(
