@@ -258,5 +258,11 @@ step "kind build node-image"
 "$KIND" build node-image --type file --base-image "$BASE_IMAGE" --image "$NODE_IMAGE" \
   "$C/server-$TAGKEY.tar.gz" >&2 || die "kind build node-image failed"
 done_step
+# Drop what older versions of these scripts built (other keys): it is never used again.
+find "$C" -maxdepth 1 \( -name 'bin-*' -o -name 'rootfs-*.tar' -o -name 'server-*.tar.gz' \) \
+  ! -name "*$KEY*" -exec rm -rf {} +
+docker image ls --format '{{.Repository}}:{{.Tag}}' \
+  | grep -E '^isthmus/kind-(node|base|proxy-base):' | grep -v ":$TAGKEY\$" \
+  | xargs -r docker rmi >/dev/null 2>&1 || true
 say "built $NODE_IMAGE in $((SECONDS - total)) s"
 echo "$NODE_IMAGE"
