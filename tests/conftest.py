@@ -86,3 +86,8 @@ async def api(cluster: ControlPlane) -> AsyncIterator[KubeApi]:
 def unique() -> str:
     """A short unique name for objects a test creates."""
     return f"t-{uuid.uuid4().hex[:8]}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "kind: needs a container engine and the kind rig (multicluster-e2e/kind/up)")

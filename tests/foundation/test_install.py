@@ -6,18 +6,22 @@ import asyncio
 import json
 from collections.abc import Callable
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
 from isthmus.cli import cli
-from isthmus.cli.install import lease_placeholder
+from isthmus.cli.install import gateway_addresses, lease_placeholder
 from isthmus.devcluster import ControlPlane
 from isthmus.dns.coredns import parse_server_blocks
 from isthmus.kube.client import KubeApi
+from isthmus.kube.errors import NotFoundError
 from isthmus.kube.resources import (
     CONFIGMAPS,
+    DEPLOYMENTS,
     LEASES,
     NAMESPACES,
+    NODES,
     SECRETS,
     SERVICEACCOUNTS,
     SERVICES,
@@ -115,5 +119,127 @@ async def test_apply_to_a_real_cluster_and_edit_coredns(
         assert sum(1 for b in blocks if "global" in " ".join(b.keys)) == 1, corefile
         assert dns_ip in corefile
         assert "kubernetes cluster.local" in corefile  # the rest is untouched
+    finally:
+        await api.close()
+
+
+# --- where peers reach the gateway ------------------------------------------------------------
+
+def _svc(kind: str, node_port: int | None = None, ingress: list[dict[str, str]] | None = None) -> dict:
+    port: dict = {"name": "tls-inbound", "port": 15443}
+    if node_port:
+        port["nodePort"] = node_port
+    svc: dict = {"spec": {"type": kind, "ports": [port]}}
+    if ingress is not None:
+        svc["status"] = {"loadBalancer": {"ingress": ingress}}
+    return svc
+
+
+def _node(ready: str, **addresses: str) -> dict:
+    return {"status": {"conditions": [{"type": "Ready", "status": ready}],
+                       "addresses": [{"type": t, "address": a} for t, a in addresses.items()]}}
+
+
+@pytest.mark.parametrize(("service", "nodes", "expected"), [
+    pytest.param(_svc("LoadBalancer", ingress=[]), [], [], id="lb-pending"),
+    pytest.param(_svc("LoadBalancer"), [], [], id="lb-no-status"),
+    pytest.param(_svc("LoadBalancer", ingress=[{"ip": "203.0.113.7"}, {"hostname": "gw.example.org"}]),
+                 [], ["203.0.113.7:15443", "gw.example.org:15443"], id="lb-ip-and-hostname"),
+    pytest.param(_svc("NodePort", 31443), [_node("True", InternalIP="172.18.0.2")],
+                 ["172.18.0.2:31443"], id="nodeport-internal"),
+    pytest.param(_svc("NodePort", 31443),
+                 [_node("True", InternalIP="10.0.0.2", ExternalIP="198.51.100.2"),
+                  _node("True", InternalIP="10.0.0.3")],
+                 ["198.51.100.2:31443"], id="nodeport-external-preferred"),
+    pytest.param(_svc("NodePort", 31443),
+                 [_node("False", InternalIP="10.0.0.9"), _node("True", InternalIP="10.0.0.3"),
+                  _node("True", InternalIP="10.0.0.1")],
+                 ["10.0.0.1:31443", "10.0.0.3:31443"], id="nodeport-ready-only-sorted"),
+    pytest.param(_svc("NodePort"), [_node("True", InternalIP="10.0.0.1")], [], id="nodeport-unallocated"),
+    pytest.param(_svc("NodePort", 31443), [_node("False", InternalIP="10.0.0.1")], [], id="no-ready-node"),
+    pytest.param(_svc("ClusterIP"), [_node("True", InternalIP="10.0.0.1")], [], id="clusterip"),
+    pytest.param({"spec": {"type": "NodePort", "ports": [{"name": "other", "port": 1, "nodePort": 30001}]}},
+                 [_node("True", InternalIP="10.0.0.1")], [], id="no-tls-port"),
+])
+def test_gateway_addresses(service: dict, nodes: list, expected: list[str]) -> None:
+    assert [f"{a.host}:{a.port}" for a in gateway_addresses(service, nodes)] == expected
+
+
+def test_render_sets_the_gateway_service_type() -> None:
+    result = CliRunner().invoke(cli, [*ARGS, "--expose", "nodeport"])
+    assert result.exit_code == 0, result.output
+    svc = next(d for d in yaml.safe_load_all(result.output)
+               if d and d["kind"] == "Service" and d["metadata"]["name"] == "isthmus-gateway")
+    assert svc["spec"]["type"] == "NodePort"
+    # the gateway reads its cluster name from the identity ConfigMap (no placeholder left)
+    dep = next(d for d in yaml.safe_load_all(result.output)
+               if d and d["kind"] == "Deployment" and d["metadata"]["name"] == "isthmus-gateway")
+    env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["ISTHMUS_GATEWAY_CLUSTER"]["valueFrom"]["configMapKeyRef"] == {
+        "name": "isthmus-cluster", "key": "cluster"}
+    assert "CLUSTER_NAME" not in result.output
+
+
+def test_read_only_root_has_a_writable_tmp() -> None:
+    result = CliRunner().invoke(cli, ARGS)
+    for dep in (d for d in yaml.safe_load_all(result.output) if d and d["kind"] == "Deployment"):
+        pod = dep["spec"]["template"]["spec"]
+        for c in pod["containers"]:
+            assert c["securityContext"]["readOnlyRootFilesystem"] is True
+            mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+            assert "/tmp" in mounts, dep["metadata"]["name"]
+            vol = next(v for v in pod["volumes"] if v["name"] == mounts["/tmp"])
+            assert "emptyDir" in vol
+
+
+def test_render_without_an_address_is_a_clear_error() -> None:
+    args = [a for a in ARGS if a not in ("--gateway-address", "192.0.2.10:15443")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code != 0
+    assert "--gateway-address" in str(result.exception)
+
+
+async def test_install_works_out_the_node_port_address(
+    fresh_cluster: Callable[..., ControlPlane],
+) -> None:
+    cp = fresh_cluster()
+    api = await KubeApi.connect(cp.kubeconfig, cp.context)
+    try:
+        await api.create(NODES, {"metadata": {"name": "node-a"}})
+        status = {"status": {"conditions": [{"type": "Ready", "status": "True",
+                                             "reason": "test", "message": "",
+                                             "lastHeartbeatTime": "2026-01-01T00:00:00Z",
+                                             "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+                             "addresses": [{"type": "InternalIP", "address": "172.18.0.5"}]}}
+        await api.request("PATCH", NODES.path(None, "node-a") + "/status", body=status,
+                          content_type="application/merge-patch+json")
+        args = [a for a in ARGS if a not in ("--gateway-address", "192.0.2.10:15443")]
+        args += ["--expose", "nodeport", "--context", cp.context, "--kubeconfig", str(cp.kubeconfig)]
+        result = await asyncio.to_thread(CliRunner().invoke, cli, args)
+        assert result.exit_code == 0, (result.output, result.exception)
+        svc = await api.get(SERVICES, "isthmus-gateway", "isthmus-system")
+        node_port = next(p["nodePort"] for p in svc["spec"]["ports"] if p["name"] == "tls-inbound")
+        info = await api.get(CONFIGMAPS, "isthmus-cluster", "isthmus-system")
+        assert info["data"]["gatewayAddresses"] == f"172.18.0.5:{node_port}"
+        assert f"172.18.0.5:{node_port}" in result.output
+    finally:
+        await api.close()
+
+
+async def test_install_without_a_load_balancer_says_what_to_do(
+    fresh_cluster: Callable[..., ControlPlane],
+) -> None:
+    cp = fresh_cluster()
+    args = [a for a in ARGS if a not in ("--gateway-address", "192.0.2.10:15443")]
+    args += ["--address-timeout", "1", "--context", cp.context, "--kubeconfig", str(cp.kubeconfig)]
+    result = await asyncio.to_thread(CliRunner().invoke, cli, args)
+    assert result.exit_code != 0
+    assert "--expose nodeport" in str(result.exception)
+    api = await KubeApi.connect(cp.kubeconfig, cp.context)
+    try:  # nothing half-done that would run: no identity ConfigMap, no Deployments
+        with pytest.raises(NotFoundError):
+            await api.get(CONFIGMAPS, "isthmus-cluster", "isthmus-system")
+        deps = await api.list(DEPLOYMENTS, "isthmus-system")
+        assert deps["items"] == []
     finally:
         await api.close()

@@ -16,6 +16,7 @@ from mirror_helpers import (
     ensure_namespace,
     eventually,
     export_service,
+    get_or_none,
 )
 from structlog.testing import capture_logs
 
@@ -302,16 +303,30 @@ async def test_unlink_removes_exactly_that_links_objects(mesh: Mesh, unique: str
     await eventually(both_merged, what="re-imported after restart")
 
 
+async def _catalog_endpoint_is(api: KubeApi, ip: str, pod: str, port: int) -> bool:
+    found = await get_or_none(api, ENDPOINTSLICES, "isthmus-mirror-leader", "isthmus-system")
+    if found is None:
+        return False
+    assert found["metadata"]["labels"]["kubernetes.io/service-name"] == "isthmus-mirror"
+    return (
+        [e["addresses"] for e in found["endpoints"]] == [[ip]]
+        and found["endpoints"][0]["targetRef"]["name"] == pod
+        and [(p["name"], p["port"]) for p in found["ports"]] == [("grpc-catalog", port)]
+    )
+
+
 async def test_two_replicas_one_writes(mesh: Mesh, unique: str) -> None:
     for m in ("east", "central"):
         await ensure_namespace(mesh[m].admin, unique)
     await mesh.stop("central")
     member = mesh["central"]
     try:
-        a = await mesh.start("central", wait=False, leader_election=True, identity="replica-a")
+        a = await mesh.start("central", wait=False, leader_election=True, identity="replica-a",
+                             pod_ip="10.9.0.1")
         task_a = member.task
         await mesh.wait_ready("central")
-        b = await mesh.start("central", wait=False, leader_election=True, identity="replica-b")
+        b = await mesh.start("central", wait=False, leader_election=True, identity="replica-b",
+                             pod_ip="10.9.0.2")
         task_b = member.task
         await export_service(mesh["east"].admin, unique, "led")
         await _imported(mesh, "central", unique, "led")
@@ -324,6 +339,10 @@ async def test_two_replicas_one_writes(mesh: Mesh, unique: str) -> None:
         assert sum(s.value for m in written.collect() for s in m.samples
                    if s.name.endswith("_total")) > 0
         assert not any(s.value for m in b.metrics.objects_written.collect() for s in m.samples)
+        # the catalog Service's one endpoint is the leader (written by it, as the SA)
+        await eventually(lambda: _catalog_endpoint_is(member.admin, "10.9.0.1", "replica-a",
+                                                           member.catalog_port),
+                         what="catalog endpoint = replica-a")
         # the leader goes away (releases the Lease): the standby takes over
         assert task_a is not None
         task_a.cancel()
@@ -333,6 +352,9 @@ async def test_two_replicas_one_writes(mesh: Mesh, unique: str) -> None:
         await export_service(mesh["east"].admin, unique, "after")
         await _imported(mesh, "central", unique, "after")
         assert any(s.value for m in b.metrics.objects_written.collect() for s in m.samples)
+        await eventually(lambda: _catalog_endpoint_is(member.admin, "10.9.0.2", "replica-b",
+                                                           member.catalog_port),
+                         what="catalog endpoint = replica-b")
     finally:
         await mesh.stop("central")
         await mesh.start("central")

@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "status": ("isthmus.cli.status:command", "Show links, freshness and imported services."),
     "install": ("isthmus.cli.install:command", "Render or apply the manifests for one cluster."),
     "crds": ("isthmus.api.cli:command", "Print the isthmus CustomResourceDefinitions."),
+    "demo": ("isthmus.cli.demo:group", "Echo workloads (HTTP, gRPC, TCP) and their client."),
 }
 
 

@@ -91,12 +91,18 @@ def command(**flags: Any) -> None:
             try:
                 admin = settings.admin_address if index == 0 else ""
                 _run_one(settings.model_copy(update={"admin_address": admin}))
-            except BaseException:
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException as exc:  # the worker's last word: say why, then exit non-zero
                 code = 1
+                if not isinstance(exc, KeyboardInterrupt):
+                    get_logger("isthmus.gateway").exception(
+                        "worker failed", worker=index, error=f"{type(exc).__name__}: {exc}")
             finally:
                 os._exit(code)
         children.append(pid)
-    get_logger("isthmus.gateway").info("workers started", pids=children)
+    log = get_logger("isthmus.gateway")
+    log.info("workers started", pids=children)
 
     forwarded: set[int] = set()
 
@@ -109,10 +115,19 @@ def command(**flags: Any) -> None:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     status = 0
-    for pid in children:
-        _, code = os.waitpid(pid, 0)
+    running = set(children)
+    while running:
+        pid, code = os.wait()
+        if pid not in running:
+            continue
+        running.discard(pid)
         exit_code = os.waitstatus_to_exitcode(code)
         if -exit_code in forwarded:
             exit_code = 0  # stopped by the signal we passed on before it could drain: fine
+        if exit_code and not forwarded:
+            # One worker down would leave the pod half-serving and Ready: stop them all, so
+            # the pod restarts whole.
+            log.error("worker exited; stopping the others", pid=pid, exit_code=exit_code)
+            forward(signal.SIGTERM, None)
         status = status or exit_code
     sys.exit(status)

@@ -42,6 +42,7 @@ from isthmus.labels import (
     SLICE_SERVICE_LABEL,
 )
 from isthmus.logging import get_logger
+from isthmus.mirror import catalog_endpoint
 from isthmus.mirror import events as ev
 from isthmus.mirror.applier import Applier, Outcome, vips_of
 from isthmus.mirror.catalog_client import (
@@ -422,6 +423,8 @@ class MirrorController:
                 self.catalog_port = await server.start(
                     self.settings.catalog_host, self.settings.catalog_port
                 )
+                if self.settings.pod_ip:
+                    tg.create_task(self._publish_catalog_endpoint(self.settings.pod_ip))
                 for link in list(self.links.values()):
                     self._subscribe(link)
                 self.queue.put_nowait(ev.OrphanGcTriggered())
@@ -440,6 +443,21 @@ class MirrorController:
             if self._own_dialer is not None:  # its forwarders and tasks end with the lead
                 dialer, self._own_dialer, self._dialer = self._own_dialer, None, None
                 await asyncio.shield(dialer.close())
+
+    async def _publish_catalog_endpoint(self, pod_ip: str) -> None:
+        """Point the catalog Service at this leader; retried until it is written."""
+        backoff = Backoff(initial=0.5, maximum=10.0)
+        attempt = 0
+        while True:
+            try:
+                await catalog_endpoint.publish(self.api, self.settings.namespace, pod_ip,
+                                               self.catalog_port, self.identity)
+                log.info("catalog endpoint published", pod_ip=pod_ip, port=self.catalog_port)
+                return
+            except kube_errors.KubeError as exc:
+                log.error("catalog endpoint not published; retrying", error=str(exc))
+                await backoff.sleep(attempt)
+                attempt += 1
 
     def _bundle(self) -> Any:
         if self.certs.bundle is None:

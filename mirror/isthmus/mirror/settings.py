@@ -42,6 +42,10 @@ class MirrorSettings(ComponentSettings):
         default=9464, ge=-1, le=65535, description="Metrics port (0: any, -1: off).")
     identity: str | None = pydantic.Field(
         default=None, description="Lease holder identity (default: $HOSTNAME).")
+    pod_ip: str | None = pydantic.Field(
+        default=None,
+        description="This pod's IP: the leader points the selector-less catalog Service "
+        "(isthmus-mirror) at it. Unset: no catalog Service endpoint is written.")
     leader_election: bool = pydantic.Field(
         default=True, description="Take a Lease before writing (two replicas are safe).")
     lease_name: str = pydantic.Field(
