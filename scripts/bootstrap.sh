@@ -4,6 +4,8 @@
 #   2. the Python environment in .venv, pinned by constraints.txt,
 #   3. the Kubernetes control-plane binaries, built once from the Go module proxy into a cache.
 # Prints the control-plane binary directory on its last line of stdout.
+# With --kind it also installs what the kind rig needs (a container engine, debootstrap, CNI
+# plugins); multicluster-e2e/kind/up calls it so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,10 +18,16 @@ declare -A NEED=(
   [getent]=libc-bin [curl]=curl [conntrack]=conntrack [iptables]=iptables
   [nsenter]=util-linux [ipset]=ipset
 )
+if [[ "${1:-}" == --kind ]]; then
+  NEED+=([dockerd]=docker.io [containerd]=containerd [runc]=runc [debootstrap]=debootstrap)
+fi
 missing=()
 for cmd in "${!NEED[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
 done
+if [[ "${1:-}" == --kind && ! -x /usr/lib/cni/bridge ]]; then
+  missing+=(containernetworking-plugins)
+fi
 if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     say "missing Debian packages: ${missing[*]} (run as root, or install them)"; exit 1
