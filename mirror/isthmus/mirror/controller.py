@@ -10,14 +10,13 @@ A reconcile is ``desired`` → ``plan`` → ``Applier.execute``: pure, pure, one
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import datetime as dt
 import os
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +36,6 @@ from isthmus.kube.resources import (
 from isthmus.kube.store import key_of, pack, unpack
 from isthmus.labels import (
     DEFAULT_WEIGHT,
-    GLOBAL_SERVICE_LABEL,
     MIRROR_LABEL,
     SLICE_SERVICE_LABEL,
 )
@@ -72,7 +70,8 @@ from isthmus.mirror.leader import LeaderElector
 from isthmus.mirror.link_conditions import import_conditions, notices, summary
 from isthmus.mirror.metrics import MirrorMetrics, serve_metrics
 from isthmus.mirror.model import CatalogEntry, LinkInfo, ObjRef, PeerView, PortSpec, ServiceKey
-from isthmus.mirror.names import FIELD_MANAGER, GATEWAY_SERVICE, is_ours, link_label, link_owners
+from isthmus.mirror.names import FIELD_MANAGER, GATEWAY_SERVICE, is_ours, link_owners
+from isthmus.mirror.observed_index import ObservedIndex, resource_version
 from isthmus.mirror.plan import (
     Action,
     is_urgent,
@@ -89,19 +88,13 @@ from isthmus.mirror.resync import FIELD as SYNCED_FROM
 from isthmus.mirror.resync import digest as sync_digest
 from isthmus.mirror.resync import unchanged as sync_unchanged
 from isthmus.mirror.settings import MirrorSettings
+from isthmus.mirror.workers import KeyedWorkers
 
 log = get_logger("isthmus.mirror.controller")
 
 
 # The kinds whose caches are kept packed (isthmus.kube.store), and their reflectors.
 _PACKED = {"Service": "services", "EndpointSlice": "slices", "GlobalService": "globalservices"}
-
-
-def _rv(obj: JsonObj) -> int:
-    try:
-        return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
-    except ValueError:
-        return 0
 
 
 def _content(entry: CatalogEntry | None) -> tuple[Any, ...] | None:
@@ -114,91 +107,6 @@ def _content(entry: CatalogEntry | None) -> tuple[Any, ...] | None:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-class ObservedIndex:
-    """The mirror's own objects, by the service key they belong to.
-
-    Kept packed (``isthmus.kube.store``), usually the very bytes the reflector's store
-    holds for the same object (``put``'s ``raw``), so the cache costs one copy; every read
-    decodes a fresh dict."""
-
-    def __init__(self) -> None:
-        self.by_key: dict[ServiceKey, dict[ObjRef, bytes]] = {}
-        self._key_of: dict[ObjRef, ServiceKey] = {}
-
-    def put(self, obj: JsonObj, raw: bytes | None = None) -> ServiceKey | None:
-        """Index ``obj`` (``raw``: its packed form, if the caller has it) unless a newer
-        version of it is indexed already."""
-        ref = ref_of(obj)
-        if not is_ours(obj):
-            self.remove(ref)
-            return None
-        labels = obj["metadata"].get("labels") or {}
-        key = (ref[1], str(labels.get(GLOBAL_SERVICE_LABEL) or ""))
-        old_key = self._key_of.get(ref)
-        if old_key is not None and old_key != key:
-            self.remove(ref)
-        bucket = self.by_key.setdefault(key, {})
-        old = bucket.get(ref)
-        if old is None:
-            bucket[ref] = raw if raw is not None else pack(obj)
-        else:
-            rv, old_rv = _rv(obj), _rv(unpack(old))
-            # One version arrives twice, as a write's answer and as its watch event, in
-            # either order. The event's bytes are the reflector's (shared), so they replace
-            # the answer's copy, and a late answer never replaces them (the cache would
-            # otherwise hold about half of the objects of a long import twice).
-            if rv > old_rv or (rv == old_rv and raw is not None):
-                if raw is not None:
-                    # re-keyed too: the event's reference shares its strings with the
-                    # reflector's key (a dict keeps the first key object it was given)
-                    del bucket[ref]
-                    self._key_of.pop(ref, None)
-                bucket[ref] = raw if raw is not None else pack(obj)
-        self._key_of[ref] = key
-        return key
-
-    def remove(self, ref: ObjRef) -> ServiceKey | None:
-        key = self._key_of.pop(ref, None)
-        if key is not None:
-            bucket = self.by_key.get(key, {})
-            bucket.pop(ref, None)
-            if not bucket:
-                self.by_key.pop(key, None)
-        return key
-
-    @property
-    def refs(self) -> dict[ObjRef, ServiceKey]:
-        return self._key_of
-
-    def get(self, ref: ObjRef) -> JsonObj | None:
-        key = self._key_of.get(ref)
-        raw = self.by_key.get(key, {}).get(ref) if key is not None else None
-        return unpack(raw) if raw is not None else None
-
-    def for_key(self, key: ServiceKey) -> dict[ObjRef, JsonObj]:
-        return {ref: unpack(raw) for ref, raw in self.by_key.get(key, {}).items()}
-
-    def objects(self, kind: str | None = None) -> Iterator[JsonObj]:
-        for bucket in self.by_key.values():
-            for ref, raw in bucket.items():
-                if kind is None or ref[0] == kind:
-                    yield unpack(raw)
-
-    def keys_of_cluster(self, cluster: str) -> set[ServiceKey]:
-        # marshal keeps strings as their UTF-8 bytes: an object without the label's text in
-        # its bytes cannot carry it, so most objects are ruled out without decoding them
-        # (each Link event at start asks this of every cached object).
-        needle = link_label(cluster).encode()
-        found = set()
-        for key, objs in self.by_key.items():
-            for raw in objs.values():
-                if needle in raw and cluster in link_owners(
-                        unpack(raw)["metadata"].get("labels") or {}):
-                    found.add(key)
-                    break
-        return found
 
 
 @dataclass
@@ -225,69 +133,6 @@ class PeerState:
             stale = None if self.up is not False else self.reason
             self.view = PeerView(self.link, self.entries, stale)
         return self.view
-
-
-class KeyedWorkers:
-    """Reconcile keys with a fixed pool of ``concurrency`` tasks, one pass per key at a time.
-
-    Keys wait in two FIFO queues. A key's first pass is urgent; when it reports work left
-    (``handler(key, True)`` returns True) the key queues again for a full pass behind every
-    urgent one, so in a burst every key's urgent objects are written before any key's
-    deferred ones (docs/decisions/mirror-write-order.md). A key submitted while it is queued or
-    being handled is not queued twice: it is marked dirty and handled again after its turn. A
-    fixed pool, not a task per key: 10 000 waiting keys cost a deque entry each."""
-
-    def __init__(
-        self,
-        tg: asyncio.TaskGroup,
-        handler: Callable[[ServiceKey, bool], Awaitable[bool]],
-        concurrency: int,
-    ) -> None:
-        self._handler = handler
-        self._urgent: collections.deque[ServiceKey] = collections.deque()
-        self._deferred: collections.deque[ServiceKey] = collections.deque()
-        self._queued = asyncio.Semaphore(0)  # one unit per queued entry
-        self._owned: set[ServiceKey] = set()  # queued or being handled
-        self._dirty: set[ServiceKey] = set()
-        self.idle = asyncio.Event()
-        self.idle.set()
-        self._pool = [tg.create_task(self._worker()) for _ in range(concurrency)]
-
-    def submit(self, key: ServiceKey) -> None:
-        if key in self._owned:
-            self._dirty.add(key)
-            return
-        self._owned.add(key)
-        self.idle.clear()
-        self._push(self._urgent, key)
-
-    def _push(self, queue: collections.deque[ServiceKey], key: ServiceKey) -> None:
-        queue.append(key)
-        self._queued.release()
-
-    @property
-    def pending(self) -> int:
-        return len(self._owned)
-
-    async def _worker(self) -> None:
-        while True:
-            await self._queued.acquire()
-            urgent = bool(self._urgent)
-            key = (self._urgent if urgent else self._deferred).popleft()
-            self._dirty.discard(key)  # this pass reads the state as it is now
-            more = False
-            try:
-                more = await self._handler(key, urgent)
-            finally:
-                if urgent and more:
-                    self._push(self._deferred, key)
-                elif key in self._dirty:
-                    self._dirty.discard(key)
-                    self._push(self._urgent, key)
-                else:
-                    self._owned.discard(key)
-                    if not self._owned:
-                        self.idle.set()
 
 
 @dataclass
@@ -624,7 +469,7 @@ class MirrorController:
         key = self.observed.put(obj, self._kept(obj))
         # Our own write echoing back (in flight, or the version we wrote) needs no repair;
         # once it is back, its version need not be remembered (one entry per object less).
-        if self._own_rv.get(ref) == _rv(obj):
+        if self._own_rv.get(ref) == resource_version(obj):
             del self._own_rv[ref]
         elif key is not None and ref not in self._inflight:
             self.queue.put_nowait(ev.MirrorObjectChanged(key))
@@ -648,16 +493,16 @@ class MirrorController:
     def _written(self, obj: JsonObj) -> None:
         ref = ref_of(obj)
         seen = self.observed.get(ref)
-        seen_rv = _rv(seen) if seen is not None else -1
-        if seen_rv > _rv(obj):
+        seen_rv = resource_version(seen) if seen is not None else -1
+        if seen_rv > resource_version(obj):
             # changed by someone else while we wrote it: look again
             key = self.observed.refs.get(ref)
             if key is not None:
                 self.queue.put_nowait(ev.MirrorObjectChanged(key))
-        if seen_rv < _rv(obj):
+        if seen_rv < resource_version(obj):
             # remembered until its watch event echoes it; an echo that came first (the
             # write was in flight, so it asked for nothing) leaves nothing to remember
-            self._own_rv[ref] = _rv(obj)
+            self._own_rv[ref] = resource_version(obj)
         self.observed.put(obj)
 
     def _deleted(self, ref: ObjRef) -> None:
@@ -1135,7 +980,7 @@ class MirrorController:
         addresses; the namespace) and the resourceVersions of the mirror's own objects of
         the key (no names: a resourceVersion is never shared by two objects, and this is
         kept for every settled key)."""
-        return (*basis, tuple(sorted(_rv(obj) for obj in observed.values())))
+        return (*basis, tuple(sorted(resource_version(obj) for obj in observed.values())))
 
     def _record_missing(self, key: ServiceKey, missing: dict[str, frozenset[str]]) -> None:
         for cluster, problems in self.problems.items():
