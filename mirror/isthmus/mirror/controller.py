@@ -17,7 +17,6 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from isthmus.exports import build_exports, is_exported
@@ -34,26 +33,12 @@ from isthmus.kube.resources import (
     Resource,
 )
 from isthmus.kube.store import key_of, pack, unpack
-from isthmus.labels import (
-    DEFAULT_WEIGHT,
-    MIRROR_LABEL,
-    SLICE_SERVICE_LABEL,
-)
+from isthmus.labels import DEFAULT_WEIGHT, MIRROR_LABEL, SLICE_SERVICE_LABEL
 from isthmus.logging import get_logger
 from isthmus.mirror import events as ev
 from isthmus.mirror.applier import Applier, Outcome, vips_of
-from isthmus.mirror.catalog_client import (
-    CatalogUpdate,
-    Delta,
-    Dialer,
-    DirectDialer,
-    Down,
-    Heartbeat,
-    Snapshot,
-    follow,
-)
+from isthmus.mirror.catalog_client import CatalogUpdate, Dialer, DirectDialer
 from isthmus.mirror.catalog_server import CatalogServer
-from isthmus.mirror.catalog_validation import Rejected
 from isthmus.mirror.certs import MirrorCertificates
 from isthmus.mirror.desired import (
     DesiredService,
@@ -65,13 +50,15 @@ from isthmus.mirror.desired import (
 from isthmus.mirror.errors import MirrorError, RetryableError, WriteRejected
 from isthmus.mirror.export_catalog import ExportCatalog
 from isthmus.mirror.gateway_dialer import GatewayDialer
-from isthmus.mirror.import_policy import ImportPolicy, PeerAdmission
+from isthmus.mirror.import_policy import ImportPolicy
 from isthmus.mirror.leader import LeaderElector
-from isthmus.mirror.link_conditions import import_conditions, notices, summary
+from isthmus.mirror.link_conditions import import_conditions
+from isthmus.mirror.link_status import LinkProblems
 from isthmus.mirror.metrics import MirrorMetrics, serve_metrics
 from isthmus.mirror.model import CatalogEntry, LinkInfo, ObjRef, PeerView, PortSpec, ServiceKey
 from isthmus.mirror.names import FIELD_MANAGER, GATEWAY_SERVICE, is_ours, link_owners
 from isthmus.mirror.observed_index import ObservedIndex, resource_version
+from isthmus.mirror.peers import PeerCatalogs
 from isthmus.mirror.plan import (
     Action,
     is_urgent,
@@ -109,41 +96,6 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-@dataclass
-class PeerState:
-    link: LinkInfo
-    admission: PeerAdmission  # the catalog as offered, and what of it is imported
-    up: bool | None = None  # None: not tried yet since start (recovered mirrors stay fresh)
-    synced: bool = False
-    reason: str = "connecting"
-    stale_since: float | None = None
-    epoch: str = ""
-    version: int = 0
-    last_message: dt.datetime | None = None
-    last_monotonic: float = 0.0
-    view: PeerView | None = None
-
-    @property
-    def entries(self) -> dict[ServiceKey, CatalogEntry]:
-        """The admitted entries (``import_policy``): all that is ever imported."""
-        return self.admission.entries
-
-    def make_view(self) -> PeerView:
-        if self.view is None:
-            stale = None if self.up is not False else self.reason
-            self.view = PeerView(self.link, self.entries, stale)
-        return self.view
-
-
-@dataclass
-class LinkProblems:
-    conflicts: dict[ServiceKey, str] = field(default_factory=dict)
-    write_failures: dict[ServiceKey, str] = field(default_factory=dict)
-    missing_namespaces: dict[ServiceKey, str] = field(default_factory=dict)
-    refused: dict[tuple[str, str], int] = field(default_factory=dict)  # link_conditions.summary
-    invalid: dict[str, str] = field(default_factory=dict)  # "ns/name" -> why rejected
-
-
 class MirrorController:
     """One cluster's mirror: export catalog server, and import of every linked peer."""
 
@@ -167,7 +119,6 @@ class MirrorController:
         self.catalog = ExportCatalog(history=settings.catalog_history)
         self.queue: asyncio.Queue[ev.MirrorEvent] = asyncio.Queue()
         self.links: dict[str, LinkInfo] = {}
-        self.peers: dict[str, PeerState] = {}
         self.observed = ObservedIndex()
         self.foreign: dict[ObjRef, bytes] = {}  # packed, as in the ObservedIndex
         self._conflict_refs: dict[ObjRef, ServiceKey] = {}
@@ -177,6 +128,12 @@ class MirrorController:
         self.allocator = PortAllocator(*settings.ports)
         self.policy = ImportPolicy.from_settings(settings)
         self.problems: dict[str, LinkProblems] = {}
+        self._status_dirty: set[str] = set()
+        self.catalogs = PeerCatalogs(
+            settings, self.policy, self.metrics, self.problems,
+            submit=self._submit, status_dirty=self._mark_status, notify=self._notify,
+        )
+        self.peers = self.catalogs.peers  # the same dict: the catalogs own it
         self.ready = asyncio.Event()
         self.catalog_port = 0
         self.metrics_port = 0
@@ -194,7 +151,6 @@ class MirrorController:
             backoff=Backoff(initial=0.2, maximum=5.0),
         )
         self.reflectors: dict[str, Reflector] = {}
-        self._subscriptions: dict[str, asyncio.Task[None]] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._own_rv: dict[ObjRef, int] = {}
         self._export_slices: dict[ServiceKey, dict[str, bytes]] = {}  # packed, shared
@@ -205,7 +161,6 @@ class MirrorController:
         self._settled: dict[ServiceKey, tuple[Any, ...]] = {}
         self._unverified: set[ServiceKey] = set()
         self._namespaces_frozen: frozenset[str] | None = None
-        self._status_dirty: set[str] = set()
         self._link_status_written: dict[str, dict[str, Any]] = {}
         self._tg: asyncio.TaskGroup | None = None
         self.workers: KeyedWorkers | None = None
@@ -515,7 +470,7 @@ class MirrorController:
         so a restart changes nothing until each peer answers (then its snapshot rules)."""
         by_cluster = {link.cluster: link for link in self.links.values()}
         for link in by_cluster.values():
-            self.peers[link.cluster] = self._new_peer(link)
+            self.catalogs.add(link)
         shown: dict[str, dict[ServiceKey, CatalogEntry]] = {c: {} for c in self.peers}
         recovered: dict[PortKey, int] = {}
         # one GlobalService decoded at a time: a list of 10 000 would only feed the GC
@@ -541,78 +496,25 @@ class MirrorController:
         # what was imported before is admitted again by today's policy: an import it now
         # refuses is removed by the start-up pass
         for cluster, entries in shown.items():
-            self.peers[cluster].admission.replace(entries)
-            self._refusals_changed(cluster)
+            self.catalogs.recovered(cluster, entries)
         self.allocator = PortAllocator(*self.settings.ports, recovered)
         self._gateway_changed()
 
     # --- subscriptions ------------------------------------------------------------------
     def _subscribe(self, link: LinkInfo) -> None:
-        old = self._subscriptions.pop(link.cluster, None)
-        if old is not None:
-            old.cancel()
         assert self._tg is not None
 
         def report(update: CatalogUpdate) -> None:
             self.queue.put_nowait(ev.PeerCatalogUpdated(update))
 
-        self._subscriptions[link.cluster] = self._tg.create_task(
-            follow(link, self.dialer(), report,
-                   idle_timeout=self.settings.idle_timeout_seconds,
-                   backoff=Backoff(initial=0.2, maximum=self.settings.reconnect_max_seconds))
-        )
+        self.catalogs.subscribe(self._tg, link, self.dialer(), report)
 
-    # --- what a peer may import (import_policy) -------------------------------------------
-    def _new_peer(self, link: LinkInfo) -> PeerState:
-        return PeerState(link, PeerAdmission(self.policy, link.allowed_namespaces))
-
-    def _rejected(self, peer: PeerState, rejected: tuple[Rejected, ...], *, reset: bool,
-                  valid: Iterable[ServiceKey]) -> None:
-        """Record the entries the catalog boundary rejected (a snapshot replaces them all;
-        a delta's valid entries and removals clear theirs)."""
-        problems = self.problems.setdefault(peer.link.cluster, LinkProblems())
-        if not rejected and not problems.invalid:
-            return  # the common case: nothing rejected, before or now
-        before = dict(problems.invalid)
-        if reset:
-            problems.invalid.clear()
-        for key in valid:
-            problems.invalid.pop(f"{key[0]}/{key[1]}", None)
-        fresh = [r for r in rejected if f"{r.namespace}/{r.name}" not in before]
-        for r in rejected:
-            problems.invalid[f"{r.namespace}/{r.name}"] = r.reason
-        if rejected:
-            self.metrics.catalog_rejected.labels(peer=peer.link.cluster).inc(len(rejected))
-        if fresh:
-            shown = "; ".join(f"{r.namespace}/{r.name}: {r.reason}" for r in fresh[:3])
-            self._event_later(self._link_obj(peer.link), "InvalidCatalogEntries",
-                              f"{len(fresh)} entries of {peer.link.cluster}'s catalog rejected: "
-                              f"{shown}", warning=True)
-        if problems.invalid != before:
-            self._status_dirty.add(peer.link.cluster)
-
-    def _refusals_changed(self, cluster: str) -> None:
-        """Bring the Link's view of refused entries (conditions, Events, metric) up to date
-        with the peer's admission."""
-        peer = self.peers.get(cluster)
-        if peer is None:
-            return
-        problems = self.problems.setdefault(cluster, LinkProblems())
-        after = summary(peer.admission.refused)
-        if after == problems.refused:
-            return
-        for reason, note in notices(problems.refused, after, peer.admission.refused, cluster):
-            log.warning("import refused", peer=cluster, reason=reason, note=note)
-            self._event_later(self._link_obj(peer.link), reason, note, warning=True)
-        for (reason, _ns), _count in problems.refused.items():
-            self.metrics.refused.labels(peer=cluster, reason=reason).set(0)
-        totals: dict[str, int] = {}
-        for (reason, _ns), count in after.items():
-            totals[reason] = totals.get(reason, 0) + count
-        for reason, count in totals.items():
-            self.metrics.refused.labels(peer=cluster, reason=reason).set(count)
-        problems.refused = after
+    def _mark_status(self, cluster: str) -> None:
+        # not a bound ``set.add``: the status loop swaps the set for a new one
         self._status_dirty.add(cluster)
+
+    def _notify(self, link: LinkInfo, reason: str, note: str, warning: bool) -> None:
+        self._event_later(self._link_obj(link), reason, note, warning=warning)
 
     # --- the dispatcher -----------------------------------------------------------------
     async def _dispatch(self) -> None:
@@ -632,41 +534,21 @@ class MirrorController:
     def handle(self, event: ev.MirrorEvent) -> None:
         if isinstance(event, ev.LinkUpserted):
             link = event.link
-            peer = self.peers.get(link.cluster)
-            known = peer is not None
-            if peer is None:
-                peer = self.peers[link.cluster] = self._new_peer(link)
-            changed = peer.link != link
-            peer.link = link
-            peer.view = None
-            admitted = peer.admission.reconfigure(self.policy, link.allowed_namespaces)
-            if admitted:
-                self._refusals_changed(link.cluster)
-                self._submit(admitted)
-            if changed or link.cluster not in self._subscriptions:
-                self._subscribe(link)
-            self._status_dirty.add(link.cluster)
-            if changed or not known:
-                self._submit(set(peer.entries) | self.observed.keys_of_cluster(link.cluster))
+            if self.catalogs.link_upserted(link, self._subscribe):
+                self._submit(set(self.peers[link.cluster].entries)
+                             | self.observed.keys_of_cluster(link.cluster))
             # else: a Link the start-up recovery already knew as it is (``_seed``); the
             # start-up pass submits every key, so scanning every cached object for its
             # keys again would only repeat it
         elif isinstance(event, ev.LinkRemoved):
             if self._is_linked(event.cluster):
                 return  # another Link names the same cluster
-            task = self._subscriptions.pop(event.cluster, None)
-            if task is not None:
-                task.cancel()
-            peer = self.peers.pop(event.cluster, None)
-            gone = self.problems.pop(event.cluster, None)
-            for reason, _ns in gone.refused if gone is not None else ():
-                self.metrics.refused.labels(peer=event.cluster, reason=reason).set(0)
+            keys = self.catalogs.link_removed(event.cluster)
             self._link_status_written.pop(event.cluster, None)
-            keys = set(peer.entries) if peer else set()
             self._submit(keys | self.observed.keys_of_cluster(event.cluster))
             log.info("link removed", cluster=event.cluster, uid=event.uid)
         elif isinstance(event, ev.PeerCatalogUpdated):
-            self._peer_update(event.update)
+            self.catalogs.update(event.update)
         elif isinstance(event, ev.MirrorObjectChanged):
             self._submit([event.key])
         elif isinstance(event, ev.NamespaceAppeared):
@@ -675,104 +557,17 @@ class MirrorController:
         elif isinstance(event, ev.GatewayEndpointsChanged):
             self._submit(self._all_keys())
         elif isinstance(event, ev.OrphanGcTriggered):
-            self._expire_stale()
+            self.catalogs.expire_stale()
             self._submit(self._all_keys())
 
     def _all_keys(self) -> set[ServiceKey]:
         keys = set(self.observed.by_key)
-        for peer in self.peers.values():
-            keys.update(peer.entries)
+        keys.update(self.catalogs.keys())
         return keys
-
-    def _expire_stale(self) -> None:
-        now = time.monotonic()
-        for peer in self.peers.values():
-            if peer.stale_since is None or not peer.entries:
-                continue
-            if now - peer.stale_since >= self.settings.stale_grace_seconds:
-                log.warning("stale grace period over, removing mirrors", peer=peer.link.cluster,
-                            services=len(peer.entries))
-                self._event_later(self._link_obj(peer.link), "StaleGraceExpired",
-                                  f"{len(peer.entries)} mirrors of unreachable {peer.link.cluster}"
-                                  " removed after the grace period", warning=True)
-                self._submit(set(peer.entries))
-                peer.admission.clear()
-                self._refusals_changed(peer.link.cluster)
-                peer.view = None
-
-    def _peer_update(self, update: CatalogUpdate) -> None:
-        peer = self.peers.get(update.cluster)
-        if peer is None:
-            return
-        now = _now()
-        self.metrics.sync_lag.labels(peer=update.cluster).set(0)
-        if isinstance(update, Down):
-            was_up = peer.up
-            peer.synced = False
-            if was_up is not False:
-                peer.up = False
-                peer.reason = update.reason
-                peer.stale_since = time.monotonic()
-                peer.view = None
-                self.metrics.peer_up.labels(peer=update.cluster).set(0)
-                log.warning("peer unreachable", peer=update.cluster, reason=update.reason)
-                self._event_later(self._link_obj(peer.link), "PeerUnreachable",
-                                  f"catalog of {update.cluster}: {update.reason}", warning=True)
-                self._submit(set(peer.entries))
-            elif peer.reason != update.reason:
-                peer.reason = update.reason
-            self._status_dirty.add(update.cluster)
-            return
-        peer.last_message = now
-        peer.last_monotonic = time.monotonic()
-        came_back = peer.up is not True
-        # Only a peer that was down has mirrors marked Stale to bring back; a first answer
-        # since start (up None) changes only the keys whose entries it changes (below).
-        was_down = peer.up is False
-        if came_back:
-            peer.up = True
-            peer.stale_since = None
-            peer.view = None
-            self.metrics.peer_up.labels(peer=update.cluster).set(1)
-        keys: set[ServiceKey] = set()
-        if isinstance(update, Snapshot):
-            # Compared by content: entries recovered at start carry no version or change
-            # time, and a restart must not reconcile every key a second time for that.
-            keys = peer.admission.replace(update.entries)
-            self._rejected(peer, update.rejected, reset=True, valid=())
-            self._refusals_changed(update.cluster)
-            peer.view = None
-            if not peer.synced:
-                self._event_later(self._link_obj(peer.link), "CatalogSynced",
-                                  f"catalog of {update.cluster} synced at version "
-                                  f"{update.version} ({len(update.entries)} services)")
-            peer.synced = True
-            peer.epoch, peer.version = update.epoch, update.version
-            log.debug("catalog snapshot applied", peer=update.cluster, version=update.version,
-                      services=len(update.entries), changed=len(keys))
-        elif isinstance(update, Delta):
-            keys = peer.admission.update(update.upserts, update.removed)
-            if keys:
-                peer.view = None
-            self._rejected(peer, update.rejected, reset=False,
-                           valid=[*(e.key for e in update.upserts), *update.removed])
-            self._refusals_changed(update.cluster)
-            if not peer.synced:
-                self._event_later(self._link_obj(peer.link), "CatalogSynced",
-                                  f"catalog of {update.cluster} resumed at {update.version}")
-            peer.synced = True
-            peer.epoch, peer.version = update.epoch, update.version
-        elif isinstance(update, Heartbeat):
-            peer.version = max(peer.version, update.version)
-        self.metrics.catalog_version.labels(peer=update.cluster).set(peer.version)
-        if was_down:
-            keys |= set(peer.entries)
-        self._status_dirty.add(update.cluster)
-        self._submit(keys)
 
     # --- reconcile ----------------------------------------------------------------------
     def views(self) -> list[PeerView]:
-        return [p.make_view() for _, p in sorted(self.peers.items())]
+        return self.catalogs.views()
 
     async def _reconcile_guarded(self, key: ServiceKey, urgent_only: bool = False) -> bool:
         """One pass over ``key``; True when an urgent pass left work for a full pass."""
@@ -1120,9 +915,7 @@ class MirrorController:
         while True:
             await asyncio.sleep(grace_check)
             now = time.monotonic()
-            if any(p.stale_since is not None and p.entries
-                   and now - p.stale_since >= self.settings.stale_grace_seconds
-                   for p in self.peers.values()):
+            if self.catalogs.stale_expired(now):
                 self.queue.put_nowait(ev.OrphanGcTriggered())
             # lastSyncTime advances with heartbeats
             self._status_dirty.update(c for c, p in self.peers.items() if p.up)
