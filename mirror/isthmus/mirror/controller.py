@@ -16,7 +16,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from isthmus.exports import build_exports, is_exported
@@ -32,22 +32,16 @@ from isthmus.kube.resources import (
     SERVICES,
     Resource,
 )
-from isthmus.kube.store import key_of, pack, unpack
+from isthmus.kube.store import ObjectStore, key_of, pack, unpack
 from isthmus.labels import DEFAULT_WEIGHT, MIRROR_LABEL, SLICE_SERVICE_LABEL
 from isthmus.logging import get_logger
 from isthmus.mirror import events as ev
-from isthmus.mirror.applier import Applier, Outcome, vips_of
+from isthmus.mirror.applier import Applier
 from isthmus.mirror.catalog_client import CatalogUpdate, Dialer, DirectDialer
 from isthmus.mirror.catalog_server import CatalogServer
 from isthmus.mirror.certs import MirrorCertificates
-from isthmus.mirror.desired import (
-    DesiredService,
-    PortKey,
-    desired,
-    global_service_status,
-    required_ports,
-)
-from isthmus.mirror.errors import MirrorError, RetryableError, WriteRejected
+from isthmus.mirror.desired import PortKey
+from isthmus.mirror.errors import MirrorError
 from isthmus.mirror.export_catalog import ExportCatalog
 from isthmus.mirror.gateway_dialer import GatewayDialer
 from isthmus.mirror.import_policy import ImportPolicy
@@ -55,25 +49,15 @@ from isthmus.mirror.leader import LeaderElector
 from isthmus.mirror.link_conditions import import_conditions
 from isthmus.mirror.link_status import LinkProblems
 from isthmus.mirror.metrics import MirrorMetrics, serve_metrics
-from isthmus.mirror.model import CatalogEntry, LinkInfo, ObjRef, PeerView, PortSpec, ServiceKey
-from isthmus.mirror.names import FIELD_MANAGER, GATEWAY_SERVICE, is_ours, link_owners
+from isthmus.mirror.model import CatalogEntry, LinkInfo, ObjRef, PortSpec, ServiceKey
+from isthmus.mirror.names import FIELD_MANAGER, GATEWAY_SERVICE, is_ours
 from isthmus.mirror.observed_index import ObservedIndex, resource_version
 from isthmus.mirror.peers import PeerCatalogs
-from isthmus.mirror.plan import (
-    Action,
-    is_urgent,
-    plan,
-    plan_status,
-    ref_of,
-    status_changed,
-    with_transition_times,
-)
+from isthmus.mirror.plan import ref_of, status_changed, with_transition_times
 from isthmus.mirror.ports import PortAllocator, recovered_ports
 from isthmus.mirror.projection import SHAPES, project
+from isthmus.mirror.reconciler import Reconciler
 from isthmus.mirror.recorder import EventRecorder
-from isthmus.mirror.resync import FIELD as SYNCED_FROM
-from isthmus.mirror.resync import digest as sync_digest
-from isthmus.mirror.resync import unchanged as sync_unchanged
 from isthmus.mirror.settings import MirrorSettings
 from isthmus.mirror.workers import KeyedWorkers
 
@@ -82,14 +66,6 @@ log = get_logger("isthmus.mirror.controller")
 
 # The kinds whose caches are kept packed (isthmus.kube.store), and their reflectors.
 _PACKED = {"Service": "services", "EndpointSlice": "slices", "GlobalService": "globalservices"}
-
-
-def _content(entry: CatalogEntry | None) -> tuple[Any, ...] | None:
-    """What ``desired`` reads of an entry: ports, readiness and weight (not its version or
-    change time, which a snapshot after a restart always brings anew)."""
-    if entry is None:
-        return None
-    return (entry.ports, entry.ready_endpoints, entry.weight)
 
 
 def _now() -> dt.datetime:
@@ -125,7 +101,6 @@ class MirrorController:
         self._inflight: set[ObjRef] = set()
         self.namespaces: set[str] = set()
         self.gateway_addresses: tuple[str, ...] = ()
-        self.allocator = PortAllocator(*settings.ports)
         self.policy = ImportPolicy.from_settings(settings)
         self.problems: dict[str, LinkProblems] = {}
         self._status_dirty: set[str] = set()
@@ -155,12 +130,13 @@ class MirrorController:
         self._own_rv: dict[ObjRef, int] = {}
         self._export_slices: dict[ServiceKey, dict[str, bytes]] = {}  # packed, shared
         self._weight_problems: dict[ServiceKey, str] = {}  # reported once per distinct value
-        self._requeues: dict[ServiceKey, int] = {}
-        # keys whose last reconcile had nothing to do: the inputs it saw (its wanted objects
-        # were then exactly its observed ones)
-        self._settled: dict[ServiceKey, tuple[Any, ...]] = {}
-        self._unverified: set[ServiceKey] = set()
-        self._namespaces_frozen: frozenset[str] | None = None
+        self.reconciler = Reconciler(
+            settings, self.metrics, self.applier, self.observed, self.catalogs,
+            foreign=self.foreign, namespaces=self.namespaces,
+            gateway_addresses=lambda: self.gateway_addresses, slice_store=self._slice_store,
+            conflict_refs=self._conflict_refs, problems=self.problems, submit=self._submit,
+            status_dirty=self._mark_status, notify=self._notify, spawn=self._spawn,
+        )
         self._link_status_written: dict[str, dict[str, Any]] = {}
         self._tg: asyncio.TaskGroup | None = None
         self.workers: KeyedWorkers | None = None
@@ -193,18 +169,23 @@ class MirrorController:
                 await runner.cleanup()
 
     @property
+    def allocator(self) -> PortAllocator:
+        return self.reconciler.allocator
+
+    @property
     def leading(self) -> bool:
         return self._started
 
     async def lead(self) -> None:
         self.metrics.leader.set(1)
-        self._settled.clear()  # a new term starts from what it sees, not from memory
+        self.reconciler.settled.clear()  # a new term starts from what it sees, not from memory
         await self.certs.start()
         server: CatalogServer | None = None
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
-                self.workers = KeyedWorkers(tg, self._reconcile_guarded, self.settings.concurrency)
+                self.workers = KeyedWorkers(tg, self.reconciler.reconcile_guarded,
+                                            self.settings.concurrency)
                 workers = self.workers
                 # read when scraped: a value set on submit would stay stale once work drains
                 self.metrics.queue_depth.set_function(lambda: workers.pending)
@@ -212,7 +193,7 @@ class MirrorController:
                 await asyncio.gather(*(r.synced.wait() for r in self.reflectors.values()))
                 self._seed()
                 # keys not yet checked in this term: the first check may find them unchanged
-                self._unverified = set(self.observed.by_key)
+                self.reconciler.unverified = set(self.observed.by_key)
                 server = CatalogServer(
                     self.catalog, cluster=self.certs.cluster,
                     bundle=self._bundle, credentials=self.certs.server_credentials,
@@ -433,10 +414,10 @@ class MirrorController:
         name = obj["metadata"]["name"]
         if kind == "DELETED":
             self.namespaces.discard(name)
-            self._namespaces_frozen = None
+            self.reconciler.namespaces_changed()
         elif name not in self.namespaces:
             self.namespaces.add(name)
-            self._namespaces_frozen = None
+            self.reconciler.namespaces_changed()
             self.queue.put_nowait(ev.NamespaceAppeared(name))
 
     def _writing(self, ref: ObjRef, busy: bool) -> None:
@@ -497,7 +478,7 @@ class MirrorController:
         # refuses is removed by the start-up pass
         for cluster, entries in shown.items():
             self.catalogs.recovered(cluster, entries)
-        self.allocator = PortAllocator(*self.settings.ports, recovered)
+        self.reconciler.allocator = PortAllocator(*self.settings.ports, recovered)
         self._gateway_changed()
 
     # --- subscriptions ------------------------------------------------------------------
@@ -508,6 +489,13 @@ class MirrorController:
             self.queue.put_nowait(ev.PeerCatalogUpdated(update))
 
         self.catalogs.subscribe(self._tg, link, self.dialer(), report)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        assert self._tg is not None
+        self._tg.create_task(coro)
+
+    def _slice_store(self) -> ObjectStore | None:
+        return self.reflectors["slices"].store if "slices" in self.reflectors else None
 
     def _mark_status(self, cluster: str) -> None:
         # not a bound ``set.add``: the status loop swaps the set for a new one
@@ -564,249 +552,6 @@ class MirrorController:
         keys = set(self.observed.by_key)
         keys.update(self.catalogs.keys())
         return keys
-
-    # --- reconcile ----------------------------------------------------------------------
-    def views(self) -> list[PeerView]:
-        return self.catalogs.views()
-
-    async def _reconcile_guarded(self, key: ServiceKey, urgent_only: bool = False) -> bool:
-        """One pass over ``key``; True when an urgent pass left work for a full pass."""
-        try:
-            if await self.reconcile(key, urgent_only=urgent_only):
-                return True
-            self._requeues.pop(key, None)
-            self._clear_problem(key, "write_failures")
-        except RetryableError as exc:
-            count = self._requeues.get(key, 0) + 1
-            self._requeues[key] = count
-            if count <= self.settings.requeue_limit:
-                log.info("requeueing", key=key, attempt=count, error=str(exc))
-                assert self._tg is not None
-                self._tg.create_task(self._requeue_later(key, count))
-            else:
-                self._requeues.pop(key, None)
-                self._write_failed(key, str(exc))
-        except WriteRejected as exc:
-            self._write_failed(key, str(exc))
-        except MirrorError as exc:
-            self.metrics.errors.labels(kind="reconcile").inc()
-            log.warning("reconcile failed", key=key, error=str(exc))
-        return False
-
-    async def _requeue_later(self, key: ServiceKey, count: int) -> None:
-        await asyncio.sleep(min(5.0, 0.2 * 2**count))
-        self._submit([key])
-
-    def _clusters_of(self, key: ServiceKey) -> set[str]:
-        clusters = {c for c, p in self.peers.items() if key in p.entries}
-        for obj in self.observed.for_key(key).values():
-            clusters.update(c for c in link_owners(obj["metadata"].get("labels") or {})
-                            if c in self.peers)
-        return clusters
-
-    def _write_failed(self, key: ServiceKey, message: str) -> None:
-        self.metrics.errors.labels(kind="write_failed").inc()
-        log.warning("writes for a service failed", key=key, error=message)
-        for cluster in self._clusters_of(key):
-            problems = self.problems.setdefault(cluster, LinkProblems())
-            if key not in problems.write_failures:
-                peer = self.peers.get(cluster)
-                if peer is not None:
-                    self._event_later(self._link_obj(peer.link), "WriteFailed",
-                                      f"{key[0]}/{key[1]}: {message}", warning=True)
-            problems.write_failures[key] = message
-            self._status_dirty.add(cluster)
-
-    def _clear_problem(self, key: ServiceKey, kind: str) -> None:
-        for cluster, problems in self.problems.items():
-            bucket: dict[ServiceKey, str] = getattr(problems, kind)
-            if bucket.pop(key, None) is not None:
-                self._status_dirty.add(cluster)
-
-    async def reconcile(self, key: ServiceKey, *, urgent_only: bool = False) -> bool:
-        """Make the objects of one service key what the peers' catalogs say.
-
-        With ``urgent_only``, when the plan has both urgent writes (the GlobalService and
-        the merged mirror Service and slice) and others (pinned objects, status, conflicts),
-        only the urgent ones are written and True is returned: the caller runs the full
-        reconcile later. Otherwise the full reconcile runs now and False is returned."""
-        views = self.views()
-        observed = self.observed.for_key(key)
-        # read now, with what desired() reads below: the awaits that follow may change them
-        basis = self._sync_basis(key, views)
-        if key in self._unverified:
-            self._unverified.discard(key)
-            if sync_unchanged((*basis, self.allocator.ports_of(key)), observed):
-                self.metrics.resync_unchanged.inc()
-                return False  # exactly what a full pass converged on and recorded (resync.py)
-        inputs = self._inputs(basis, observed)
-        settled = self._settled.get(key)
-        if (settled is not None and settled == inputs
-                and not any(ref in self.foreign for ref in observed)):
-            return False  # nothing it reads changed since it last had nothing to do
-        self._settled.pop(key, None)
-        needed = required_ports(views, [key])
-        ports = self.allocator.ensure(needed)
-        if self._namespaces_frozen is None:
-            self._namespaces_frozen = frozenset(self.namespaces)
-        want = desired(views, gateway_addresses=self.gateway_addresses, ports=ports,
-                       namespaces=self._namespaces_frozen, keys=[key])
-        ds = want.services.get(key)
-        wanted = ds.objects if ds is not None else {}
-        observed.update({ref: unpack(self.foreign[ref]) for ref in wanted if ref in self.foreign})
-        observed.update(self._foreign_slices(wanted, observed))
-        # a name held by the mirror's own object of another service (e.g. written under an
-        # older naming scheme) is a conflict until that service's pass deletes it
-        observed.update({ref: held for ref in wanted if ref not in observed
-                         and (held := self.observed.get(ref)) is not None})
-        actions = plan(observed, wanted)
-        if urgent_only:
-            urgent = [a for a in actions if is_urgent(a)]
-            if urgent and (len(urgent) < len(actions) or ds is not None):
-                # The status waits for the full pass: DNS answers <svc>.<ns>.global from
-                # the merged Service's ClusterIP as soon as it exists (isthmus.dns.mirror_vips),
-                # so a burst's API writes go to making every service exist first.
-                await self._execute(urgent, ds, wanted)
-                return True
-        outcome = await self._execute(actions, ds, wanted)
-        current = {**observed, **outcome.written}
-        for ref in outcome.deleted:
-            current.pop(ref, None)
-        self._record_missing(key, want.missing_namespaces)
-        self._record_conflicts(key, ds.clusters if ds else (), outcome.conflicts)
-        for ref in outcome.conflicts:
-            self._conflict_refs[ref] = key
-        if ds is None:
-            self.allocator.release(key)
-            return False
-        self.allocator.release(key, keep=needed)
-        wrote_status = await self._write_status(ds, wanted, current, outcome.conflicts,
-                                                (*basis, self.allocator.ports_of(key)))
-        if wrote_status is None:
-            return False
-        if not wrote_status and not actions and not want.missing_namespaces:
-            self._settled[key] = inputs
-        if outcome.written:
-            newest = max((p.entries[key].changed_at_ms for p in self.peers.values()
-                          if key in p.entries), default=0)
-            if newest:
-                self.metrics.export_to_mirror.observe(max(0.0, time.time() - newest / 1000))
-        return False
-
-    async def _write_status(self, ds: DesiredService, wanted: Mapping[ObjRef, JsonObj],
-                            current: Mapping[ObjRef, JsonObj],
-                            conflicts: Mapping[ObjRef, str],
-                            sync_inputs: tuple[Any, ...]) -> bool | None:
-        """Write the GlobalService status if it changed: True if written, False if it was
-        already right, None if the GlobalService itself is in conflict (not ours). A status
-        written after a pass without conflicts records the digest of what it was written from
-        (``resync.py``); the digest alone never makes a status write."""
-        gs_ref = next(r for r in wanted if r[0] == "GlobalService")
-        if gs_ref in conflicts:
-            return None
-        # only our own Services lend their addresses (never one holding a name we wanted)
-        ours = {ref: obj for ref, obj in current.items() if ref not in conflicts}
-        status = global_service_status(ds, vips_of(ours), list(conflicts.values()))
-        st = plan_status(wanted[gs_ref], status, current.get(gs_ref), _now())
-        if st is None:
-            return False
-        if not conflicts:
-            full = st.obj["status"]
-            full[SYNCED_FROM] = sync_digest(sync_inputs, current, full)
-        await self.applier.execute([st])
-        return True
-
-    async def _execute(self, actions: list[Action], ds: DesiredService | None,
-                       wanted: Mapping[ObjRef, JsonObj]) -> Outcome:
-        try:
-            return await self.applier.execute(actions)
-        except (WriteRejected, RetryableError) as exc:
-            if ds is not None:
-                await self._status_after_failure(ds, wanted, str(exc))
-            raise
-
-    async def _status_after_failure(self, ds: DesiredService, wanted: Mapping[ObjRef, JsonObj],
-                                    failure: str) -> None:
-        """After a pass that could not write everything: the GlobalService (if it exists and
-        is ours) says why, and carries only the addresses of the Services that exist, so a
-        name never points at a VIP whose Service or routing is missing."""
-        current = self.observed.for_key(ds.key)
-        gs_ref = next(r for r in wanted if r[0] == "GlobalService")
-        if gs_ref not in current:
-            return
-        status = global_service_status(ds, vips_of(current), [], failure)
-        st = plan_status(wanted[gs_ref], status, current[gs_ref], _now())
-        if st is None:
-            return
-        try:
-            await self.applier.execute([st])
-        except MirrorError as exc:
-            log.warning("cannot write the status of a failed import", key=ds.key,
-                        error=str(exc))
-
-    def _foreign_slices(self, wanted: Mapping[ObjRef, JsonObj],
-                        observed: Mapping[ObjRef, JsonObj]) -> dict[ObjRef, JsonObj]:
-        """EndpointSlices not written by the mirror that hold a name it wants (looked up in
-        the slice watch's cache, so ``plan`` sees the name taken)."""
-        found: dict[ObjRef, JsonObj] = {}
-        store = self.reflectors["slices"].store if "slices" in self.reflectors else None
-        if store is None:
-            return found
-        for ref in wanted:
-            if ref[0] == "EndpointSlice" and ref not in observed:
-                obj = store.get((ref[1], ref[2]))
-                if obj is not None and not is_ours(obj):
-                    found[ref] = obj
-        return found
-
-    def _sync_basis(self, key: ServiceKey, views: list[PeerView]) -> tuple[Any, ...]:
-        """What ``desired`` and the status read for ``key`` besides its objects and its
-        outbound ports (added by the caller), for the sync digest and the settled check
-        (``_inputs``): every peer's link, staleness and entry content, the gateway
-        addresses and the namespace (all with a deterministic ``repr``)."""
-        peers = tuple((v.link, v.stale_reason, _content(v.entries.get(key))) for v in views)
-        return (peers, self.gateway_addresses, key[0] in self.namespaces)
-
-    @staticmethod
-    def _inputs(basis: tuple[Any, ...], observed: Mapping[ObjRef, JsonObj]) -> tuple[Any, ...]:
-        """What a reconcile of a key reads, as a comparable value (besides foreign objects
-        holding a wanted name, checked apart): ``basis`` (``_sync_basis``: every peer's
-        link, staleness and entry content for the key, not its version; the gateway
-        addresses; the namespace) and the resourceVersions of the mirror's own objects of
-        the key (no names: a resourceVersion is never shared by two objects, and this is
-        kept for every settled key)."""
-        return (*basis, tuple(sorted(resource_version(obj) for obj in observed.values())))
-
-    def _record_missing(self, key: ServiceKey, missing: dict[str, frozenset[str]]) -> None:
-        for cluster, problems in self.problems.items():
-            if cluster not in missing and problems.missing_namespaces.pop(key, ""):
-                self._status_dirty.add(cluster)
-        for cluster in missing:
-            problems = self.problems.setdefault(cluster, LinkProblems())
-            if key not in problems.missing_namespaces:
-                problems.missing_namespaces[key] = key[0]
-                self._status_dirty.add(cluster)
-
-    def _record_conflicts(self, key: ServiceKey, clusters: Iterable[str],
-                          conflicts: dict[ObjRef, str]) -> None:
-        message = "; ".join(conflicts.values())
-        involved = set(clusters)
-        for cluster, problems in list(self.problems.items()):
-            if (cluster not in involved or not conflicts) and problems.conflicts.pop(key, ""):
-                self._status_dirty.add(cluster)
-        if not conflicts:
-            return
-        for cluster in involved:
-            problems = self.problems.setdefault(cluster, LinkProblems())
-            if problems.conflicts.get(key) != message:
-                if key not in problems.conflicts:
-                    peer = self.peers.get(cluster)
-                    if peer is not None:
-                        self._event_later(self._link_obj(peer.link), "MirrorConflict",
-                                          message, warning=True)
-                problems.conflicts[key] = message
-                self._status_dirty.add(cluster)
-        self.metrics.conflicts.set(sum(len(p.conflicts) for p in self.problems.values()))
 
     # --- link status and Events -----------------------------------------------------------
     def _link_obj(self, link: LinkInfo) -> JsonObj:
