@@ -46,8 +46,7 @@ from isthmus.mirror.export_catalog import ExportCatalog
 from isthmus.mirror.gateway_dialer import GatewayDialer
 from isthmus.mirror.import_policy import ImportPolicy
 from isthmus.mirror.leader import LeaderElector
-from isthmus.mirror.link_conditions import import_conditions
-from isthmus.mirror.link_status import LinkProblems
+from isthmus.mirror.link_status import LinkProblems, link_status
 from isthmus.mirror.metrics import MirrorMetrics, serve_metrics
 from isthmus.mirror.model import CatalogEntry, LinkInfo, ObjRef, PortSpec, ServiceKey
 from isthmus.mirror.names import FIELD_MANAGER, GATEWAY_SERVICE, is_ours
@@ -566,57 +565,14 @@ class MirrorController:
             regarding, reason=reason, note=note, action=action, warning=warning))
 
     def link_status(self, cluster: str) -> dict[str, Any]:
-        """Pure given the state: the status the Link of ``cluster`` should carry."""
+        """The status the Link of ``cluster`` should carry now (``link_status.link_status``)."""
         peer = self.peers[cluster]
-        problems = self.problems.get(cluster, LinkProblems())
-        conditions = []
-        if peer.up is None:
-            conditions.append({"type": "Ready", "status": "Unknown", "reason": "Connecting",
-                               "message": "connecting to the peer's catalog"})
-        elif peer.up:
-            conditions.append({"type": "Ready", "status": "True", "reason": "Connected",
-                               "message": "catalog stream open"})
-        else:
-            conditions.append({"type": "Ready", "status": "False", "reason": "PeerUnreachable",
-                               "message": peer.reason[:1000]})
-        if peer.synced and peer.up:
-            conditions.append({"type": "Synced", "status": "True", "reason": "CatalogSynced",
-                               "message": f"catalog version {peer.version}"})
-        else:
-            reason = "PeerUnreachable" if peer.up is False else "NotSynced"
-            stale = " (mirrors kept, marked Stale)" if peer.up is False and peer.entries else ""
-            conditions.append({"type": "Synced", "status": "False", "reason": reason,
-                               "message": (peer.reason if peer.up is False
-                                           else "waiting for the catalog snapshot") + stale})
-        failures = {**problems.conflicts, **problems.write_failures}
-        if failures:
-            detail = "; ".join(f"{k[0]}/{k[1]}: {v}" for k, v in sorted(failures.items())[:5])
-            conditions.append({"type": "Conflict", "status": "True",
-                               "reason": "WriteFailed" if problems.write_failures
-                               else "NameTaken", "message": detail[:2000]})
-        else:
-            conditions.append({"type": "Conflict", "status": "False", "reason": "NoConflict",
-                               "message": ""})
-        conditions.extend(import_conditions(peer.admission.refused, problems.invalid))
-        if problems.missing_namespaces:
-            names = sorted(set(problems.missing_namespaces.values()))
-            conditions.append({"type": "NamespacesMissing", "status": "True",
-                               "reason": "NamespaceNotFound",
-                               "message": "not imported, namespace absent here: "
-                               + ", ".join(names[:20])})
-        else:
-            conditions.append({"type": "NamespacesMissing", "status": "False",
-                               "reason": "AllPresent", "message": ""})
-        imported = sum(1 for k in peer.entries
-                       if k[0] in self.namespaces and k not in problems.conflicts)
-        status: dict[str, Any] = {
-            "conditions": conditions,
-            "importedServices": imported,
-            "catalogVersion": peer.version,
-        }
-        if peer.last_message is not None:
-            status["lastSyncTime"] = peer.last_message.strftime("%Y-%m-%dT%H:%M:%SZ")
-        return status
+        return link_status(
+            up=peer.up, synced=peer.synced, reason=peer.reason, version=peer.version,
+            last_message=peer.last_message, entries=peer.entries.keys(),
+            refused=peer.admission.refused,
+            problems=self.problems.get(cluster, LinkProblems()), namespaces=self.namespaces,
+        )
 
     async def _status_loop(self) -> None:
         while True:
