@@ -140,6 +140,16 @@ class MirrorController:
         self._tg: asyncio.TaskGroup | None = None
         self.workers: KeyedWorkers | None = None
         self._started = False
+        # one handler per event type (as Linkerd's cluster watcher)
+        self._handlers: dict[type[ev.MirrorEvent], Callable[[Any], None]] = {
+            ev.LinkUpserted: self._link_upserted,
+            ev.LinkRemoved: self._link_removed,
+            ev.PeerCatalogUpdated: self._peer_catalog_updated,
+            ev.MirrorObjectChanged: self._mirror_object_changed,
+            ev.NamespaceAppeared: self._namespace_appeared,
+            ev.GatewayEndpointsChanged: self._gateway_endpoints_changed,
+            ev.OrphanGcTriggered: self._orphan_gc_triggered,
+        }
 
     # --- running ------------------------------------------------------------------------
     async def run(self) -> None:
@@ -519,33 +529,44 @@ class MirrorController:
             self.workers.submit(key)
 
     def handle(self, event: ev.MirrorEvent) -> None:
-        if isinstance(event, ev.LinkUpserted):
-            link = event.link
-            if self.catalogs.link_upserted(link, self._subscribe):
-                self._submit(set(self.peers[link.cluster].entries)
-                             | self.observed.keys_of_cluster(link.cluster))
-            # else: a Link the start-up recovery already knew as it is (``_seed``); the
-            # start-up pass submits every key, so scanning every cached object for its
-            # keys again would only repeat it
-        elif isinstance(event, ev.LinkRemoved):
-            if self._is_linked(event.cluster):
-                return  # another Link names the same cluster
-            keys = self.catalogs.link_removed(event.cluster)
-            self._link_status_written.pop(event.cluster, None)
-            self._submit(keys | self.observed.keys_of_cluster(event.cluster))
-            log.info("link removed", cluster=event.cluster, uid=event.uid)
-        elif isinstance(event, ev.PeerCatalogUpdated):
-            self.catalogs.update(event.update)
-        elif isinstance(event, ev.MirrorObjectChanged):
-            self._submit([event.key])
-        elif isinstance(event, ev.NamespaceAppeared):
-            self._submit({k for p in self.peers.values() for k in p.entries
-                          if k[0] == event.namespace})
-        elif isinstance(event, ev.GatewayEndpointsChanged):
-            self._submit(self._all_keys())
-        elif isinstance(event, ev.OrphanGcTriggered):
-            self.catalogs.expire_stale()
-            self._submit(self._all_keys())
+        """Handle one event: each event type has one handler (``_handlers``)."""
+        handler = self._handlers.get(type(event))
+        if handler is not None:
+            handler(event)
+
+    def _link_upserted(self, event: ev.LinkUpserted) -> None:
+        link = event.link
+        if self.catalogs.link_upserted(link, self._subscribe):
+            self._submit(set(self.peers[link.cluster].entries)
+                         | self.observed.keys_of_cluster(link.cluster))
+        # else: a Link the start-up recovery already knew as it is (``_seed``); the
+        # start-up pass submits every key, so scanning every cached object for its
+        # keys again would only repeat it
+
+    def _link_removed(self, event: ev.LinkRemoved) -> None:
+        if self._is_linked(event.cluster):
+            return  # another Link names the same cluster
+        keys = self.catalogs.link_removed(event.cluster)
+        self._link_status_written.pop(event.cluster, None)
+        self._submit(keys | self.observed.keys_of_cluster(event.cluster))
+        log.info("link removed", cluster=event.cluster, uid=event.uid)
+
+    def _peer_catalog_updated(self, event: ev.PeerCatalogUpdated) -> None:
+        self.catalogs.update(event.update)
+
+    def _mirror_object_changed(self, event: ev.MirrorObjectChanged) -> None:
+        self._submit([event.key])
+
+    def _namespace_appeared(self, event: ev.NamespaceAppeared) -> None:
+        self._submit({k for p in self.peers.values() for k in p.entries
+                      if k[0] == event.namespace})
+
+    def _gateway_endpoints_changed(self, event: ev.GatewayEndpointsChanged) -> None:
+        self._submit(self._all_keys())
+
+    def _orphan_gc_triggered(self, event: ev.OrphanGcTriggered) -> None:
+        self.catalogs.expire_stale()
+        self._submit(self._all_keys())
 
     def _all_keys(self) -> set[ServiceKey]:
         keys = set(self.observed.by_key)
