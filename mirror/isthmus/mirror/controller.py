@@ -1,10 +1,22 @@
-"""The mirror controller: watches, one dispatcher, per-key workers, link status.
+"""The mirror controller: wires the mirror's parts together and runs them while it leads.
 
-Shape (as Linkerd's service mirror; docs/development.md): watch consumers and catalog clients only
-update caches and enqueue typed events (``isthmus.mirror.events``); one dispatcher turns each
-event into state changes and *dirty service keys*; ``KeyedWorkers`` reconcile keys in
-parallel (bounded), one task per key at a time, so each object sees its changes in order.
-A reconcile is ``desired`` → ``plan`` → ``Applier.execute``: pure, pure, one writer.
+Shape (as Linkerd's service mirror; docs/mirror.md): watch consumers and catalog clients only
+update caches and enqueue typed events (``isthmus.mirror.events``); one dispatcher hands each
+event to the one handler of its type, which changes state and marks *dirty service keys*;
+``KeyedWorkers`` reconcile keys in parallel (bounded), one task per key at a time, so each
+object sees its changes in order.
+
+This module owns leadership (the Lease), the watches and the caches they fill (the export
+catalog, the mirror's own objects, others' objects holding a name, the namespaces, the
+gateway's addresses), the dispatcher, the start-up recovery, and two loops: the Link status
+writer and the ticker (stale expiry, periodic resync). The rest has a module of its own:
+
+- ``peers.PeerCatalogs``: each linked peer's catalog stream and state machine;
+- ``reconciler.Reconciler``: one pass over a key, ``desired`` → ``plan`` →
+  ``Applier.execute`` (pure, pure, one writer), and what passes remember;
+- ``workers.KeyedWorkers``: the per-key worker pool;
+- ``link_status.link_status``: pure, the status a Link carries;
+- ``observed_index.ObservedIndex``: the mirror's own objects by service key.
 """
 
 from __future__ import annotations

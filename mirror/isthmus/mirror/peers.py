@@ -38,6 +38,7 @@ from isthmus.mirror.metrics import MirrorMetrics
 from isthmus.mirror.model import CatalogEntry, LinkInfo, PeerView, ServiceKey
 from isthmus.mirror.settings import MirrorSettings
 
+# the controller's logger: its log lines read as they did before it was split
 log = get_logger("isthmus.mirror.controller")
 
 Submit = Callable[[Iterable[ServiceKey]], None]

@@ -37,6 +37,7 @@ from isthmus.mirror.resync import digest as sync_digest
 from isthmus.mirror.resync import unchanged as sync_unchanged
 from isthmus.mirror.settings import MirrorSettings
 
+# the controller's logger: its log lines read as they did before it was split
 log = get_logger("isthmus.mirror.controller")
 
 
