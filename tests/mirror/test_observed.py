@@ -6,8 +6,8 @@ from typing import Any
 
 from isthmus.kube.store import pack
 from isthmus.labels import GLOBAL_SERVICE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, MIRROR_LABEL
-from isthmus.mirror.controller import ObservedIndex
 from isthmus.mirror.names import LINK_LABEL_PREFIX
+from isthmus.mirror.observed_index import ObservedIndex
 
 
 def _obj(name: str, rv: int, *, gs: str = "users", ours: bool = True,

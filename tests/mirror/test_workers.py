@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from isthmus.mirror.controller import KeyedWorkers
 from isthmus.mirror.plan import Apply, ApplyStatus, Conflict, Delete, is_urgent
+from isthmus.mirror.workers import KeyedWorkers
 
 
 def test_urgent_actions() -> None:

@@ -1,24 +1,34 @@
-"""The mirror controller: watches, one dispatcher, per-key workers, link status.
+"""The mirror controller: wires the mirror's parts together and runs them while it leads.
 
-Shape (as Linkerd's service mirror; docs/development.md): watch consumers and catalog clients only
-update caches and enqueue typed events (``isthmus.mirror.events``); one dispatcher turns each
-event into state changes and *dirty service keys*; ``KeyedWorkers`` reconcile keys in
-parallel (bounded), one task per key at a time, so each object sees its changes in order.
-A reconcile is ``desired`` → ``plan`` → ``Applier.execute``: pure, pure, one writer.
+Shape (as Linkerd's service mirror; docs/mirror.md): watch consumers and catalog clients only
+update caches and enqueue typed events (``isthmus.mirror.events``); one dispatcher hands each
+event to the one handler of its type, which changes state and marks *dirty service keys*;
+``KeyedWorkers`` reconcile keys in parallel (bounded), one task per key at a time, so each
+object sees its changes in order.
+
+This module owns leadership (the Lease), the watches and the caches they fill (the export
+catalog, the mirror's own objects, others' objects holding a name, the namespaces, the
+gateway's addresses), the dispatcher, the start-up recovery, and two loops: the Link status
+writer and the ticker (stale expiry, periodic resync). The rest has a module of its own:
+
+- ``peers.PeerCatalogs``: each linked peer's catalog stream and state machine;
+- ``reconciler.Reconciler``: one pass over a key, ``desired`` → ``plan`` →
+  ``Applier.execute`` (pure, pure, one writer), and what passes remember;
+- ``workers.KeyedWorkers``: the per-key worker pool;
+- ``link_status.link_status``: pure, the status a Link carries;
+- ``observed_index.ObservedIndex``: the mirror's own objects by service key.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import datetime as dt
 import os
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from isthmus.exports import build_exports, is_exported
@@ -34,62 +44,34 @@ from isthmus.kube.resources import (
     SERVICES,
     Resource,
 )
-from isthmus.kube.store import key_of, pack, unpack
-from isthmus.labels import (
-    DEFAULT_WEIGHT,
-    GLOBAL_SERVICE_LABEL,
-    MIRROR_LABEL,
-    SLICE_SERVICE_LABEL,
-)
+from isthmus.kube.store import ObjectStore, key_of, pack, unpack
+from isthmus.labels import DEFAULT_WEIGHT, MIRROR_LABEL, SLICE_SERVICE_LABEL
 from isthmus.logging import get_logger
 from isthmus.mirror import catalog_endpoint
 from isthmus.mirror import events as ev
-from isthmus.mirror.applier import Applier, Outcome, vips_of
-from isthmus.mirror.catalog_client import (
-    CatalogUpdate,
-    Delta,
-    Dialer,
-    DirectDialer,
-    Down,
-    Heartbeat,
-    Snapshot,
-    follow,
-)
+from isthmus.mirror.applier import Applier
+from isthmus.mirror.catalog_client import CatalogUpdate, Dialer, DirectDialer
 from isthmus.mirror.catalog_server import CatalogServer
-from isthmus.mirror.catalog_validation import Rejected
 from isthmus.mirror.certs import MirrorCertificates
-from isthmus.mirror.desired import (
-    DesiredService,
-    PortKey,
-    desired,
-    global_service_status,
-    required_ports,
-)
-from isthmus.mirror.errors import MirrorError, RetryableError, WriteRejected
+from isthmus.mirror.desired import PortKey
+from isthmus.mirror.errors import MirrorError
 from isthmus.mirror.export_catalog import ExportCatalog
 from isthmus.mirror.gateway_dialer import GatewayDialer
-from isthmus.mirror.import_policy import ImportPolicy, PeerAdmission
+from isthmus.mirror.import_policy import ImportPolicy
 from isthmus.mirror.leader import LeaderElector
-from isthmus.mirror.link_conditions import import_conditions, notices, summary
+from isthmus.mirror.link_status import LinkProblems, link_status
 from isthmus.mirror.metrics import MirrorMetrics, serve_metrics
-from isthmus.mirror.model import CatalogEntry, LinkInfo, ObjRef, PeerView, PortSpec, ServiceKey
-from isthmus.mirror.names import FIELD_MANAGER, GATEWAY_SERVICE, is_ours, link_label, link_owners
-from isthmus.mirror.plan import (
-    Action,
-    is_urgent,
-    plan,
-    plan_status,
-    ref_of,
-    status_changed,
-    with_transition_times,
-)
+from isthmus.mirror.model import CatalogEntry, LinkInfo, ObjRef, PortSpec, ServiceKey
+from isthmus.mirror.names import FIELD_MANAGER, GATEWAY_SERVICE, is_ours
+from isthmus.mirror.observed_index import ObservedIndex, resource_version
+from isthmus.mirror.peers import PeerCatalogs
+from isthmus.mirror.plan import ref_of, status_changed, with_transition_times
 from isthmus.mirror.ports import PortAllocator, recovered_ports
 from isthmus.mirror.projection import SHAPES, project
+from isthmus.mirror.reconciler import Reconciler
 from isthmus.mirror.recorder import EventRecorder
-from isthmus.mirror.resync import FIELD as SYNCED_FROM
-from isthmus.mirror.resync import digest as sync_digest
-from isthmus.mirror.resync import unchanged as sync_unchanged
 from isthmus.mirror.settings import MirrorSettings
+from isthmus.mirror.workers import KeyedWorkers
 
 log = get_logger("isthmus.mirror.controller")
 
@@ -98,206 +80,8 @@ log = get_logger("isthmus.mirror.controller")
 _PACKED = {"Service": "services", "EndpointSlice": "slices", "GlobalService": "globalservices"}
 
 
-def _rv(obj: JsonObj) -> int:
-    try:
-        return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
-    except ValueError:
-        return 0
-
-
-def _content(entry: CatalogEntry | None) -> tuple[Any, ...] | None:
-    """What ``desired`` reads of an entry: ports, readiness and weight (not its version or
-    change time, which a snapshot after a restart always brings anew)."""
-    if entry is None:
-        return None
-    return (entry.ports, entry.ready_endpoints, entry.weight)
-
-
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-class ObservedIndex:
-    """The mirror's own objects, by the service key they belong to.
-
-    Kept packed (``isthmus.kube.store``), usually the very bytes the reflector's store
-    holds for the same object (``put``'s ``raw``), so the cache costs one copy; every read
-    decodes a fresh dict."""
-
-    def __init__(self) -> None:
-        self.by_key: dict[ServiceKey, dict[ObjRef, bytes]] = {}
-        self._key_of: dict[ObjRef, ServiceKey] = {}
-
-    def put(self, obj: JsonObj, raw: bytes | None = None) -> ServiceKey | None:
-        """Index ``obj`` (``raw``: its packed form, if the caller has it) unless a newer
-        version of it is indexed already."""
-        ref = ref_of(obj)
-        if not is_ours(obj):
-            self.remove(ref)
-            return None
-        labels = obj["metadata"].get("labels") or {}
-        key = (ref[1], str(labels.get(GLOBAL_SERVICE_LABEL) or ""))
-        old_key = self._key_of.get(ref)
-        if old_key is not None and old_key != key:
-            self.remove(ref)
-        bucket = self.by_key.setdefault(key, {})
-        old = bucket.get(ref)
-        if old is None:
-            bucket[ref] = raw if raw is not None else pack(obj)
-        else:
-            rv, old_rv = _rv(obj), _rv(unpack(old))
-            # One version arrives twice, as a write's answer and as its watch event, in
-            # either order. The event's bytes are the reflector's (shared), so they replace
-            # the answer's copy, and a late answer never replaces them (the cache would
-            # otherwise hold about half of the objects of a long import twice).
-            if rv > old_rv or (rv == old_rv and raw is not None):
-                if raw is not None:
-                    # re-keyed too: the event's reference shares its strings with the
-                    # reflector's key (a dict keeps the first key object it was given)
-                    del bucket[ref]
-                    self._key_of.pop(ref, None)
-                bucket[ref] = raw if raw is not None else pack(obj)
-        self._key_of[ref] = key
-        return key
-
-    def remove(self, ref: ObjRef) -> ServiceKey | None:
-        key = self._key_of.pop(ref, None)
-        if key is not None:
-            bucket = self.by_key.get(key, {})
-            bucket.pop(ref, None)
-            if not bucket:
-                self.by_key.pop(key, None)
-        return key
-
-    @property
-    def refs(self) -> dict[ObjRef, ServiceKey]:
-        return self._key_of
-
-    def get(self, ref: ObjRef) -> JsonObj | None:
-        key = self._key_of.get(ref)
-        raw = self.by_key.get(key, {}).get(ref) if key is not None else None
-        return unpack(raw) if raw is not None else None
-
-    def for_key(self, key: ServiceKey) -> dict[ObjRef, JsonObj]:
-        return {ref: unpack(raw) for ref, raw in self.by_key.get(key, {}).items()}
-
-    def objects(self, kind: str | None = None) -> Iterator[JsonObj]:
-        for bucket in self.by_key.values():
-            for ref, raw in bucket.items():
-                if kind is None or ref[0] == kind:
-                    yield unpack(raw)
-
-    def keys_of_cluster(self, cluster: str) -> set[ServiceKey]:
-        # marshal keeps strings as their UTF-8 bytes: an object without the label's text in
-        # its bytes cannot carry it, so most objects are ruled out without decoding them
-        # (each Link event at start asks this of every cached object).
-        needle = link_label(cluster).encode()
-        found = set()
-        for key, objs in self.by_key.items():
-            for raw in objs.values():
-                if needle in raw and cluster in link_owners(
-                        unpack(raw)["metadata"].get("labels") or {}):
-                    found.add(key)
-                    break
-        return found
-
-
-@dataclass
-class PeerState:
-    link: LinkInfo
-    admission: PeerAdmission  # the catalog as offered, and what of it is imported
-    up: bool | None = None  # None: not tried yet since start (recovered mirrors stay fresh)
-    synced: bool = False
-    reason: str = "connecting"
-    stale_since: float | None = None
-    epoch: str = ""
-    version: int = 0
-    last_message: dt.datetime | None = None
-    last_monotonic: float = 0.0
-    view: PeerView | None = None
-
-    @property
-    def entries(self) -> dict[ServiceKey, CatalogEntry]:
-        """The admitted entries (``import_policy``): all that is ever imported."""
-        return self.admission.entries
-
-    def make_view(self) -> PeerView:
-        if self.view is None:
-            stale = None if self.up is not False else self.reason
-            self.view = PeerView(self.link, self.entries, stale)
-        return self.view
-
-
-class KeyedWorkers:
-    """Reconcile keys with a fixed pool of ``concurrency`` tasks, one pass per key at a time.
-
-    Keys wait in two FIFO queues. A key's first pass is urgent; when it reports work left
-    (``handler(key, True)`` returns True) the key queues again for a full pass behind every
-    urgent one, so in a burst every key's urgent objects are written before any key's
-    deferred ones (docs/decisions/mirror-write-order.md). A key submitted while it is queued or
-    being handled is not queued twice: it is marked dirty and handled again after its turn. A
-    fixed pool, not a task per key: 10 000 waiting keys cost a deque entry each."""
-
-    def __init__(
-        self,
-        tg: asyncio.TaskGroup,
-        handler: Callable[[ServiceKey, bool], Awaitable[bool]],
-        concurrency: int,
-    ) -> None:
-        self._handler = handler
-        self._urgent: collections.deque[ServiceKey] = collections.deque()
-        self._deferred: collections.deque[ServiceKey] = collections.deque()
-        self._queued = asyncio.Semaphore(0)  # one unit per queued entry
-        self._owned: set[ServiceKey] = set()  # queued or being handled
-        self._dirty: set[ServiceKey] = set()
-        self.idle = asyncio.Event()
-        self.idle.set()
-        self._pool = [tg.create_task(self._worker()) for _ in range(concurrency)]
-
-    def submit(self, key: ServiceKey) -> None:
-        if key in self._owned:
-            self._dirty.add(key)
-            return
-        self._owned.add(key)
-        self.idle.clear()
-        self._push(self._urgent, key)
-
-    def _push(self, queue: collections.deque[ServiceKey], key: ServiceKey) -> None:
-        queue.append(key)
-        self._queued.release()
-
-    @property
-    def pending(self) -> int:
-        return len(self._owned)
-
-    async def _worker(self) -> None:
-        while True:
-            await self._queued.acquire()
-            urgent = bool(self._urgent)
-            key = (self._urgent if urgent else self._deferred).popleft()
-            self._dirty.discard(key)  # this pass reads the state as it is now
-            more = False
-            try:
-                more = await self._handler(key, urgent)
-            finally:
-                if urgent and more:
-                    self._push(self._deferred, key)
-                elif key in self._dirty:
-                    self._dirty.discard(key)
-                    self._push(self._urgent, key)
-                else:
-                    self._owned.discard(key)
-                    if not self._owned:
-                        self.idle.set()
-
-
-@dataclass
-class LinkProblems:
-    conflicts: dict[ServiceKey, str] = field(default_factory=dict)
-    write_failures: dict[ServiceKey, str] = field(default_factory=dict)
-    missing_namespaces: dict[ServiceKey, str] = field(default_factory=dict)
-    refused: dict[tuple[str, str], int] = field(default_factory=dict)  # link_conditions.summary
-    invalid: dict[str, str] = field(default_factory=dict)  # "ns/name" -> why rejected
 
 
 class MirrorController:
@@ -323,16 +107,20 @@ class MirrorController:
         self.catalog = ExportCatalog(history=settings.catalog_history)
         self.queue: asyncio.Queue[ev.MirrorEvent] = asyncio.Queue()
         self.links: dict[str, LinkInfo] = {}
-        self.peers: dict[str, PeerState] = {}
         self.observed = ObservedIndex()
         self.foreign: dict[ObjRef, bytes] = {}  # packed, as in the ObservedIndex
         self._conflict_refs: dict[ObjRef, ServiceKey] = {}
         self._inflight: set[ObjRef] = set()
         self.namespaces: set[str] = set()
         self.gateway_addresses: tuple[str, ...] = ()
-        self.allocator = PortAllocator(*settings.ports)
         self.policy = ImportPolicy.from_settings(settings)
         self.problems: dict[str, LinkProblems] = {}
+        self._status_dirty: set[str] = set()
+        self.catalogs = PeerCatalogs(
+            settings, self.policy, self.metrics, self.problems,
+            submit=self._submit, status_dirty=self._mark_status, notify=self._notify,
+        )
+        self.peers = self.catalogs.peers  # the same dict: the catalogs own it
         self.ready = asyncio.Event()
         self.catalog_port = 0
         self.metrics_port = 0
@@ -350,22 +138,31 @@ class MirrorController:
             backoff=Backoff(initial=0.2, maximum=5.0),
         )
         self.reflectors: dict[str, Reflector] = {}
-        self._subscriptions: dict[str, asyncio.Task[None]] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._own_rv: dict[ObjRef, int] = {}
         self._export_slices: dict[ServiceKey, dict[str, bytes]] = {}  # packed, shared
         self._weight_problems: dict[ServiceKey, str] = {}  # reported once per distinct value
-        self._requeues: dict[ServiceKey, int] = {}
-        # keys whose last reconcile had nothing to do: the inputs it saw (its wanted objects
-        # were then exactly its observed ones)
-        self._settled: dict[ServiceKey, tuple[Any, ...]] = {}
-        self._unverified: set[ServiceKey] = set()
-        self._namespaces_frozen: frozenset[str] | None = None
-        self._status_dirty: set[str] = set()
+        self.reconciler = Reconciler(
+            settings, self.metrics, self.applier, self.observed, self.catalogs,
+            foreign=self.foreign, namespaces=self.namespaces,
+            gateway_addresses=lambda: self.gateway_addresses, slice_store=self._slice_store,
+            conflict_refs=self._conflict_refs, problems=self.problems, submit=self._submit,
+            status_dirty=self._mark_status, notify=self._notify, spawn=self._spawn,
+        )
         self._link_status_written: dict[str, dict[str, Any]] = {}
         self._tg: asyncio.TaskGroup | None = None
         self.workers: KeyedWorkers | None = None
         self._started = False
+        # one handler per event type (as Linkerd's cluster watcher)
+        self._handlers: dict[type[ev.MirrorEvent], Callable[[Any], None]] = {
+            ev.LinkUpserted: self._link_upserted,
+            ev.LinkRemoved: self._link_removed,
+            ev.PeerCatalogUpdated: self._peer_catalog_updated,
+            ev.MirrorObjectChanged: self._mirror_object_changed,
+            ev.NamespaceAppeared: self._namespace_appeared,
+            ev.GatewayEndpointsChanged: self._gateway_endpoints_changed,
+            ev.OrphanGcTriggered: self._orphan_gc_triggered,
+        }
 
     # --- running ------------------------------------------------------------------------
     async def run(self) -> None:
@@ -394,18 +191,23 @@ class MirrorController:
                 await runner.cleanup()
 
     @property
+    def allocator(self) -> PortAllocator:
+        return self.reconciler.allocator
+
+    @property
     def leading(self) -> bool:
         return self._started
 
     async def lead(self) -> None:
         self.metrics.leader.set(1)
-        self._settled.clear()  # a new term starts from what it sees, not from memory
+        self.reconciler.settled.clear()  # a new term starts from what it sees, not from memory
         await self.certs.start()
         server: CatalogServer | None = None
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
-                self.workers = KeyedWorkers(tg, self._reconcile_guarded, self.settings.concurrency)
+                self.workers = KeyedWorkers(tg, self.reconciler.reconcile_guarded,
+                                            self.settings.concurrency)
                 workers = self.workers
                 # read when scraped: a value set on submit would stay stale once work drains
                 self.metrics.queue_depth.set_function(lambda: workers.pending)
@@ -413,7 +215,7 @@ class MirrorController:
                 await asyncio.gather(*(r.synced.wait() for r in self.reflectors.values()))
                 self._seed()
                 # keys not yet checked in this term: the first check may find them unchanged
-                self._unverified = set(self.observed.by_key)
+                self.reconciler.unverified = set(self.observed.by_key)
                 server = CatalogServer(
                     self.catalog, cluster=self.certs.cluster,
                     bundle=self._bundle, credentials=self.certs.server_credentials,
@@ -642,7 +444,7 @@ class MirrorController:
         key = self.observed.put(obj, self._kept(obj))
         # Our own write echoing back (in flight, or the version we wrote) needs no repair;
         # once it is back, its version need not be remembered (one entry per object less).
-        if self._own_rv.get(ref) == _rv(obj):
+        if self._own_rv.get(ref) == resource_version(obj):
             del self._own_rv[ref]
         elif key is not None and ref not in self._inflight:
             self.queue.put_nowait(ev.MirrorObjectChanged(key))
@@ -651,10 +453,10 @@ class MirrorController:
         name = obj["metadata"]["name"]
         if kind == "DELETED":
             self.namespaces.discard(name)
-            self._namespaces_frozen = None
+            self.reconciler.namespaces_changed()
         elif name not in self.namespaces:
             self.namespaces.add(name)
-            self._namespaces_frozen = None
+            self.reconciler.namespaces_changed()
             self.queue.put_nowait(ev.NamespaceAppeared(name))
 
     def _writing(self, ref: ObjRef, busy: bool) -> None:
@@ -666,16 +468,16 @@ class MirrorController:
     def _written(self, obj: JsonObj) -> None:
         ref = ref_of(obj)
         seen = self.observed.get(ref)
-        seen_rv = _rv(seen) if seen is not None else -1
-        if seen_rv > _rv(obj):
+        seen_rv = resource_version(seen) if seen is not None else -1
+        if seen_rv > resource_version(obj):
             # changed by someone else while we wrote it: look again
             key = self.observed.refs.get(ref)
             if key is not None:
                 self.queue.put_nowait(ev.MirrorObjectChanged(key))
-        if seen_rv < _rv(obj):
+        if seen_rv < resource_version(obj):
             # remembered until its watch event echoes it; an echo that came first (the
             # write was in flight, so it asked for nothing) leaves nothing to remember
-            self._own_rv[ref] = _rv(obj)
+            self._own_rv[ref] = resource_version(obj)
         self.observed.put(obj)
 
     def _deleted(self, ref: ObjRef) -> None:
@@ -688,7 +490,7 @@ class MirrorController:
         so a restart changes nothing until each peer answers (then its snapshot rules)."""
         by_cluster = {link.cluster: link for link in self.links.values()}
         for link in by_cluster.values():
-            self.peers[link.cluster] = self._new_peer(link)
+            self.catalogs.add(link)
         shown: dict[str, dict[ServiceKey, CatalogEntry]] = {c: {} for c in self.peers}
         recovered: dict[PortKey, int] = {}
         # one GlobalService decoded at a time: a list of 10 000 would only feed the GC
@@ -714,78 +516,32 @@ class MirrorController:
         # what was imported before is admitted again by today's policy: an import it now
         # refuses is removed by the start-up pass
         for cluster, entries in shown.items():
-            self.peers[cluster].admission.replace(entries)
-            self._refusals_changed(cluster)
-        self.allocator = PortAllocator(*self.settings.ports, recovered)
+            self.catalogs.recovered(cluster, entries)
+        self.reconciler.allocator = PortAllocator(*self.settings.ports, recovered)
         self._gateway_changed()
 
     # --- subscriptions ------------------------------------------------------------------
     def _subscribe(self, link: LinkInfo) -> None:
-        old = self._subscriptions.pop(link.cluster, None)
-        if old is not None:
-            old.cancel()
         assert self._tg is not None
 
         def report(update: CatalogUpdate) -> None:
             self.queue.put_nowait(ev.PeerCatalogUpdated(update))
 
-        self._subscriptions[link.cluster] = self._tg.create_task(
-            follow(link, self.dialer(), report,
-                   idle_timeout=self.settings.idle_timeout_seconds,
-                   backoff=Backoff(initial=0.2, maximum=self.settings.reconnect_max_seconds))
-        )
+        self.catalogs.subscribe(self._tg, link, self.dialer(), report)
 
-    # --- what a peer may import (import_policy) -------------------------------------------
-    def _new_peer(self, link: LinkInfo) -> PeerState:
-        return PeerState(link, PeerAdmission(self.policy, link.allowed_namespaces))
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        assert self._tg is not None
+        self._tg.create_task(coro)
 
-    def _rejected(self, peer: PeerState, rejected: tuple[Rejected, ...], *, reset: bool,
-                  valid: Iterable[ServiceKey]) -> None:
-        """Record the entries the catalog boundary rejected (a snapshot replaces them all;
-        a delta's valid entries and removals clear theirs)."""
-        problems = self.problems.setdefault(peer.link.cluster, LinkProblems())
-        if not rejected and not problems.invalid:
-            return  # the common case: nothing rejected, before or now
-        before = dict(problems.invalid)
-        if reset:
-            problems.invalid.clear()
-        for key in valid:
-            problems.invalid.pop(f"{key[0]}/{key[1]}", None)
-        fresh = [r for r in rejected if f"{r.namespace}/{r.name}" not in before]
-        for r in rejected:
-            problems.invalid[f"{r.namespace}/{r.name}"] = r.reason
-        if rejected:
-            self.metrics.catalog_rejected.labels(peer=peer.link.cluster).inc(len(rejected))
-        if fresh:
-            shown = "; ".join(f"{r.namespace}/{r.name}: {r.reason}" for r in fresh[:3])
-            self._event_later(self._link_obj(peer.link), "InvalidCatalogEntries",
-                              f"{len(fresh)} entries of {peer.link.cluster}'s catalog rejected: "
-                              f"{shown}", warning=True)
-        if problems.invalid != before:
-            self._status_dirty.add(peer.link.cluster)
+    def _slice_store(self) -> ObjectStore | None:
+        return self.reflectors["slices"].store if "slices" in self.reflectors else None
 
-    def _refusals_changed(self, cluster: str) -> None:
-        """Bring the Link's view of refused entries (conditions, Events, metric) up to date
-        with the peer's admission."""
-        peer = self.peers.get(cluster)
-        if peer is None:
-            return
-        problems = self.problems.setdefault(cluster, LinkProblems())
-        after = summary(peer.admission.refused)
-        if after == problems.refused:
-            return
-        for reason, note in notices(problems.refused, after, peer.admission.refused, cluster):
-            log.warning("import refused", peer=cluster, reason=reason, note=note)
-            self._event_later(self._link_obj(peer.link), reason, note, warning=True)
-        for (reason, _ns), _count in problems.refused.items():
-            self.metrics.refused.labels(peer=cluster, reason=reason).set(0)
-        totals: dict[str, int] = {}
-        for (reason, _ns), count in after.items():
-            totals[reason] = totals.get(reason, 0) + count
-        for reason, count in totals.items():
-            self.metrics.refused.labels(peer=cluster, reason=reason).set(count)
-        problems.refused = after
+    def _mark_status(self, cluster: str) -> None:
+        # not a bound ``set.add``: the status loop swaps the set for a new one
         self._status_dirty.add(cluster)
+
+    def _notify(self, link: LinkInfo, reason: str, note: str, warning: bool) -> None:
+        self._event_later(self._link_obj(link), reason, note, warning=warning)
 
     # --- the dispatcher -----------------------------------------------------------------
     async def _dispatch(self) -> None:
@@ -803,388 +559,49 @@ class MirrorController:
             self.workers.submit(key)
 
     def handle(self, event: ev.MirrorEvent) -> None:
-        if isinstance(event, ev.LinkUpserted):
-            link = event.link
-            peer = self.peers.get(link.cluster)
-            known = peer is not None
-            if peer is None:
-                peer = self.peers[link.cluster] = self._new_peer(link)
-            changed = peer.link != link
-            peer.link = link
-            peer.view = None
-            admitted = peer.admission.reconfigure(self.policy, link.allowed_namespaces)
-            if admitted:
-                self._refusals_changed(link.cluster)
-                self._submit(admitted)
-            if changed or link.cluster not in self._subscriptions:
-                self._subscribe(link)
-            self._status_dirty.add(link.cluster)
-            if changed or not known:
-                self._submit(set(peer.entries) | self.observed.keys_of_cluster(link.cluster))
-            # else: a Link the start-up recovery already knew as it is (``_seed``); the
-            # start-up pass submits every key, so scanning every cached object for its
-            # keys again would only repeat it
-        elif isinstance(event, ev.LinkRemoved):
-            if self._is_linked(event.cluster):
-                return  # another Link names the same cluster
-            task = self._subscriptions.pop(event.cluster, None)
-            if task is not None:
-                task.cancel()
-            peer = self.peers.pop(event.cluster, None)
-            gone = self.problems.pop(event.cluster, None)
-            for reason, _ns in gone.refused if gone is not None else ():
-                self.metrics.refused.labels(peer=event.cluster, reason=reason).set(0)
-            self._link_status_written.pop(event.cluster, None)
-            keys = set(peer.entries) if peer else set()
-            self._submit(keys | self.observed.keys_of_cluster(event.cluster))
-            log.info("link removed", cluster=event.cluster, uid=event.uid)
-        elif isinstance(event, ev.PeerCatalogUpdated):
-            self._peer_update(event.update)
-        elif isinstance(event, ev.MirrorObjectChanged):
-            self._submit([event.key])
-        elif isinstance(event, ev.NamespaceAppeared):
-            self._submit({k for p in self.peers.values() for k in p.entries
-                          if k[0] == event.namespace})
-        elif isinstance(event, ev.GatewayEndpointsChanged):
-            self._submit(self._all_keys())
-        elif isinstance(event, ev.OrphanGcTriggered):
-            self._expire_stale()
-            self._submit(self._all_keys())
+        """Handle one event: each event type has one handler (``_handlers``)."""
+        handler = self._handlers.get(type(event))
+        if handler is not None:
+            handler(event)
+
+    def _link_upserted(self, event: ev.LinkUpserted) -> None:
+        link = event.link
+        if self.catalogs.link_upserted(link, self._subscribe):
+            self._submit(set(self.peers[link.cluster].entries)
+                         | self.observed.keys_of_cluster(link.cluster))
+        # else: a Link the start-up recovery already knew as it is (``_seed``); the
+        # start-up pass submits every key, so scanning every cached object for its
+        # keys again would only repeat it
+
+    def _link_removed(self, event: ev.LinkRemoved) -> None:
+        if self._is_linked(event.cluster):
+            return  # another Link names the same cluster
+        keys = self.catalogs.link_removed(event.cluster)
+        self._link_status_written.pop(event.cluster, None)
+        self._submit(keys | self.observed.keys_of_cluster(event.cluster))
+        log.info("link removed", cluster=event.cluster, uid=event.uid)
+
+    def _peer_catalog_updated(self, event: ev.PeerCatalogUpdated) -> None:
+        self.catalogs.update(event.update)
+
+    def _mirror_object_changed(self, event: ev.MirrorObjectChanged) -> None:
+        self._submit([event.key])
+
+    def _namespace_appeared(self, event: ev.NamespaceAppeared) -> None:
+        self._submit({k for p in self.peers.values() for k in p.entries
+                      if k[0] == event.namespace})
+
+    def _gateway_endpoints_changed(self, event: ev.GatewayEndpointsChanged) -> None:
+        self._submit(self._all_keys())
+
+    def _orphan_gc_triggered(self, event: ev.OrphanGcTriggered) -> None:
+        self.catalogs.expire_stale()
+        self._submit(self._all_keys())
 
     def _all_keys(self) -> set[ServiceKey]:
         keys = set(self.observed.by_key)
-        for peer in self.peers.values():
-            keys.update(peer.entries)
+        keys.update(self.catalogs.keys())
         return keys
-
-    def _expire_stale(self) -> None:
-        now = time.monotonic()
-        for peer in self.peers.values():
-            if peer.stale_since is None or not peer.entries:
-                continue
-            if now - peer.stale_since >= self.settings.stale_grace_seconds:
-                log.warning("stale grace period over, removing mirrors", peer=peer.link.cluster,
-                            services=len(peer.entries))
-                self._event_later(self._link_obj(peer.link), "StaleGraceExpired",
-                                  f"{len(peer.entries)} mirrors of unreachable {peer.link.cluster}"
-                                  " removed after the grace period", warning=True)
-                self._submit(set(peer.entries))
-                peer.admission.clear()
-                self._refusals_changed(peer.link.cluster)
-                peer.view = None
-
-    def _peer_update(self, update: CatalogUpdate) -> None:
-        peer = self.peers.get(update.cluster)
-        if peer is None:
-            return
-        now = _now()
-        self.metrics.sync_lag.labels(peer=update.cluster).set(0)
-        if isinstance(update, Down):
-            was_up = peer.up
-            peer.synced = False
-            if was_up is not False:
-                peer.up = False
-                peer.reason = update.reason
-                peer.stale_since = time.monotonic()
-                peer.view = None
-                self.metrics.peer_up.labels(peer=update.cluster).set(0)
-                log.warning("peer unreachable", peer=update.cluster, reason=update.reason)
-                self._event_later(self._link_obj(peer.link), "PeerUnreachable",
-                                  f"catalog of {update.cluster}: {update.reason}", warning=True)
-                self._submit(set(peer.entries))
-            elif peer.reason != update.reason:
-                peer.reason = update.reason
-            self._status_dirty.add(update.cluster)
-            return
-        peer.last_message = now
-        peer.last_monotonic = time.monotonic()
-        came_back = peer.up is not True
-        # Only a peer that was down has mirrors marked Stale to bring back; a first answer
-        # since start (up None) changes only the keys whose entries it changes (below).
-        was_down = peer.up is False
-        if came_back:
-            peer.up = True
-            peer.stale_since = None
-            peer.view = None
-            self.metrics.peer_up.labels(peer=update.cluster).set(1)
-        keys: set[ServiceKey] = set()
-        if isinstance(update, Snapshot):
-            # Compared by content: entries recovered at start carry no version or change
-            # time, and a restart must not reconcile every key a second time for that.
-            keys = peer.admission.replace(update.entries)
-            self._rejected(peer, update.rejected, reset=True, valid=())
-            self._refusals_changed(update.cluster)
-            peer.view = None
-            if not peer.synced:
-                self._event_later(self._link_obj(peer.link), "CatalogSynced",
-                                  f"catalog of {update.cluster} synced at version "
-                                  f"{update.version} ({len(update.entries)} services)")
-            peer.synced = True
-            peer.epoch, peer.version = update.epoch, update.version
-            log.debug("catalog snapshot applied", peer=update.cluster, version=update.version,
-                      services=len(update.entries), changed=len(keys))
-        elif isinstance(update, Delta):
-            keys = peer.admission.update(update.upserts, update.removed)
-            if keys:
-                peer.view = None
-            self._rejected(peer, update.rejected, reset=False,
-                           valid=[*(e.key for e in update.upserts), *update.removed])
-            self._refusals_changed(update.cluster)
-            if not peer.synced:
-                self._event_later(self._link_obj(peer.link), "CatalogSynced",
-                                  f"catalog of {update.cluster} resumed at {update.version}")
-            peer.synced = True
-            peer.epoch, peer.version = update.epoch, update.version
-        elif isinstance(update, Heartbeat):
-            peer.version = max(peer.version, update.version)
-        self.metrics.catalog_version.labels(peer=update.cluster).set(peer.version)
-        if was_down:
-            keys |= set(peer.entries)
-        self._status_dirty.add(update.cluster)
-        self._submit(keys)
-
-    # --- reconcile ----------------------------------------------------------------------
-    def views(self) -> list[PeerView]:
-        return [p.make_view() for _, p in sorted(self.peers.items())]
-
-    async def _reconcile_guarded(self, key: ServiceKey, urgent_only: bool = False) -> bool:
-        """One pass over ``key``; True when an urgent pass left work for a full pass."""
-        try:
-            if await self.reconcile(key, urgent_only=urgent_only):
-                return True
-            self._requeues.pop(key, None)
-            self._clear_problem(key, "write_failures")
-        except RetryableError as exc:
-            count = self._requeues.get(key, 0) + 1
-            self._requeues[key] = count
-            if count <= self.settings.requeue_limit:
-                log.info("requeueing", key=key, attempt=count, error=str(exc))
-                assert self._tg is not None
-                self._tg.create_task(self._requeue_later(key, count))
-            else:
-                self._requeues.pop(key, None)
-                self._write_failed(key, str(exc))
-        except WriteRejected as exc:
-            self._write_failed(key, str(exc))
-        except MirrorError as exc:
-            self.metrics.errors.labels(kind="reconcile").inc()
-            log.warning("reconcile failed", key=key, error=str(exc))
-        return False
-
-    async def _requeue_later(self, key: ServiceKey, count: int) -> None:
-        await asyncio.sleep(min(5.0, 0.2 * 2**count))
-        self._submit([key])
-
-    def _clusters_of(self, key: ServiceKey) -> set[str]:
-        clusters = {c for c, p in self.peers.items() if key in p.entries}
-        for obj in self.observed.for_key(key).values():
-            clusters.update(c for c in link_owners(obj["metadata"].get("labels") or {})
-                            if c in self.peers)
-        return clusters
-
-    def _write_failed(self, key: ServiceKey, message: str) -> None:
-        self.metrics.errors.labels(kind="write_failed").inc()
-        log.warning("writes for a service failed", key=key, error=message)
-        for cluster in self._clusters_of(key):
-            problems = self.problems.setdefault(cluster, LinkProblems())
-            if key not in problems.write_failures:
-                peer = self.peers.get(cluster)
-                if peer is not None:
-                    self._event_later(self._link_obj(peer.link), "WriteFailed",
-                                      f"{key[0]}/{key[1]}: {message}", warning=True)
-            problems.write_failures[key] = message
-            self._status_dirty.add(cluster)
-
-    def _clear_problem(self, key: ServiceKey, kind: str) -> None:
-        for cluster, problems in self.problems.items():
-            bucket: dict[ServiceKey, str] = getattr(problems, kind)
-            if bucket.pop(key, None) is not None:
-                self._status_dirty.add(cluster)
-
-    async def reconcile(self, key: ServiceKey, *, urgent_only: bool = False) -> bool:
-        """Make the objects of one service key what the peers' catalogs say.
-
-        With ``urgent_only``, when the plan has both urgent writes (the GlobalService and
-        the merged mirror Service and slice) and others (pinned objects, status, conflicts),
-        only the urgent ones are written and True is returned: the caller runs the full
-        reconcile later. Otherwise the full reconcile runs now and False is returned."""
-        views = self.views()
-        observed = self.observed.for_key(key)
-        # read now, with what desired() reads below: the awaits that follow may change them
-        basis = self._sync_basis(key, views)
-        if key in self._unverified:
-            self._unverified.discard(key)
-            if sync_unchanged((*basis, self.allocator.ports_of(key)), observed):
-                self.metrics.resync_unchanged.inc()
-                return False  # exactly what a full pass converged on and recorded (resync.py)
-        inputs = self._inputs(basis, observed)
-        settled = self._settled.get(key)
-        if (settled is not None and settled == inputs
-                and not any(ref in self.foreign for ref in observed)):
-            return False  # nothing it reads changed since it last had nothing to do
-        self._settled.pop(key, None)
-        needed = required_ports(views, [key])
-        ports = self.allocator.ensure(needed)
-        if self._namespaces_frozen is None:
-            self._namespaces_frozen = frozenset(self.namespaces)
-        want = desired(views, gateway_addresses=self.gateway_addresses, ports=ports,
-                       namespaces=self._namespaces_frozen, keys=[key])
-        ds = want.services.get(key)
-        wanted = ds.objects if ds is not None else {}
-        observed.update({ref: unpack(self.foreign[ref]) for ref in wanted if ref in self.foreign})
-        observed.update(self._foreign_slices(wanted, observed))
-        # a name held by the mirror's own object of another service (e.g. written under an
-        # older naming scheme) is a conflict until that service's pass deletes it
-        observed.update({ref: held for ref in wanted if ref not in observed
-                         and (held := self.observed.get(ref)) is not None})
-        actions = plan(observed, wanted)
-        if urgent_only:
-            urgent = [a for a in actions if is_urgent(a)]
-            if urgent and (len(urgent) < len(actions) or ds is not None):
-                # The status waits for the full pass: DNS answers <svc>.<ns>.global from
-                # the merged Service's ClusterIP as soon as it exists (isthmus.dns.mirror_vips),
-                # so a burst's API writes go to making every service exist first.
-                await self._execute(urgent, ds, wanted)
-                return True
-        outcome = await self._execute(actions, ds, wanted)
-        current = {**observed, **outcome.written}
-        for ref in outcome.deleted:
-            current.pop(ref, None)
-        self._record_missing(key, want.missing_namespaces)
-        self._record_conflicts(key, ds.clusters if ds else (), outcome.conflicts)
-        for ref in outcome.conflicts:
-            self._conflict_refs[ref] = key
-        if ds is None:
-            self.allocator.release(key)
-            return False
-        self.allocator.release(key, keep=needed)
-        wrote_status = await self._write_status(ds, wanted, current, outcome.conflicts,
-                                                (*basis, self.allocator.ports_of(key)))
-        if wrote_status is None:
-            return False
-        if not wrote_status and not actions and not want.missing_namespaces:
-            self._settled[key] = inputs
-        if outcome.written:
-            newest = max((p.entries[key].changed_at_ms for p in self.peers.values()
-                          if key in p.entries), default=0)
-            if newest:
-                self.metrics.export_to_mirror.observe(max(0.0, time.time() - newest / 1000))
-        return False
-
-    async def _write_status(self, ds: DesiredService, wanted: Mapping[ObjRef, JsonObj],
-                            current: Mapping[ObjRef, JsonObj],
-                            conflicts: Mapping[ObjRef, str],
-                            sync_inputs: tuple[Any, ...]) -> bool | None:
-        """Write the GlobalService status if it changed: True if written, False if it was
-        already right, None if the GlobalService itself is in conflict (not ours). A status
-        written after a pass without conflicts records the digest of what it was written from
-        (``resync.py``); the digest alone never makes a status write."""
-        gs_ref = next(r for r in wanted if r[0] == "GlobalService")
-        if gs_ref in conflicts:
-            return None
-        # only our own Services lend their addresses (never one holding a name we wanted)
-        ours = {ref: obj for ref, obj in current.items() if ref not in conflicts}
-        status = global_service_status(ds, vips_of(ours), list(conflicts.values()))
-        st = plan_status(wanted[gs_ref], status, current.get(gs_ref), _now())
-        if st is None:
-            return False
-        if not conflicts:
-            full = st.obj["status"]
-            full[SYNCED_FROM] = sync_digest(sync_inputs, current, full)
-        await self.applier.execute([st])
-        return True
-
-    async def _execute(self, actions: list[Action], ds: DesiredService | None,
-                       wanted: Mapping[ObjRef, JsonObj]) -> Outcome:
-        try:
-            return await self.applier.execute(actions)
-        except (WriteRejected, RetryableError) as exc:
-            if ds is not None:
-                await self._status_after_failure(ds, wanted, str(exc))
-            raise
-
-    async def _status_after_failure(self, ds: DesiredService, wanted: Mapping[ObjRef, JsonObj],
-                                    failure: str) -> None:
-        """After a pass that could not write everything: the GlobalService (if it exists and
-        is ours) says why, and carries only the addresses of the Services that exist, so a
-        name never points at a VIP whose Service or routing is missing."""
-        current = self.observed.for_key(ds.key)
-        gs_ref = next(r for r in wanted if r[0] == "GlobalService")
-        if gs_ref not in current:
-            return
-        status = global_service_status(ds, vips_of(current), [], failure)
-        st = plan_status(wanted[gs_ref], status, current[gs_ref], _now())
-        if st is None:
-            return
-        try:
-            await self.applier.execute([st])
-        except MirrorError as exc:
-            log.warning("cannot write the status of a failed import", key=ds.key,
-                        error=str(exc))
-
-    def _foreign_slices(self, wanted: Mapping[ObjRef, JsonObj],
-                        observed: Mapping[ObjRef, JsonObj]) -> dict[ObjRef, JsonObj]:
-        """EndpointSlices not written by the mirror that hold a name it wants (looked up in
-        the slice watch's cache, so ``plan`` sees the name taken)."""
-        found: dict[ObjRef, JsonObj] = {}
-        store = self.reflectors["slices"].store if "slices" in self.reflectors else None
-        if store is None:
-            return found
-        for ref in wanted:
-            if ref[0] == "EndpointSlice" and ref not in observed:
-                obj = store.get((ref[1], ref[2]))
-                if obj is not None and not is_ours(obj):
-                    found[ref] = obj
-        return found
-
-    def _sync_basis(self, key: ServiceKey, views: list[PeerView]) -> tuple[Any, ...]:
-        """What ``desired`` and the status read for ``key`` besides its objects and its
-        outbound ports (added by the caller), for the sync digest and the settled check
-        (``_inputs``): every peer's link, staleness and entry content, the gateway
-        addresses and the namespace (all with a deterministic ``repr``)."""
-        peers = tuple((v.link, v.stale_reason, _content(v.entries.get(key))) for v in views)
-        return (peers, self.gateway_addresses, key[0] in self.namespaces)
-
-    @staticmethod
-    def _inputs(basis: tuple[Any, ...], observed: Mapping[ObjRef, JsonObj]) -> tuple[Any, ...]:
-        """What a reconcile of a key reads, as a comparable value (besides foreign objects
-        holding a wanted name, checked apart): ``basis`` (``_sync_basis``: every peer's
-        link, staleness and entry content for the key, not its version; the gateway
-        addresses; the namespace) and the resourceVersions of the mirror's own objects of
-        the key (no names: a resourceVersion is never shared by two objects, and this is
-        kept for every settled key)."""
-        return (*basis, tuple(sorted(_rv(obj) for obj in observed.values())))
-
-    def _record_missing(self, key: ServiceKey, missing: dict[str, frozenset[str]]) -> None:
-        for cluster, problems in self.problems.items():
-            if cluster not in missing and problems.missing_namespaces.pop(key, ""):
-                self._status_dirty.add(cluster)
-        for cluster in missing:
-            problems = self.problems.setdefault(cluster, LinkProblems())
-            if key not in problems.missing_namespaces:
-                problems.missing_namespaces[key] = key[0]
-                self._status_dirty.add(cluster)
-
-    def _record_conflicts(self, key: ServiceKey, clusters: Iterable[str],
-                          conflicts: dict[ObjRef, str]) -> None:
-        message = "; ".join(conflicts.values())
-        involved = set(clusters)
-        for cluster, problems in list(self.problems.items()):
-            if (cluster not in involved or not conflicts) and problems.conflicts.pop(key, ""):
-                self._status_dirty.add(cluster)
-        if not conflicts:
-            return
-        for cluster in involved:
-            problems = self.problems.setdefault(cluster, LinkProblems())
-            if problems.conflicts.get(key) != message:
-                if key not in problems.conflicts:
-                    peer = self.peers.get(cluster)
-                    if peer is not None:
-                        self._event_later(self._link_obj(peer.link), "MirrorConflict",
-                                          message, warning=True)
-                problems.conflicts[key] = message
-                self._status_dirty.add(cluster)
-        self.metrics.conflicts.set(sum(len(p.conflicts) for p in self.problems.values()))
 
     # --- link status and Events -----------------------------------------------------------
     def _link_obj(self, link: LinkInfo) -> JsonObj:
@@ -1199,57 +616,14 @@ class MirrorController:
             regarding, reason=reason, note=note, action=action, warning=warning))
 
     def link_status(self, cluster: str) -> dict[str, Any]:
-        """Pure given the state: the status the Link of ``cluster`` should carry."""
+        """The status the Link of ``cluster`` should carry now (``link_status.link_status``)."""
         peer = self.peers[cluster]
-        problems = self.problems.get(cluster, LinkProblems())
-        conditions = []
-        if peer.up is None:
-            conditions.append({"type": "Ready", "status": "Unknown", "reason": "Connecting",
-                               "message": "connecting to the peer's catalog"})
-        elif peer.up:
-            conditions.append({"type": "Ready", "status": "True", "reason": "Connected",
-                               "message": "catalog stream open"})
-        else:
-            conditions.append({"type": "Ready", "status": "False", "reason": "PeerUnreachable",
-                               "message": peer.reason[:1000]})
-        if peer.synced and peer.up:
-            conditions.append({"type": "Synced", "status": "True", "reason": "CatalogSynced",
-                               "message": f"catalog version {peer.version}"})
-        else:
-            reason = "PeerUnreachable" if peer.up is False else "NotSynced"
-            stale = " (mirrors kept, marked Stale)" if peer.up is False and peer.entries else ""
-            conditions.append({"type": "Synced", "status": "False", "reason": reason,
-                               "message": (peer.reason if peer.up is False
-                                           else "waiting for the catalog snapshot") + stale})
-        failures = {**problems.conflicts, **problems.write_failures}
-        if failures:
-            detail = "; ".join(f"{k[0]}/{k[1]}: {v}" for k, v in sorted(failures.items())[:5])
-            conditions.append({"type": "Conflict", "status": "True",
-                               "reason": "WriteFailed" if problems.write_failures
-                               else "NameTaken", "message": detail[:2000]})
-        else:
-            conditions.append({"type": "Conflict", "status": "False", "reason": "NoConflict",
-                               "message": ""})
-        conditions.extend(import_conditions(peer.admission.refused, problems.invalid))
-        if problems.missing_namespaces:
-            names = sorted(set(problems.missing_namespaces.values()))
-            conditions.append({"type": "NamespacesMissing", "status": "True",
-                               "reason": "NamespaceNotFound",
-                               "message": "not imported, namespace absent here: "
-                               + ", ".join(names[:20])})
-        else:
-            conditions.append({"type": "NamespacesMissing", "status": "False",
-                               "reason": "AllPresent", "message": ""})
-        imported = sum(1 for k in peer.entries
-                       if k[0] in self.namespaces and k not in problems.conflicts)
-        status: dict[str, Any] = {
-            "conditions": conditions,
-            "importedServices": imported,
-            "catalogVersion": peer.version,
-        }
-        if peer.last_message is not None:
-            status["lastSyncTime"] = peer.last_message.strftime("%Y-%m-%dT%H:%M:%SZ")
-        return status
+        return link_status(
+            up=peer.up, synced=peer.synced, reason=peer.reason, version=peer.version,
+            last_message=peer.last_message, entries=peer.entries.keys(),
+            refused=peer.admission.refused,
+            problems=self.problems.get(cluster, LinkProblems()), namespaces=self.namespaces,
+        )
 
     async def _status_loop(self) -> None:
         while True:
@@ -1293,9 +667,7 @@ class MirrorController:
         while True:
             await asyncio.sleep(grace_check)
             now = time.monotonic()
-            if any(p.stale_since is not None and p.entries
-                   and now - p.stale_since >= self.settings.stale_grace_seconds
-                   for p in self.peers.values()):
+            if self.catalogs.stale_expired(now):
                 self.queue.put_nowait(ev.OrphanGcTriggered())
             # lastSyncTime advances with heartbeats
             self._status_dirty.update(c for c, p in self.peers.items() if p.up)

@@ -1,5 +1,5 @@
 """The mirror's domain events: watch callbacks and the catalog client only enqueue these;
-one dispatcher (``controller.Dispatcher``) handles them.
+one dispatcher (``MirrorController.handle``) hands each to the one handler of its type.
 
 Each class says when it is emitted. Handling an event means marking service keys dirty (the
 per-key workers then reconcile them) or changing the peer/link state first.
