@@ -1,5 +1,5 @@
-"""The watch glue: reflector events -> snapshot -> answers (the holder level; the lead's
-real-API-server test drives the same Feed through isthmus.kube.reflector.Reflector)."""
+"""The watch glue: reflector events -> snapshot -> answers (the holder level;
+test_feed_apiserver.py drives the same Feed through a real API server and Reflector)."""
 
 from __future__ import annotations
 

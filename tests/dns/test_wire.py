@@ -1,4 +1,4 @@
-"""parse_query verdicts, and the replies they become (RELIABILITY: DNS responder, bad input)."""
+"""parse_query verdicts, and the replies they become (docs/reliability.md: DNS responder)."""
 
 from __future__ import annotations
 

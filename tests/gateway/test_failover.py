@@ -1,4 +1,4 @@
-"""Backend down, several exporting clusters, a peer gateway killed (RELIABILITY.md)."""
+"""Backend down, several exporting clusters, a peer gateway killed (docs/reliability.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Inbound refusals over real sockets and real TLS (RELIABILITY.md, Gateway)."""
+"""Inbound refusals over real sockets and real TLS (docs/reliability.md, Gateway)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Mirror controller lines of RELIABILITY.md that the shared three-cluster mesh can
+"""The mirror controller lines of docs/reliability.md that the shared three-cluster mesh can
 show: peers down at start and mid-run, deletions while the controller was down, unlink,
 leader election and least privilege. Write faults (5xx, 409 from a real API server)
 are in test_webhook_faults.py."""
