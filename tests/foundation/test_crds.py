@@ -77,7 +77,9 @@ async def test_install_is_idempotent(api: KubeApi) -> None:
 async def test_good_objects_are_accepted_and_match_the_models(api: KubeApi, unique: str) -> None:
     await install_crds(api)
     await api.create(NAMESPACES, {"metadata": {"name": unique}})
-    link = _with(GOOD_LINK, "metadata.name", unique)
+    # A cluster name of its own: the shared clusters also run the mirror tests' mesh, where
+    # a Link naming "east" would be a second Link to a real peer.
+    link = _with(_with(GOOD_LINK, "metadata.name", unique), "spec.cluster", unique)
     created = await api.create(LINKS, link)
     model = Link.model_validate(created)
     assert model.spec.gateway_addresses[0].port == 15443

@@ -825,8 +825,15 @@ class MirrorController:
             # start-up pass submits every key, so scanning every cached object for its
             # keys again would only repeat it
         elif isinstance(event, ev.LinkRemoved):
-            if self._is_linked(event.cluster):
-                return  # another Link names the same cluster
+            others = sorted((lk for lk in self.links.values() if lk.cluster == event.cluster),
+                            key=lambda lk: lk.name)
+            if others:
+                # Another Link names the same cluster: the peer follows it, not the removed
+                # one's address (it may be the one the peer was watching).
+                peer = self.peers.get(event.cluster)
+                if peer is not None and peer.link.uid == event.uid:
+                    self.handle(ev.LinkUpserted(others[0]))
+                return
             task = self._subscriptions.pop(event.cluster, None)
             if task is not None:
                 task.cancel()
