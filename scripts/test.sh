@@ -12,4 +12,5 @@ echo "== mypy --strict"
 .venv/bin/mypy core/isthmus cli/isthmus mirror/isthmus gateway/isthmus dns/isthmus trust/isthmus \
   multicluster-e2e/isthmus
 echo "== pytest"
+# In random order (pytest-randomly): the header prints the seed; --randomly-seed=N repeats it.
 exec .venv/bin/pytest -p no:cacheprovider "$@"

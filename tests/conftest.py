@@ -17,6 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
+import structlog
 
 from isthmus.devcluster import ControlPlane, ControlPlaneError, find_binaries
 from isthmus.kube.client import KubeApi
@@ -26,6 +27,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     # Here, not in tests/scenarios/conftest.py: options must be known before collection.
     parser.addoption("--rig", choices=("local", "kind"), default="local",
                      help="the rig the scenario suite (tests/scenarios) runs on")
+
+
+@pytest.fixture(autouse=True)
+def _restore_structlog() -> Iterator[None]:
+    """Put the structlog set-up back after each test.
+
+    An in-process command (CliRunner) runs ``isthmus.logging.configure``, which sets the
+    process-wide filter level (``warning`` by default) and binds the runner's stderr: left in
+    place, it hides later tests' log lines from ``capture_logs``. (Its ``logging.basicConfig``
+    changes nothing under pytest, whose capture handlers are already on the root logger.)
+    """
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 def _binaries_or_skip() -> None:

@@ -1,7 +1,6 @@
 """The feed and the CLI against a real API server: GlobalServices written with the real
-client reach answers through the real reflector (issue 4: "tests write them directly into a
-real API server"). One private control plane for this module, so the DNS suite does not
-start the shared three."""
+client reach answers through the real reflector. One private control plane for this module,
+so the DNS suite does not start the shared three."""
 
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from dns_fixtures import global_service, query
@@ -65,14 +63,6 @@ async def test_globalservice_writes_reach_answers(dns_cluster: ControlPlane, uni
         responder = Responder(holder.current)
         holder.subscribe(responder.set_snapshot)
         feed = Feed(holder)
-        arrivals: list[float] = []
-        apply = feed.apply
-
-        def timed(kind: str, obj: Any, store: Any) -> None:
-            arrivals.append(time.monotonic())  # when the watch event reaches us
-            apply(kind, obj, store)
-
-        feed.apply = timed  # type: ignore[method-assign]
         task = asyncio.create_task(feed.run(Reflector(api, GLOBALSERVICES, unique)))
         try:
             await asyncio.wait_for(feed.synced.wait(), 30)
@@ -81,20 +71,21 @@ async def test_globalservice_writes_reach_answers(dns_cluster: ControlPlane, uni
             body.pop("status")
             created = await api.create(GLOBALSERVICES, body, namespace=unique)
 
-            async def until(expected: tuple[int, list[str]]) -> float:
+            async def until(expected: tuple[int, list[str]]) -> None:
+                # Each write alone moves the answer on; the deadline only bounds a broken
+                # feed (time from event to answer is measured in bench/mirror/e2e.py).
                 deadline = time.monotonic() + 10
                 while answer(responder, name) != expected:
                     assert time.monotonic() < deadline, answer(responder, name)
                     await asyncio.sleep(0.001)
-                return time.monotonic() - arrivals[-1]
 
-            assert await until((RCODE.NOERROR, [])) < 0.1  # exists, no VIP yet: NODATA
+            await until((RCODE.NOERROR, []))  # exists, no VIP yet: NODATA
             created["status"] = {"vips": ["10.96.5.5"]}
             await api.request("PUT", GLOBALSERVICES.path(unique, "users") + "/status",
                               body=created)
-            assert await until((RCODE.NOERROR, ["10.96.5.5"])) < 0.1
+            await until((RCODE.NOERROR, ["10.96.5.5"]))
             await api.delete(GLOBALSERVICES, "users", unique)
-            assert await until((RCODE.NXDOMAIN, [])) < 0.1
+            await until((RCODE.NXDOMAIN, []))
         finally:
             task.cancel()
     finally:

@@ -1,5 +1,8 @@
-"""Fuzzing (hypothesis): random and mutated packets never raise, never hang, never confuse
-the fast path, and the next valid query is still answered (RELIABILITY: DNS responder)."""
+"""Fuzzing (hypothesis): random and mutated packets never raise, never confuse the fast path,
+and the next valid query is still answered (docs/reliability.md: DNS responder).
+
+A packet that made the parser loop would trip the test timeout; test_wire.py shows why none
+can (compression pointers must point backwards). Time per query is measured in bench/dns."""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ import asyncio
 import random
 import socket
 import struct
-import time
 
 from dns_fixtures import query
 from dnslib import DNSRecord
@@ -26,7 +28,6 @@ SEEDS = [
     query("big.lab.global", edns=512),
     query("global", "SOA", edns=1232, version=1),
 ]
-PER_PACKET = 0.05  # seconds: generous for a shared CI core; typical is ~50 µs
 
 
 @st.composite
@@ -90,11 +91,9 @@ def check_reply(packet: bytes, reply: bytes | None) -> None:
 
 def exercise(responder: Responder, snapshot: Snapshot, packet: bytes) -> None:
     for udp in (True, False):
-        start = time.perf_counter()
         first = responder.handle(packet, udp=udp)
         second = responder.handle(packet, udp=udp)  # possibly from the cache now
         slow = respond(packet, snapshot, udp=udp)
-        assert time.perf_counter() - start < 3 * PER_PACKET
         check_reply(packet, first)
         assert (first is None) == (slow is None) == (second is None)
         if first is not None and slow is not None and second is not None:

@@ -1,5 +1,5 @@
 """Local rig: a network namespace resolves `*.global` through its own responder, with plain
-glibc (`getent hosts`) and Python's `socket.getaddrinfo` (issue 4, "Cluster integration")."""
+glibc (`getent hosts`) and Python's `socket.getaddrinfo`."""
 
 from __future__ import annotations
 

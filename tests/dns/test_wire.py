@@ -1,4 +1,4 @@
-"""parse_query verdicts, and the replies they become (RELIABILITY: DNS responder, bad input)."""
+"""parse_query verdicts, and the replies they become (docs/reliability.md: DNS responder)."""
 
 from __future__ import annotations
 
@@ -41,6 +41,13 @@ def opt(options: bytes, owner: bytes = b"\x00", version: int = 0) -> bytes:
         pytest.param(GOOD[:-2], FormatError, id="truncated-question"),
         pytest.param(GOOD + b"\x00", FormatError, id="trailing-byte"),
         pytest.param(GOOD[:12] + b"\xc0\x0c" + GOOD[-4:], FormatError, id="pointer-in-question"),
+        # Pointers go strictly backwards, so no name can make the parser loop.
+        pytest.param(with_counts(GOOD + struct.pack("!H", 0xC000 | len(GOOD)), an=1),
+                     FormatError, id="pointer-to-itself"),
+        pytest.param(with_counts(GOOD + struct.pack("!H", 0xC000 | len(GOOD) + 2) + b"\x00", an=1),
+                     FormatError, id="pointer-forward"),
+        pytest.param(with_counts(GOOD + b"\x01a" + struct.pack("!H", 0xC000 | len(GOOD)), an=1),
+                     FormatError, id="pointer-cycle"),
         pytest.param(GOOD[:12] + b"\x41" + b"a" * 65 + b"\x00" + GOOD[-4:], FormatError,
                      id="label-over-63"),
         pytest.param(GOOD[:12] + (b"\x3f" + b"a" * 63) * 4 + b"\x00" + GOOD[-4:], FormatError,

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from isthmus.api.crds import install_crds, load_crds
+from isthmus.api.crds import CRD_NAMES, install_crds, load_crds
 from isthmus.api.models import GlobalService, Link
 from isthmus.kube import errors
 from isthmus.kube.client import KubeApi
-from isthmus.kube.resources import GLOBALSERVICES, LINKS, NAMESPACES
+from isthmus.kube.resources import CRDS, GLOBALSERVICES, LINKS, NAMESPACES
 
 GOOD_LINK: dict[str, Any] = {
     "apiVersion": "isthmus.io/v1alpha1",
@@ -64,13 +64,22 @@ def test_crds_are_well_formed() -> None:
 
 async def test_install_is_idempotent(api: KubeApi) -> None:
     await install_crds(api)
-    await install_crds(api)
+    first = [await api.get(CRDS, name) for name in CRD_NAMES]
+    await install_crds(api)  # again: no error, and no write
+    again = [await api.get(CRDS, name) for name in CRD_NAMES]
+    assert [c["metadata"]["resourceVersion"] for c in again] == [
+        c["metadata"]["resourceVersion"] for c in first]
+    for crd in again:
+        established = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+        assert established["Established"] == "True"
 
 
 async def test_good_objects_are_accepted_and_match_the_models(api: KubeApi, unique: str) -> None:
     await install_crds(api)
     await api.create(NAMESPACES, {"metadata": {"name": unique}})
-    link = _with(GOOD_LINK, "metadata.name", unique)
+    # A cluster name of its own: the shared clusters also run the mirror tests' mesh, where
+    # a Link naming "east" would be a second Link to a real peer.
+    link = _with(_with(GOOD_LINK, "metadata.name", unique), "spec.cluster", unique)
     created = await api.create(LINKS, link)
     model = Link.model_validate(created)
     assert model.spec.gateway_addresses[0].port == 15443

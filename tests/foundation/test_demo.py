@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-ISTHMUS = [sys.executable, "-m", "isthmus"]
+ISTHMUS = [sys.executable, "-m", "isthmus.cli"]
 
 
 def _free_ports(n: int) -> list[int]:

@@ -42,7 +42,11 @@ def test_refusals(members: list[Member], message: str) -> None:
 
 
 def test_overlapping_bundles_may_join() -> None:
-    check_members([member("a", {"old", "new"}), member("b", {"new"})])
+    members = [member("a", {"old", "new"}), member("b", {"new"})]
+    check_members(members)  # no refusal: one shared root is enough
+    links = desired_links(members)
+    assert [link["metadata"]["name"] for link in links["a"]] == ["b"]
+    assert [link["metadata"]["name"] for link in links["b"]] == ["a"]
 
 
 def test_desired_links_every_pair() -> None:

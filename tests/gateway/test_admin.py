@@ -17,7 +17,12 @@ async def test_admin_endpoints_and_access_log(pki: Pki) -> None:
             w.write_eof()
             assert await asyncio.wait_for(r.read(), 5) == b"12345"
             w.close()
-            await asyncio.sleep(0.2)
+            # Each side logs its line once its half closes: wait for both (a deadline only).
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while len({e.get("direction") for e in logs if e["event"] == "connection"}) < 2:
+                assert loop.time() < deadline, logs
+                await asyncio.sleep(0.01)
         lines = [e for e in logs if e["event"] == "connection"]
         directions = {e["direction"]: e for e in lines}
         assert set(directions) == {"inbound", "outbound"}

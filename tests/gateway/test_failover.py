@@ -1,4 +1,4 @@
-"""Backend down, several exporting clusters, a peer gateway killed (RELIABILITY.md)."""
+"""Backend down, several exporting clusters, a peer gateway killed (docs/reliability.md)."""
 
 from __future__ import annotations
 
@@ -39,23 +39,22 @@ def counter(metric: object, **labels: str) -> float:
 
 async def test_backend_down_prompt_reset(pki: Pki) -> None:
     dead = free_port()  # nothing listens here
-    async with running(pki.tls("east"), east_snapshot(dead)) as east:
+    # Timeouts far past the read's deadline below: only acting on the refusal ends the stream.
+    slow = {"connect_timeout": 60.0, "idle_timeout": 60.0}
+    async with running(pki.tls("east"), east_snapshot(dead), **slow) as east:
         port = free_port()
         west_snap = snapshot(links=[link("east", port=east.inbound_port)],
                              gss=[global_service("shop", "echo", 80, port,
                                                  [gs_endpoint("east", east.inbound_port)])])
-        async with running(pki.tls("west"), west_snap) as west:
-            loop = asyncio.get_running_loop()
-            start = loop.time()
+        async with running(pki.tls("west"), west_snap, **slow) as west:
             r, w = await asyncio.open_connection("127.0.0.1", port)
             w.write(b"x")
             try:
-                data = await asyncio.wait_for(r.read(), 3)
+                data = await asyncio.wait_for(r.read(), 10)
                 assert data == b""
             except ConnectionResetError:
                 pass
             w.close()
-            assert loop.time() - start < 2.0  # a prompt reset, not a hang
             assert counter(west.metrics.upstream_failures, reason="upstream_failed") == 1
             # a refusal by the peer does not eject its gateway
             assert not west.health.ejected

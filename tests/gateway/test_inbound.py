@@ -1,4 +1,4 @@
-"""Inbound refusals over real sockets and real TLS (RELIABILITY.md, Gateway)."""
+"""Inbound refusals over real sockets and real TLS (docs/reliability.md, Gateway)."""
 
 from __future__ import annotations
 
@@ -173,12 +173,13 @@ async def test_bad_clients_closed_at_timeout_others_unaffected(pki: Pki) -> None
         port = east.inbound_port
         loop = asyncio.get_running_loop()
 
-        async def closed_within(reader: asyncio.StreamReader, limit: float) -> float:
-            start = loop.time()
-            with _nothing():
-                while await asyncio.wait_for(reader.read(65536), limit):
-                    pass
-            return loop.time() - start
+        async def closed(reader: asyncio.StreamReader) -> None:
+            # EOF or a reset; the deadline only stops a socket the gateway never closes
+            # (its handshake timeout here is 0.5 s, the "timeout" reason is checked below).
+            async with asyncio.timeout(10):
+                with _nothing():
+                    while await reader.read(65536):
+                        pass
 
         plain_r, plain_w = await asyncio.open_connection("127.0.0.1", port)
         plain_w.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -214,8 +215,7 @@ async def test_bad_clients_closed_at_timeout_others_unaffected(pki: Pki) -> None
         slow_tunnel.pause_reading("test")  # never read the echo
 
         for reader in (plain_r, trunc_r, stall_r, *(r for r, _ in many)):
-            took = await closed_within(reader, 3.0)
-            assert took < 3.0
+            await closed(reader)
         for _ in range(100):
             if east.inbound.active_streams == 0:
                 break

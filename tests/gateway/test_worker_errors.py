@@ -13,7 +13,7 @@ def test_a_failing_worker_logs_its_error_and_stops_the_rest(tmp_path: Path) -> N
     routes.write_text("{}")
     missing = tmp_path / "absent"
     proc = subprocess.run(
-        [sys.executable, "-m", "isthmus", "--log-level", "info", "gateway", "--workers", "2",
+        [sys.executable, "-m", "isthmus.cli", "--log-level", "info", "gateway", "--workers", "2",
          "--cluster", "west", "--routes-file", str(routes), "--tls-cert", str(missing / "c.pem"),
          "--tls-key", str(missing / "k.pem"), "--trust-bundle", str(missing / "b.pem"),
          "--inbound-address", "127.0.0.1:0", "--admin-address", ""],

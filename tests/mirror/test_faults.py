@@ -1,4 +1,4 @@
-"""The Mirror controller lines of RELIABILITY.md that the shared three-cluster mesh can
+"""The mirror controller lines of docs/reliability.md that the shared three-cluster mesh can
 show: peers down at start and mid-run, deletions while the controller was down, unlink,
 leader election and least privilege. Write faults (5xx, 409 from a real API server)
 are in test_webhook_faults.py."""
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -289,8 +290,17 @@ async def test_unlink_removes_exactly_that_links_objects(mesh: Mesh, unique: str
     await mesh.stop("east")
     try:
         await mesh.unlink("east", "central")
+        # The count covers every namespace, and other tests of the shared mesh may have left
+        # central's mirrors in theirs: count what central owns, here and in all.
+        owned, here = 0, 0
+        for res in (GLOBALSERVICES, SERVICES, ENDPOINTSLICES):
+            items = (await east.list(
+                res, label_selector="isthmus.io/mirror=true,link.isthmus.io/central"))["items"]
+            owned += len(items)
+            here += sum(i["metadata"]["namespace"] == unique for i in items)
+        assert here == 10  # only-c: 5 deleted; both: pinned pair deleted, 3 shared stripped
         removed = await remove_link_objects(east, "central")
-        assert removed == 10  # only-c: 5 deleted; both: pinned pair deleted, 3 shared stripped
+        assert removed == owned
         now = await _mirror_names(east, unique)
         assert ("GlobalService", "only-c") not in now
         assert ("Service", "both-central-c7") not in now
@@ -456,6 +466,7 @@ async def test_stale_mirrors_removed_only_after_the_grace_period(mesh: Mesh, uni
     await _imported(mesh, "east", unique, "graced")
     await mesh.stop("east")
     await mesh.start("east", stale_grace_seconds=3.0)
+    stopping = dt.datetime.now(dt.UTC)  # east cannot see west down before this
     await mesh.stop("west")
     try:
         async def stale() -> bool:
@@ -464,7 +475,6 @@ async def test_stale_mirrors_removed_only_after_the_grace_period(mesh: Mesh, uni
             return True
 
         await eventually(stale, what="Stale")
-        stale_at = asyncio.get_running_loop().time()
 
         async def removed() -> bool:
             assert await mesh.gs("east", unique, "graced") is None
@@ -472,9 +482,14 @@ async def test_stale_mirrors_removed_only_after_the_grace_period(mesh: Mesh, uni
             return True
 
         await eventually(removed, timeout=20, what="removal after the grace period")
-        assert asyncio.get_running_loop().time() - stale_at >= 2.0  # not before the grace
         events = await mesh["east"].admin.list(EVENTS, "default")
-        assert any(e["reason"] == "StaleGraceExpired" for e in events["items"])
+        expired = [dt.datetime.fromisoformat(e["eventTime"]) for e in events["items"]
+                   if e["reason"] == "StaleGraceExpired"
+                   and dt.datetime.fromisoformat(e["eventTime"]) >= stopping]
+        assert expired, "no StaleGraceExpired event after west stopped"
+        # The spec's "only after the grace period" (3 s), counted from before west stopped,
+        # so a slow machine only adds to it; the event is stamped when the removal is decided.
+        assert min(expired) - stopping >= dt.timedelta(seconds=3)
     finally:
         await mesh.start("west")
         await mesh.stop("east")

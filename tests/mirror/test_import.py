@@ -179,8 +179,11 @@ async def test_no_daisy_chain(mesh: Mesh, unique: str) -> None:
     for m in ("west", "east", "central"):
         await ensure_namespace(mesh[m].admin, unique)
     await _export_and_wait(mesh, "west", "east", unique, "chain")
-    mirror = await mesh.svc("east", unique, "chain-global")
-    assert mirror is not None
+
+    async def mirror_service() -> bool:  # written just after the GlobalService
+        return await mesh.svc("east", unique, "chain-global") is not None
+
+    await eventually(mirror_service, what="east's mirror Service chain-global")
     await mesh["east"].admin.request(
         "PATCH", SERVICES.path(unique, "chain-global"),
         body={"metadata": {"labels": {"isthmus.io/export": "true"}}},

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import structlog
 from trust_helpers import Pki
 
 
@@ -18,11 +15,3 @@ def pki() -> Pki:
 def other_pki() -> Pki:
     """A second, unrelated root of the same trust domain (an attacker's, or a stranger's)."""
     return Pki()
-
-
-@pytest.fixture(autouse=True)
-def _restore_structlog() -> Iterator[None]:
-    """CLI tests configure structlog (level, stderr); put the previous set-up back."""
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)

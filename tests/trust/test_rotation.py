@@ -152,7 +152,7 @@ async def test_unusable_new_material_keeps_the_old(pki: Pki, tmp_path: Path) -> 
 
 
 async def test_root_rotation_under_continuous_traffic(tmp_path: Path) -> None:
-    """The README's root rotation, scripted: add the new root to every bundle, re-issue
+    """The root rotation of docs/operations.md, scripted: add the new root to every bundle, re-issue
     the intermediates and leaves under it, then remove the old root. Traffic runs all the
     time over fresh connections plus one long-lived one; not one request may fail."""
     old, new = Pki(), Pki()

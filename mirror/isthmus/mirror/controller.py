@@ -574,8 +574,15 @@ class MirrorController:
         # keys again would only repeat it
 
     def _link_removed(self, event: ev.LinkRemoved) -> None:
-        if self._is_linked(event.cluster):
-            return  # another Link names the same cluster
+        others = sorted((lk for lk in self.links.values() if lk.cluster == event.cluster),
+                        key=lambda lk: lk.name)
+        if others:
+            # Another Link names the same cluster: the peer follows it, not the removed
+            # one's address (it may be the one the peer was watching).
+            peer = self.peers.get(event.cluster)
+            if peer is not None and peer.link.uid == event.uid:
+                self.handle(ev.LinkUpserted(others[0]))
+            return
         keys = self.catalogs.link_removed(event.cluster)
         self._link_status_written.pop(event.cluster, None)
         self._submit(keys | self.observed.keys_of_cluster(event.cluster))
