@@ -58,7 +58,7 @@ class GatewaySettings(ComponentSettings):
     catalog_address: str = pydantic.Field(
         default=f"isthmus-mirror.isthmus-system.svc:{CATALOG_PORT}",
         description="The local mirror's catalog server, reached by the 'catalog' target "
-        "(the isthmus-mirror Service; only the leader is ready).",
+        "(the isthmus-mirror Service, whose one endpoint the leader writes).",
     )
     kubeconfig: Path | None = pydantic.Field(default=None, description="Kubeconfig path.")
     context: str | None = pydantic.Field(default=None, description="Kubeconfig context.")
