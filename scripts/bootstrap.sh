@@ -57,9 +57,13 @@ if [[ ! -x .venv/bin/python || "$(cat .venv/.isthmus-stamp 2>/dev/null)" != "$st
   say "creating .venv with $("$PY" --version)"
   rm -rf .venv
   "$PY" -m venv .venv
-  .venv/bin/pip install -q --upgrade pip >&2
+  # Quiet unless it fails (the build backend's warnings are noise here).
+  piplog="$(mktemp)"
+  quiet() { "$@" >"$piplog" 2>&1 || { cat "$piplog" >&2; rm -f "$piplog"; say "failed: $*"; exit 1; }; }
+  quiet .venv/bin/pip install -q --upgrade pip
   # Editable: the build maps every source root and generates the gRPC code beside catalog.proto.
-  .venv/bin/pip install -q -c constraints.txt -e '.[test]' >&2
+  quiet .venv/bin/pip install -q -c constraints.txt -e '.[test]'
+  rm -f "$piplog"
   # The local rig (isthmus.devcluster) is part of the namespace but not of the wheel.
   site="$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
   echo "$PWD/multicluster-e2e" > "$site/isthmus-devcluster.pth"
