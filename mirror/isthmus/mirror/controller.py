@@ -6,11 +6,13 @@ event to the one handler of its type, which changes state and marks *dirty servi
 ``KeyedWorkers`` reconcile keys in parallel (bounded), one task per key at a time, so each
 object sees its changes in order.
 
-This module owns leadership (the Lease), the watches and the caches they fill (the export
-catalog, the mirror's own objects, others' objects holding a name, the namespaces, the
-gateway's addresses), the dispatcher, the start-up recovery, and two loops: the Link status
-writer and the ticker (stale expiry, periodic resync). The rest has a module of its own:
+This module owns leadership (the Lease), the dispatcher, the start-up recovery (ports and
+the catalogs the mirrors show), and two loops: the Link status writer and the ticker (stale
+expiry, periodic resync). The rest has a module of its own:
 
+- ``watches.Watches``: the reflectors and the caches they fill (the Links, the export
+  catalog, the mirror's own objects, others' objects holding a name, the namespaces, the
+  gateway's addresses) and the bookkeeping of the mirror's own writes;
 - ``peers.PeerCatalogs``: each linked peer's catalog stream and state machine;
 - ``reconciler.Reconciler``: one pass over a key, ``desired`` → ``plan`` →
   ``Applier.execute`` (pure, pure, one writer), and what passes remember;
@@ -31,21 +33,12 @@ import uuid
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
-from isthmus.exports import build_exports, is_exported
 from isthmus.kube import errors as kube_errors
 from isthmus.kube.backoff import Backoff
 from isthmus.kube.client import JsonObj, KubeApi
-from isthmus.kube.reflector import Reflector, WatchSettings, drop_managed_fields
-from isthmus.kube.resources import (
-    ENDPOINTSLICES,
-    GLOBALSERVICES,
-    LINKS,
-    NAMESPACES,
-    SERVICES,
-    Resource,
-)
-from isthmus.kube.store import ObjectStore, key_of, pack, unpack
-from isthmus.labels import DEFAULT_WEIGHT, MIRROR_LABEL, SLICE_SERVICE_LABEL
+from isthmus.kube.reflector import Reflector
+from isthmus.kube.resources import LINKS
+from isthmus.labels import DEFAULT_WEIGHT
 from isthmus.logging import get_logger
 from isthmus.mirror import catalog_endpoint
 from isthmus.mirror import events as ev
@@ -55,29 +48,24 @@ from isthmus.mirror.catalog_server import CatalogServer
 from isthmus.mirror.certs import MirrorCertificates
 from isthmus.mirror.desired import PortKey
 from isthmus.mirror.errors import MirrorError
-from isthmus.mirror.export_catalog import ExportCatalog
 from isthmus.mirror.gateway_dialer import GatewayDialer
 from isthmus.mirror.import_policy import ImportPolicy
 from isthmus.mirror.leader import LeaderElector
 from isthmus.mirror.link_status import LinkProblems, link_status
 from isthmus.mirror.metrics import MirrorMetrics, serve_metrics
-from isthmus.mirror.model import CatalogEntry, LinkInfo, ObjRef, PortSpec, ServiceKey
-from isthmus.mirror.names import FIELD_MANAGER, GATEWAY_SERVICE, is_ours
-from isthmus.mirror.observed_index import ObservedIndex, resource_version
+from isthmus.mirror.model import CatalogEntry, LinkInfo, PortSpec, ServiceKey
+from isthmus.mirror.names import FIELD_MANAGER
 from isthmus.mirror.peers import PeerCatalogs
-from isthmus.mirror.plan import ref_of, status_changed, with_transition_times
+from isthmus.mirror.plan import status_changed, with_transition_times
 from isthmus.mirror.ports import PortAllocator, recovered_ports
 from isthmus.mirror.projection import SHAPES, project
 from isthmus.mirror.reconciler import Reconciler
 from isthmus.mirror.recorder import EventRecorder
 from isthmus.mirror.settings import MirrorSettings
+from isthmus.mirror.watches import Watches
 from isthmus.mirror.workers import KeyedWorkers
 
 log = get_logger("isthmus.mirror.controller")
-
-
-# The kinds whose caches are kept packed (isthmus.kube.store), and their reflectors.
-_PACKED = {"Service": "services", "EndpointSlice": "slices", "GlobalService": "globalservices"}
 
 
 def _now() -> dt.datetime:
@@ -104,15 +92,14 @@ class MirrorController:
         )
         self._dialer = dialer
         self._own_dialer: GatewayDialer | None = None  # made here, so closed here
-        self.catalog = ExportCatalog(history=settings.catalog_history)
         self.queue: asyncio.Queue[ev.MirrorEvent] = asyncio.Queue()
-        self.links: dict[str, LinkInfo] = {}
-        self.observed = ObservedIndex()
-        self.foreign: dict[ObjRef, bytes] = {}  # packed, as in the ObservedIndex
-        self._conflict_refs: dict[ObjRef, ServiceKey] = {}
-        self._inflight: set[ObjRef] = set()
-        self.namespaces: set[str] = set()
-        self.gateway_addresses: tuple[str, ...] = ()
+        self.watches = Watches(
+            api, settings, self.metrics, report=self.queue.put_nowait,
+            namespaces_changed=self._namespaces_changed,
+            export_warning=lambda regarding, reason, note: self._event_later(
+                regarding, reason, note, warning=True, action="Export"),
+        )
+        self.catalog = self.watches.catalog  # the same catalog: the watches fill it
         self.policy = ImportPolicy.from_settings(settings)
         self.problems: dict[str, LinkProblems] = {}
         self._status_dirty: set[str] = set()
@@ -128,26 +115,18 @@ class MirrorController:
         api.limit_in_flight(settings.api_in_flight)
         self.applier = Applier(
             api, self.metrics, attempts=settings.write_attempts,
-            on_written=self._written, on_deleted=self._deleted, verify_absent=False,
-            on_writing=self._writing, project=project, shapes=SHAPES,
+            on_written=self.watches.written, on_deleted=self.watches.deleted,
+            verify_absent=False, on_writing=self.watches.writing, project=project, shapes=SHAPES,
         )
         self.elector: LeaderElector | None = None
-        self.watch_settings = WatchSettings(
-            timeout_seconds=(max(1, settings.watch_timeout_seconds // 2),
-                             settings.watch_timeout_seconds),
-            backoff=Backoff(initial=0.2, maximum=5.0),
-        )
-        self.reflectors: dict[str, Reflector] = {}
-        self._watchers: dict[str, asyncio.Task[None]] = {}
-        self._own_rv: dict[ObjRef, int] = {}
-        self._export_slices: dict[ServiceKey, dict[str, bytes]] = {}  # packed, shared
-        self._weight_problems: dict[ServiceKey, str] = {}  # reported once per distinct value
+        watches = self.watches
         self.reconciler = Reconciler(
-            settings, self.metrics, self.applier, self.observed, self.catalogs,
-            foreign=self.foreign, namespaces=self.namespaces,
-            gateway_addresses=lambda: self.gateway_addresses, slice_store=self._slice_store,
-            conflict_refs=self._conflict_refs, problems=self.problems, submit=self._submit,
-            status_dirty=self._mark_status, notify=self._notify, spawn=self._spawn,
+            settings, self.metrics, self.applier, watches.observed, self.catalogs,
+            foreign=watches.foreign, namespaces=watches.namespaces,
+            gateway_addresses=lambda: watches.gateway_addresses,
+            slice_store=watches.slice_store, conflict_refs=watches.conflict_refs,
+            problems=self.problems, submit=self._submit, status_dirty=self._mark_status,
+            notify=self._notify, spawn=self._spawn,
         )
         self._link_status_written: dict[str, dict[str, Any]] = {}
         self._tg: asyncio.TaskGroup | None = None
@@ -195,6 +174,18 @@ class MirrorController:
         return self.reconciler.allocator
 
     @property
+    def reflectors(self) -> dict[str, Reflector]:
+        return self.watches.reflectors
+
+    def pause_watches(self) -> None:
+        """Stop consuming watches, keeping each reflector's cache and resourceVersion (the
+        next ``resume_watches`` continues from there: a test hook for 410 Gone)."""
+        self.watches.pause()
+
+    def resume_watches(self) -> None:
+        self.watches.resume()
+
+    @property
     def leading(self) -> bool:
         return self._started
 
@@ -211,11 +202,11 @@ class MirrorController:
                 workers = self.workers
                 # read when scraped: a value set on submit would stay stale once work drains
                 self.metrics.queue_depth.set_function(lambda: workers.pending)
-                self._start_watches(tg)
-                await asyncio.gather(*(r.synced.wait() for r in self.reflectors.values()))
+                self.watches.start(tg)
+                await self.watches.synced()
                 self._seed()
                 # keys not yet checked in this term: the first check may find them unchanged
-                self.reconciler.unverified = set(self.observed.by_key)
+                self.reconciler.unverified = set(self.watches.observed.by_key)
                 server = CatalogServer(
                     self.catalog, cluster=self.certs.cluster,
                     bundle=self._bundle, credentials=self.certs.server_credentials,
@@ -227,7 +218,7 @@ class MirrorController:
                 )
                 if self.settings.pod_ip:
                     tg.create_task(self._publish_catalog_endpoint(self.settings.pod_ip))
-                for link in list(self.links.values()):
+                for link in list(self.watches.links.values()):
                     self._subscribe(link)
                 self.queue.put_nowait(ev.OrphanGcTriggered())
                 tg.create_task(self._dispatch())
@@ -267,7 +258,7 @@ class MirrorController:
         return self.certs.bundle
 
     def _is_linked(self, cluster: str) -> bool:
-        return any(link.cluster == cluster for link in self.links.values())
+        return any(link.cluster == cluster for link in self.watches.links.values())
 
     def dialer(self) -> Dialer:
         if self._dialer is None:
@@ -278,223 +269,17 @@ class MirrorController:
                 self._dialer = DirectDialer(self.certs.channel_credentials)
         return self._dialer
 
-    # --- watches ------------------------------------------------------------------------
-    def _start_watches(self, tg: asyncio.TaskGroup) -> None:
-        specs: dict[str, tuple[Resource, bool, Callable[[str, JsonObj], None]]] = {
-            "links": (LINKS, False, self._on_link),
-            "services": (SERVICES, True, self._on_service),
-            "slices": (ENDPOINTSLICES, True, self._on_slice),
-            "globalservices": (GLOBALSERVICES, True, self._on_mirror_object),
-            "namespaces": (NAMESPACES, True, self._on_namespace),
-        }
-        for name, (res, slim, handler) in specs.items():
-            # The caches hold the whole cluster: keep only what the mirror reads.
-            reflector = Reflector(self.api, res, settings=self.watch_settings,
-                                  transform=project if slim else drop_managed_fields,
-                                  shape=SHAPES[res.kind] if slim else None,
-                                  packed=res.kind in _PACKED)
-            self.reflectors[name] = reflector
-            self._watchers[name] = tg.create_task(self._consume(reflector, handler))
-
-    async def _consume(self, reflector: Reflector,
-                       handler: Callable[[str, JsonObj], None]) -> None:
-        async for kind, obj in reflector.events():
-            if obj is None:
-                continue
-            try:
-                handler(kind, obj)
-            except (MirrorError, ValueError, KeyError) as exc:
-                self.metrics.errors.labels(kind="watch_handler").inc()
-                log.warning("watch event not handled", error=str(exc), kind=kind)
-
-    def pause_watches(self) -> None:
-        """Stop consuming watches, keeping each reflector's cache and resourceVersion (the
-        next ``resume_watches`` continues from there: a test hook for 410 Gone)."""
-        for task in self._watchers.values():
-            task.cancel()
-
-    def resume_watches(self) -> None:
-        handlers = {
-            "links": self._on_link, "services": self._on_service,
-            "slices": self._on_slice, "globalservices": self._on_mirror_object,
-            "namespaces": self._on_namespace,
-        }
-        assert self._tg is not None
-        for name, reflector in self.reflectors.items():
-            self._watchers[name] = self._tg.create_task(self._consume(reflector, handlers[name]))
-
-    def _on_link(self, kind: str, obj: JsonObj) -> None:
-        name = obj["metadata"]["name"]
-        if kind == "DELETED":
-            old = self.links.pop(name, None)
-            if old is not None:
-                self.queue.put_nowait(ev.LinkRemoved(old.name, old.uid, old.cluster))
-            return
-        try:
-            link = LinkInfo.from_object(obj)
-        except ValueError as exc:
-            log.warning("ignoring invalid Link", name=name, error=str(exc))
-            return
-        if self.links.get(name) != link:
-            self.links[name] = link
-            self.queue.put_nowait(ev.LinkUpserted(link))
-
-    def _export_changed(self, key: ServiceKey) -> None:
-        svc = self.reflectors["services"].store.get(key)
-        slices = [unpack(raw) for raw in self._export_slices.get(key, {}).values()]
-        exported = build_exports([svc], slices).get(key) if svc is not None else None
-        self.catalog.set(key, exported)
-        problem = exported.weight_problem if exported is not None else None
-        if problem is None:
-            self._weight_problems.pop(key, None)
-        elif svc is not None and self._weight_problems.get(key) != problem:
-            self._weight_problems[key] = problem
-            log.warning("invalid export weight", namespace=key[0], name=key[1], problem=problem)
-            meta = svc["metadata"]
-            self._event_later({"apiVersion": "v1", "kind": "Service", "metadata": {
-                "name": meta["name"], "namespace": meta["namespace"], "uid": meta.get("uid")}},
-                "InvalidWeight", problem, warning=True, action="Export")
-        self.metrics.exported.set(len(self.catalog.entries))
-        self.metrics.local_catalog_version.set(self.catalog.version)
-
-    def _on_service(self, kind: str, obj: JsonObj) -> None:
-        """Every Service: exported ones feed the catalog, mirrors the observed index, and
-        any other is remembered so a mirror never takes its name."""
-        meta = obj["metadata"]
-        key = (meta["namespace"], meta["name"])
-        if is_exported(obj) or key in self.catalog.entries:
-            self._export_changed(key)
-        self._on_mirror_object(kind, obj)
-
-    def _on_slice(self, kind: str, obj: JsonObj) -> None:
-        meta = obj["metadata"]
-        labels = meta.get("labels") or {}
-        if labels.get(MIRROR_LABEL) == "true" or (kind == "DELETED" and is_ours(obj)):
-            self._on_mirror_object(kind, obj)
-            return
-        if kind == "DELETED":
-            waiting = self._conflict_refs.pop(ref_of(obj), None)
-            if waiting is not None:  # a mirror wanted this slice's name: take it now
-                self.queue.put_nowait(ev.MirrorObjectChanged(waiting))
-        owner = labels.get(SLICE_SERVICE_LABEL)
-        if not owner:
-            return
-        key = (meta["namespace"], owner)
-        bucket = self._export_slices.setdefault(key, {})
-        if kind == "DELETED":
-            bucket.pop(meta["name"], None)
-            if not bucket:
-                self._export_slices.pop(key, None)
-        else:
-            bucket[meta["name"]] = self._kept(obj)
-        if key == (self.settings.namespace, GATEWAY_SERVICE):
-            self._gateway_changed()
-        if key in self.catalog.entries or is_exported(
-            self.reflectors["services"].store.get(key) or {}
-        ):
-            self._export_changed(key)
-
-    def _gateway_changed(self) -> None:
-        addresses: set[str] = set()
-        for raw in self._export_slices.get((self.settings.namespace, GATEWAY_SERVICE), {}).values():
-            for ep in unpack(raw).get("endpoints") or []:
-                cond = ep.get("conditions") or {}
-                if cond.get("ready", True) is False or cond.get("terminating") is True:
-                    continue
-                addresses.update(ep.get("addresses") or [])
-        new = tuple(sorted(addresses))
-        if new != self.gateway_addresses:
-            self.gateway_addresses = new
-            self.queue.put_nowait(ev.GatewayEndpointsChanged())
-
-    def _kept(self, obj: JsonObj) -> bytes:
-        """The packed ``obj``: the bytes its reflector's store holds for it (just stored,
-        as the event came), so the indexes share them."""
-        reflector = self.reflectors.get(_PACKED.get(str(obj.get("kind")), ""))
-        raw = reflector.store.raw(key_of(obj)) if reflector is not None else None
-        return raw if isinstance(raw, bytes) else pack(obj)
-
-    def _on_mirror_object(self, kind: str, obj: JsonObj) -> None:
-        ref = ref_of(obj)
-        if not is_ours(obj):
-            # someone else's object: remembered (by reference) so plan() sees the name taken
-            was_ours = self.observed.remove(ref)
-            if kind == "DELETED":
-                self.foreign.pop(ref, None)
-                waiting = self._conflict_refs.pop(ref, None)
-                if waiting is not None:  # a mirror wanted this name: take it now
-                    self.queue.put_nowait(ev.MirrorObjectChanged(waiting))
-            else:
-                self.foreign[ref] = self._kept(obj)
-            if was_ours is not None:
-                self.queue.put_nowait(ev.MirrorObjectChanged(was_ours))
-            return
-        self.foreign.pop(ref, None)
-        if kind == "DELETED":
-            key = self.observed.remove(ref)
-            own = self._own_rv.pop(ref, None)
-            if key is not None and own != -1:
-                self.queue.put_nowait(ev.MirrorObjectChanged(key))
-            waiting = self._conflict_refs.pop(ref, None)
-            if waiting is not None and waiting != key:
-                # another mirror's object held the name (e.g. a name from an older naming
-                # scheme being removed): the key that wanted it takes it now
-                self.queue.put_nowait(ev.MirrorObjectChanged(waiting))
-            return
-        key = self.observed.put(obj, self._kept(obj))
-        # Our own write echoing back (in flight, or the version we wrote) needs no repair;
-        # once it is back, its version need not be remembered (one entry per object less).
-        if self._own_rv.get(ref) == resource_version(obj):
-            del self._own_rv[ref]
-        elif key is not None and ref not in self._inflight:
-            self.queue.put_nowait(ev.MirrorObjectChanged(key))
-
-    def _on_namespace(self, kind: str, obj: JsonObj) -> None:
-        name = obj["metadata"]["name"]
-        if kind == "DELETED":
-            self.namespaces.discard(name)
-            self.reconciler.namespaces_changed()
-        elif name not in self.namespaces:
-            self.namespaces.add(name)
-            self.reconciler.namespaces_changed()
-            self.queue.put_nowait(ev.NamespaceAppeared(name))
-
-    def _writing(self, ref: ObjRef, busy: bool) -> None:
-        if busy:
-            self._inflight.add(ref)
-        else:
-            self._inflight.discard(ref)
-
-    def _written(self, obj: JsonObj) -> None:
-        ref = ref_of(obj)
-        seen = self.observed.get(ref)
-        seen_rv = resource_version(seen) if seen is not None else -1
-        if seen_rv > resource_version(obj):
-            # changed by someone else while we wrote it: look again
-            key = self.observed.refs.get(ref)
-            if key is not None:
-                self.queue.put_nowait(ev.MirrorObjectChanged(key))
-        if seen_rv < resource_version(obj):
-            # remembered until its watch event echoes it; an echo that came first (the
-            # write was in flight, so it asked for nothing) leaves nothing to remember
-            self._own_rv[ref] = resource_version(obj)
-        self.observed.put(obj)
-
-    def _deleted(self, ref: ObjRef) -> None:
-        if self.observed.remove(ref) is not None:  # else its DELETED event came first
-            self._own_rv[ref] = -1
-
     # --- start-up -----------------------------------------------------------------------
     def _seed(self) -> None:
         """Recover port allocations and, per existing link, the catalog its mirrors show,
         so a restart changes nothing until each peer answers (then its snapshot rules)."""
-        by_cluster = {link.cluster: link for link in self.links.values()}
+        by_cluster = {link.cluster: link for link in self.watches.links.values()}
         for link in by_cluster.values():
             self.catalogs.add(link)
         shown: dict[str, dict[ServiceKey, CatalogEntry]] = {c: {} for c in self.peers}
         recovered: dict[PortKey, int] = {}
         # one GlobalService decoded at a time: a list of 10 000 would only feed the GC
-        for gs in self.observed.objects("GlobalService"):
+        for gs in self.watches.observed.objects("GlobalService"):
             recovered.update(recovered_ports([gs]))
             meta, spec = gs["metadata"], gs.get("spec") or {}
             ports = {int(p["port"]): p for p in spec.get("ports") or []}
@@ -518,7 +303,7 @@ class MirrorController:
         for cluster, entries in shown.items():
             self.catalogs.recovered(cluster, entries)
         self.reconciler.allocator = PortAllocator(*self.settings.ports, recovered)
-        self._gateway_changed()
+        self.watches.gateway_changed()
 
     # --- subscriptions ------------------------------------------------------------------
     def _subscribe(self, link: LinkInfo) -> None:
@@ -533,8 +318,9 @@ class MirrorController:
         assert self._tg is not None
         self._tg.create_task(coro)
 
-    def _slice_store(self) -> ObjectStore | None:
-        return self.reflectors["slices"].store if "slices" in self.reflectors else None
+    def _namespaces_changed(self) -> None:
+        # not bound at once: the reconciler is made after the watches
+        self.reconciler.namespaces_changed()
 
     def _mark_status(self, cluster: str) -> None:
         # not a bound ``set.add``: the status loop swaps the set for a new one
@@ -568,7 +354,7 @@ class MirrorController:
         link = event.link
         if self.catalogs.link_upserted(link, self._subscribe):
             self._submit(set(self.peers[link.cluster].entries)
-                         | self.observed.keys_of_cluster(link.cluster))
+                         | self.watches.observed.keys_of_cluster(link.cluster))
         # else: a Link the start-up recovery already knew as it is (``_seed``); the
         # start-up pass submits every key, so scanning every cached object for its
         # keys again would only repeat it
@@ -585,7 +371,7 @@ class MirrorController:
             return
         keys = self.catalogs.link_removed(event.cluster)
         self._link_status_written.pop(event.cluster, None)
-        self._submit(keys | self.observed.keys_of_cluster(event.cluster))
+        self._submit(keys | self.watches.observed.keys_of_cluster(event.cluster))
         log.info("link removed", cluster=event.cluster, uid=event.uid)
 
     def _peer_catalog_updated(self, event: ev.PeerCatalogUpdated) -> None:
@@ -606,7 +392,7 @@ class MirrorController:
         self._submit(self._all_keys())
 
     def _all_keys(self) -> set[ServiceKey]:
-        keys = set(self.observed.by_key)
+        keys = set(self.watches.observed.by_key)
         keys.update(self.catalogs.keys())
         return keys
 
@@ -629,7 +415,8 @@ class MirrorController:
             up=peer.up, synced=peer.synced, reason=peer.reason, version=peer.version,
             last_message=peer.last_message, entries=peer.entries.keys(),
             refused=peer.admission.refused,
-            problems=self.problems.get(cluster, LinkProblems()), namespaces=self.namespaces,
+            problems=self.problems.get(cluster, LinkProblems()),
+            namespaces=self.watches.namespaces,
         )
 
     async def _status_loop(self) -> None:
