@@ -360,7 +360,7 @@ class MirrorController:
         # keys again would only repeat it
 
     def _link_removed(self, event: ev.LinkRemoved) -> None:
-        others = sorted((lk for lk in self.links.values() if lk.cluster == event.cluster),
+        others = sorted((lk for lk in self.watches.links.values() if lk.cluster == event.cluster),
                         key=lambda lk: lk.name)
         if others:
             # Another Link names the same cluster: the peer follows it, not the removed
