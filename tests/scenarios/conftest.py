@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 import scenario_kind
 import scenario_local
-from scenario_driver import ClusterSet, RigUnavailable, wait_for
+from scenario_driver import ClusterSet, RigUnavailable, Unsupported, wait_for
 
 ECHO_NAMESPACE = "shop"
 ECHO = "echo"
@@ -36,18 +36,39 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         items[:] = [item for item in items if item not in chosen] + ours
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
+    """A step the rig cannot do skips its scenario with the reason, never passes it."""
+    try:
+        return (yield)
+    except Unsupported as exc:
+        pytest.skip(f"{pyfuncitem.config.getoption('--rig')} rig cannot do this step: {exc}")
+
+
 def _bring_up(request: pytest.FixtureRequest, names: list[str], prefix: str,
               wan_cidr: str) -> Iterator[ClusterSet]:
     rig = request.config.getoption("--rig")
-    if rig == "kind":
-        pytest.skip(scenario_kind.unavailable())
-    reason = scenario_local.unavailable()
-    if reason:
-        if os.environ.get("CI") and "binaries" in reason:
-            raise RigUnavailable(reason)  # CI must never skip the real clusters silently
-        pytest.skip(f"local rig not available: {reason}")
     started = time.monotonic()
-    cs = scenario_local.LocalClusterSet(names, prefix=prefix, wan_cidr=wan_cidr)
+    cs: scenario_local.LocalClusterSet | scenario_kind.KindClusterSet
+    if rig == "kind":
+        reason = scenario_kind.unavailable()
+        if reason:
+            pytest.skip(reason)
+        # One kind rig for both sets: ``mesh`` is its first three clusters, ``pair`` its
+        # first two (the kind rig's own names: west, east, north).
+        available = scenario_kind.rig_clusters()
+        if len(available) < len(names):
+            pytest.skip(f"kind rig not available: {len(names)} clusters needed, the rig has "
+                        f"{len(available)} (run multicluster-e2e/kind/up --clusters 3)")
+        names = available[:len(names)]
+        cs = scenario_kind.KindClusterSet(names)
+    else:
+        reason = scenario_local.unavailable()
+        if reason:
+            if os.environ.get("CI") and "binaries" in reason:
+                raise RigUnavailable(reason)  # CI must never skip the real clusters silently
+            pytest.skip(f"local rig not available: {reason}")
+        cs = scenario_local.LocalClusterSet(names, prefix=prefix, wan_cidr=wan_cidr)
     cs.up()
     failed_before = request.session.testsfailed
     try:

@@ -79,17 +79,23 @@ def test_unjoin_removes_everything_the_link_created(pair: ClusterSet) -> None:
         kinds = {o["resource"] for o in made}
         assert {"links", "globalservices", "services", "endpointslices"} <= kinds, made
 
+    others = {c: {o["name"] for o in before[c] if o["resource"] == "links"} - {p}
+              for c, p in peers.items()}
     out = pair.unjoin([west, east])
     try:
         for cluster, peer in peers.items():
             after = pair.isthmus_objects(cluster)
             left = [_key(o) for o in after if _made_by_link(o, peer)]
             assert not left, f"{cluster} still holds objects of the link to {peer}: {left}"
-            assert not [o for o in after if o["labels"].get("isthmus.io/mirror") == "true"]
+            # With no other peer (the local rig's pair), no mirrored object is left at all;
+            # on a rig with more linked clusters (kind's pair is two of its three), theirs stay.
+            if not others[cluster]:
+                assert not [o for o in after if o["labels"].get("isthmus.io/mirror") == "true"]
             # ...and nothing else was removed.
             kept = {_key(o) for o in before[cluster] if not _made_by_link(o, peer)}
             assert kept <= {_key(o) for o in after}, kept - {_key(o) for o in after}
-        assert pair.resolve(west, "echo.shop.global") == []
+        if not others[west]:
+            assert pair.resolve(west, "echo.shop.global") == []
         assert not pair.call_http(west, f"echo.shop.{east}.global").ok
         again = pair.unjoin([west, east])
         assert again.count("removed nothing") == 2, (out, again)
