@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import json
+from collections.abc import Iterator
 from ipaddress import ip_address
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import pytest
 import yaml
@@ -98,9 +101,32 @@ async def test_feed_runs_as_gateway_service_account(cluster: ControlPlane, api: 
     ensure_namespace(cluster, unique)
     secret = leaf_secret(pki.leaf("east"), "isthmus-gateway-tls", "isthmus-system")
     secret["data"]["ca.crt"] = base64.b64encode(pki.bundle.to_pem()).decode()
-    _status, _ = cluster.admin_request(
-        "DELETE", "/api/v1/namespaces/isthmus-system/secrets/isthmus-gateway-tls")
-    admin_post(cluster, "/api/v1/namespaces/isthmus-system/secrets", secret)
+    # this control plane is also the mirror tests' west: its own Secret goes back afterwards
+    with _secret_replaced(cluster, secret):
+        await _feed_as_gateway_service_account(cluster, api, unique, tmp_path)
+
+
+@contextlib.contextmanager
+def _secret_replaced(cp: ControlPlane, secret: dict[str, Any]) -> Iterator[None]:
+    """Swap in ``secret`` (in isthmus-system), and put back whatever was there before."""
+    path = f"/api/v1/namespaces/isthmus-system/secrets/{secret['metadata']['name']}"
+    status, body = cp.admin_request("GET", path)
+    saved = json.loads(body) if status == 200 else None
+    cp.admin_request("DELETE", path)
+    admin_post(cp, "/api/v1/namespaces/isthmus-system/secrets", secret)
+    try:
+        yield
+    finally:
+        cp.admin_request("DELETE", path)
+        if saved is not None:
+            meta = saved["metadata"]
+            saved["metadata"] = {k: meta[k] for k in ("name", "namespace", "labels",
+                                                      "annotations") if k in meta}
+            admin_post(cp, "/api/v1/namespaces/isthmus-system/secrets", saved)
+
+
+async def _feed_as_gateway_service_account(cluster: ControlPlane, api: KubeApi, unique: str,
+                                           tmp_path: Path) -> None:
     admin_post(cluster, "/api/v1/namespaces/isthmus-system/secrets",
                {"metadata": {"name": f"other-{unique}"}, "stringData": {"k": "v"}})
     kubeconfig = cluster.service_account_kubeconfig(
