@@ -3,7 +3,9 @@ fails loudly when nothing answers."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -24,17 +26,26 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-@pytest.fixture
-def server() -> Iterator[list[int]]:
+@contextlib.contextmanager
+def _serving(env: dict[str, str] | None = None) -> Iterator[list[int]]:
     ports = _free_ports(3)
     proc = subprocess.Popen([*ISTHMUS, "demo", "serve", "--cluster", "east", "--http-port",
                              str(ports[0]), "--grpc-port", str(ports[1]), "--tcp-port",
-                             str(ports[2])], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    assert json.loads(proc.stdout.readline())["event"] == "serving"
-    yield ports
-    proc.terminate()
-    proc.wait(timeout=30)
+                             str(ports[2])], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+    try:
+        assert proc.stdout is not None
+        assert json.loads(proc.stdout.readline())["event"] == "serving"
+        yield ports
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture
+def server() -> Iterator[list[int]]:
+    with _serving({"ISTHMUS_DEMO_SERVICE": ""}) as ports:
+        yield ports
 
 
 def _call(*args: str) -> subprocess.CompletedProcess[str]:
@@ -72,3 +83,12 @@ def test_call_needs_exactly_one_target() -> None:
     out = _call("--http", "http://127.0.0.1:1/", "--tcp", "127.0.0.1:1")
     assert out.returncode != 0
     assert "exactly one" in out.stderr
+
+
+def test_http_answer_names_the_service_it_backs() -> None:
+    """On kind each demo Service has its own Deployment, which says which Service it is."""
+    with _serving({"ISTHMUS_DEMO_SERVICE": "users"}) as (http, _grpc, _tcp):
+        out = _call("--http", f"http://127.0.0.1:{http}/")
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    assert (answer["cluster"], answer["service"]) == ("east", "users")

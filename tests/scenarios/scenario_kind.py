@@ -26,6 +26,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import yaml
 from cryptography import x509
 from scenario_driver import ECHO_PORTS, CallResult, CheckResult, RigUnavailable, Unsupported
 
@@ -168,6 +169,24 @@ class KindTraffic:
             self._proc.wait(5)
         self._reader.join(10)
         return self.results()
+
+
+def echo_deployment(cluster: str, service: str, image: str) -> dict[str, Any]:
+    """workloads/echo.yaml's ``echo`` Deployment, renamed to back ``service``."""
+    docs = yaml.safe_load_all((KIND_DIR / "workloads" / "echo.yaml").read_text()
+                              .replace("__CLUSTER__", cluster).replace("__IMAGE__", image))
+    template = next(d for d in docs
+                    if d["kind"] == "Deployment" and d["metadata"]["name"] == "echo")
+    template["metadata"]["name"] = service
+    labels = {"app": service}
+    template["metadata"]["labels"] = labels
+    template["spec"]["selector"]["matchLabels"] = labels
+    pod = template["spec"]["template"]
+    pod["metadata"]["labels"] = labels
+    for env in pod["spec"]["containers"][0]["env"]:
+        if env["name"] == "ISTHMUS_DEMO_SERVICE":
+            env["value"] = service
+    return dict(template)
 
 
 class KindClusterSet:
@@ -314,21 +333,27 @@ class KindClusterSet:
 
     # --- workloads -------------------------------------------------------------------------
     def deploy_echo(self, cluster: str, namespace: str, service: str) -> None:
-        """A Service ``service`` with the echo workload's three ports, exported. The rig's
-        echo Deployment (workloads/echo.yaml, in ``shop``) serves them."""
+        """A Service ``service`` with the echo workload's three ports, exported, backed by its
+        own Deployment (the rig's echo Deployment of workloads/echo.yaml, renamed), so that
+        its HTTP answers name ``service``."""
         if namespace != "shop":
             raise Unsupported("the kind rig runs the echo workload in namespace shop only")
+        deployment = echo_deployment(cluster, service, self.image())
         svc = {
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": service, "namespace": namespace,
                          "labels": {"isthmus.io/export": "true"}},
-            "spec": {"selector": {"app": "echo"}, "ports": [
+            "spec": {"selector": {"app": service}, "ports": [
                 {"name": "http", "port": ECHO_PORTS["http"], "targetPort": "http",
                  "appProtocol": "http"},
                 {"name": "grpc", "port": ECHO_PORTS["grpc"], "targetPort": "grpc",
                  "appProtocol": "grpc"},
                 {"name": "tcp", "port": ECHO_PORTS["tcp"], "targetPort": "tcp"}]}}
-        self.kubectl(cluster, "apply", "-f", "-", input=json.dumps(svc))
+        self.kubectl(cluster, "apply", "-f", "-",
+                     input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                       "items": [deployment, svc]}))
+        self.kubectl(cluster, "-n", namespace, "rollout", "status", f"deployment/{service}",
+                     "--timeout=180s", timeout=200)
 
     def export(self, cluster: str, namespace: str, service: str) -> None:
         self.kubectl(cluster, "-n", namespace, "label", "service", service,

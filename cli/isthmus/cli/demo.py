@@ -1,9 +1,10 @@
 """``isthmus demo``: echo workloads to try a link with, and a client to call them.
 
-``serve`` answers on three ports from one process: HTTP (a JSON line naming the cluster and
-pod that answered), gRPC (``isthmus.demo.Echo``: ``Unary`` and server-streaming ``Stream``,
-raw bytes, no generated code) and raw TCP (echoes bytes back). ``call`` is its client, for
-running in a pod: it resolves the name with the pod's own resolver, like any workload.
+``serve`` answers on three ports from one process: HTTP (a JSON line naming the cluster,
+the Service it backs when given ``--service``, and the pod that answered), gRPC
+(``isthmus.demo.Echo``: ``Unary`` and server-streaming ``Stream``, raw bytes, no generated
+code) and raw TCP (echoes bytes back). ``call`` is its client, for running in a pod: it
+resolves the name with the pod's own resolver, like any workload.
 """
 
 from __future__ import annotations
@@ -28,15 +29,19 @@ def _ident(data: bytes) -> bytes:
     return data
 
 
-def identity(cluster: str) -> dict[str, str]:
-    return {"cluster": cluster, "pod": os.environ.get("HOSTNAME", socket.gethostname())}
+def identity(cluster: str, service: str | None = None) -> dict[str, str]:
+    me = {"cluster": cluster, "pod": os.environ.get("HOSTNAME", socket.gethostname())}
+    if service:
+        me["service"] = service
+    return me
 
 
-async def _serve(cluster: str, http_port: int, grpc_port: int, tcp_port: int) -> None:
+async def _serve(cluster: str, service: str | None, http_port: int, grpc_port: int,
+                 tcp_port: int) -> None:
     import grpc
     from aiohttp import web
 
-    me = identity(cluster)
+    me = identity(cluster, service)
 
     async def http(request: web.Request) -> web.Response:
         return web.json_response({**me, "path": request.path_qs})
@@ -126,13 +131,17 @@ def group() -> None:
 @group.command("serve")
 @click.option("--cluster", envvar="ISTHMUS_DEMO_CLUSTER", required=True,
               help="Name to answer with (env ISTHMUS_DEMO_CLUSTER).")
+@click.option("--service", envvar="ISTHMUS_DEMO_SERVICE", default=None,
+              help="The Service this workload backs, named in HTTP answers "
+                   "(env ISTHMUS_DEMO_SERVICE).")
 @click.option("--http-port", type=int, default=8080, show_default=True)
 @click.option("--grpc-port", type=int, default=9090, show_default=True)
 @click.option("--tcp-port", type=int, default=9000, show_default=True)
-def serve(cluster: str, http_port: int, grpc_port: int, tcp_port: int) -> None:
+def serve(cluster: str, service: str | None, http_port: int, grpc_port: int,
+          tcp_port: int) -> None:
     """Serve HTTP, gRPC and TCP echo until stopped."""
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(cluster, http_port, grpc_port, tcp_port))
+        asyncio.run(_serve(cluster, service, http_port, grpc_port, tcp_port))
 
 
 @group.command("call")
