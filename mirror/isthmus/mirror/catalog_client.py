@@ -6,9 +6,11 @@ through the local gateway's tunnel to the peer's inbound port. Either way the se
 is pinned to ``isthmus-mirror.isthmus-system.<cluster>.isthmus`` so only that cluster's
 mirror is accepted.
 
-``follow`` resumes from the last (epoch, version) it saw after a reconnect; entries that do
-not validate (``catalog_validation``) are dropped one by one, never the whole batch, and
-reported with the update that carried them.
+``follow`` resumes from the last (epoch, version) it saw after a reconnect, unless the
+importer has forgotten what it held (``ResumePoint.forget``: a stale peer past its grace
+period), which asks for a fresh snapshot instead. Entries that do not validate
+(``catalog_validation``) are dropped one by one, never the whole batch, and reported with
+the update that carried them.
 """
 
 from __future__ import annotations
@@ -31,6 +33,21 @@ from isthmus.mirror.names import mirror_server_name
 from isthmus.mirror.wire import pb
 
 log = get_logger("isthmus.mirror.catalog_client")
+
+@dataclass
+class ResumePoint:
+    """Where ``follow`` resumes a peer's Watch after a reconnect. The importer ``forget``s it
+    when it drops the mirrors it had from that peer: resuming would then bring only the
+    changes, and the unchanged services would never come back."""
+
+    epoch: str = ""
+    version: int = 0
+    generation: int = 0  # bumped by forget(): a stream opened before it is not trusted
+
+    def forget(self) -> None:
+        self.epoch, self.version = "", 0
+        self.generation += 1
+
 
 class Dialer(Protocol):
     """Makes the gRPC channel that reaches one linked peer's catalog."""
@@ -133,42 +150,50 @@ async def follow(
     idle_timeout: float = 30.0,
     backoff: Backoff | None = None,
     iterations: int | None = None,
+    resume: ResumePoint | None = None,
 ) -> None:
     """Keep a Watch open on ``link``'s peer; call ``report`` for every update and outage."""
     backoff = backoff or Backoff(initial=0.2, maximum=10.0)
-    epoch, version = "", 0
+    at = resume or ResumePoint()
     attempt = 0
     done = 0
     while iterations is None or done < iterations:
         done += 1
         channel = dialer.channel(link)
+        generation = at.generation
         try:
             call = channel.unary_stream(
                 WATCH_METHOD,
                 request_serializer=pb.WatchRequest.SerializeToString,
                 response_deserializer=pb.CatalogEvent.FromString,
-            )(pb.WatchRequest(epoch=epoch, version=version))
+            )(pb.WatchRequest(epoch=at.epoch, version=at.version))
             iterator = call.__aiter__()
             while True:
                 async with asyncio.timeout(idle_timeout):
                     msg = await iterator.__anext__()
                 attempt = 0
+                if at.generation != generation and msg.kind != pb.CatalogEvent.SNAPSHOT:
+                    # forgotten while this stream was opening: what it resumes from is gone
+                    log.info("resume point forgotten, asking for a snapshot", peer=link.cluster)
+                    call.cancel()
+                    break
                 if msg.cluster and msg.cluster != link.cluster:
                     # only that cluster's mirror certificate is accepted (the pinned name),
                     # so this is a peer naming another cluster: nothing it says is used
                     raise CatalogError(f"the catalog names cluster {msg.cluster[:63]!r}, "
                                        f"not {link.cluster!r}")
                 if msg.kind == pb.CatalogEvent.SNAPSHOT:
-                    epoch, version = msg.epoch, msg.version
+                    at.epoch, at.version, generation = msg.epoch, msg.version, at.generation
                     valid, rejected = _entries(link.cluster, msg.services)
-                    report(Snapshot(link.cluster, epoch, version, {e.key: e for e in valid},
+                    report(Snapshot(link.cluster, msg.epoch, msg.version, {e.key: e for e in valid},
                                     rejected))
                 elif msg.kind == pb.CatalogEvent.DELTA:
-                    epoch, version = msg.epoch, msg.version
+                    at.epoch, at.version = msg.epoch, msg.version
                     removed = tuple(k for k in map(key_from_message, msg.removed)
                                     if k is not None)
                     valid, rejected = _entries(link.cluster, msg.services)
-                    report(Delta(link.cluster, epoch, version, tuple(valid), removed, rejected))
+                    report(Delta(link.cluster, msg.epoch, msg.version, tuple(valid), removed,
+                                 rejected))
                 elif msg.kind == pb.CatalogEvent.HEARTBEAT:
                     report(Heartbeat(link.cluster, msg.version))
         except StopAsyncIteration:

@@ -27,6 +27,7 @@ from isthmus.mirror.catalog_client import (
     Dialer,
     Down,
     Heartbeat,
+    ResumePoint,
     Snapshot,
     follow,
 )
@@ -95,6 +96,7 @@ class PeerCatalogs:
         self.problems = problems  # shared with the reconciler: each writes its own fields
         self.peers: dict[str, PeerState] = {}
         self.subscriptions: dict[str, asyncio.Task[None]] = {}
+        self.resume_points: dict[str, ResumePoint] = {}
         self._submit = submit
         self._status_dirty = status_dirty
         self._notify = notify
@@ -155,6 +157,7 @@ class PeerCatalogs:
         task = self.subscriptions.pop(cluster, None)
         if task is not None:
             task.cancel()
+        self.resume_points.pop(cluster, None)
         peer = self.peers.pop(cluster, None)
         gone = self.problems.pop(cluster, None)
         for reason, _ns in gone.refused if gone is not None else ():
@@ -167,10 +170,12 @@ class PeerCatalogs:
         old = self.subscriptions.pop(link.cluster, None)
         if old is not None:
             old.cancel()
+        resume = self.resume_points[link.cluster] = ResumePoint()
         self.subscriptions[link.cluster] = tg.create_task(
             follow(link, dialer, report,
                    idle_timeout=self.settings.idle_timeout_seconds,
-                   backoff=Backoff(initial=0.2, maximum=self.settings.reconnect_max_seconds))
+                   backoff=Backoff(initial=0.2, maximum=self.settings.reconnect_max_seconds),
+                   resume=resume)
         )
 
     # --- what a peer may import (import_policy) -------------------------------------------
@@ -238,6 +243,10 @@ class PeerCatalogs:
                 peer.admission.clear()
                 self.refusals_changed(peer.link.cluster)
                 peer.view = None
+                # what it had is gone here: when it answers again, ask for all of it
+                resume = self.resume_points.get(peer.link.cluster)
+                if resume is not None:
+                    resume.forget()
 
     def update(self, update: CatalogUpdate) -> None:
         """Apply what the peer's catalog stream brought."""
