@@ -7,6 +7,7 @@ run it in-process with a snapshot they build, and the CLI runs it with the API f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import signal
@@ -78,6 +79,8 @@ class Gateway:
         self.inbound_port = 0
         self.admin_port = 0
         self.draining = False
+        self.shutting_down = False  # SIGTERM seen: not Ready, still serving (shutdown_delay)
+        self._listeners_open = False  # the outbound listeners of a snapshot opened, once
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
         self._sync_task: asyncio.Task[None] | None = None
@@ -92,6 +95,11 @@ class Gateway:
         )
         self._tasks.add(self._sync_task)
         self._sync_task.add_done_callback(self._tasks.discard)
+        self._sync_task.add_done_callback(self._listeners_synced)
+
+    def _listeners_synced(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            self._listeners_open = True
 
     async def listeners_synced(self) -> None:
         """Wait until outbound listeners match the latest snapshot (tests use it)."""
@@ -101,8 +109,13 @@ class Gateway:
     def ready(self) -> tuple[bool, str]:
         if self.draining:
             return False, "draining"
+        if self.shutting_down:
+            return False, "shutting down"
         if not self.state.synced:
             return False, "routes not synced"
+        if not self._listeners_open:
+            # Ready sends the Service's new connections here: the ports must be open first
+            return False, "outbound listeners not open"
         if not self.inbound_port:
             return False, "inbound not listening"
         return True, "ready"
@@ -113,6 +126,7 @@ class Gateway:
         self.inbound_port = server.sockets[0].getsockname()[1]
         if self.state.synced:
             await self.outbound.sync_listeners(self.state.snapshot)
+            self._listeners_open = True
         if self.settings.admin_address:
             app = build_app(self.state, self.metrics, ready=self.ready,
                             extra_config=self._config_extra,
@@ -240,10 +254,26 @@ class Gateway:
         await asyncio.sleep(0)
 
     async def serve_forever(self) -> None:
-        """Run until SIGTERM/SIGINT, then drain."""
+        """Run until SIGTERM/SIGINT; then keep serving, not Ready, for ``shutdown_delay``
+        (a second signal cuts it short), and drain."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        await self.shutdown_delay(stop)
         await self.drain()
+
+    async def shutdown_delay(self, stop: asyncio.Event) -> None:
+        """The pod's endpoints are removed while it terminates, but kube-proxy on every node
+        learns it a moment later: until then new connections still arrive here, and a
+        closed port would refuse them."""
+        delay = self.settings.shutdown_delay
+        if delay <= 0:
+            return
+        self.shutting_down = True
+        log.info("shutting down: serving while endpoints update", seconds=delay)
+        stop.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await stop.wait()

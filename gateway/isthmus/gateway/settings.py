@@ -104,8 +104,12 @@ class GatewaySettings(ComponentSettings):
     probe_interval: float = pydantic.Field(
         default=2.0, gt=0, description="Seconds between probes of an ejected peer (±20%)."
     )
+    shutdown_delay: float = pydantic.Field(
+        default=5.0, ge=0, le=60,
+        description="On SIGTERM, keep accepting (not Ready) this long while endpoints update.",
+    )
     drain_timeout: float = pydantic.Field(
-        default=20.0, ge=0, description="On SIGTERM, wait this long for open streams."
+        default=20.0, ge=0, description="Then wait this long for open streams."
     )
     workers: int = pydantic.Field(
         default=1, ge=1, le=64, description="Processes sharing the ports (SO_REUSEPORT)."
