@@ -11,6 +11,9 @@ what happened after the documented time, never on how fast it happened.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +25,9 @@ from cryptography import x509
 # gateway.md: a connect, handshake or tunnel failure moves on to the next exporting cluster
 # within the same client connection; a dial gives up after --connect-timeout (5 s).
 FAILOVER_SECONDS = 5.0
+# gateway.md: on SIGTERM a gateway keeps serving for --shutdown-delay (5 s) before it drains;
+# a pod scaled away still answers that long (a crashed process does not).
+GATEWAY_SHUTDOWN_SECONDS = 5.0
 # gateway.md: an ejected peer is probed every --probe-interval (2 s +- 20 %) and readmitted
 # at the first success; the catalog stream through it reconnects and marks it Fresh again.
 PROBE_INTERVAL_SECONDS = 2.4
@@ -71,6 +77,40 @@ class Traffic(Protocol):
     def results(self) -> list[CallResult]: ...
 
     def stop(self) -> list[CallResult]: ...
+
+
+class TrafficReader:
+    """A client loop's output, read as it comes: one JSON line per call
+    (``{"ok", "cluster", "error", "t"}``). How the loop is stopped is the rig's: ``_end``."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self._proc = proc
+        self._lock = threading.Lock()
+        self._results: list[CallResult] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            if line.startswith("{"):
+                data = json.loads(line)
+                with self._lock:
+                    self._results.append(CallResult(
+                        bool(data.get("ok")), data.get("cluster"), data,
+                        str(data.get("error", "")), float(data.get("t", time.time()))))
+
+    def results(self) -> list[CallResult]:
+        with self._lock:
+            return list(self._results)
+
+    def _end(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> list[CallResult]:
+        self._end()
+        self._reader.join(10)
+        return self.results()
 
 
 class ClusterSet(Protocol):

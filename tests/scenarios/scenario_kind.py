@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import subprocess
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -28,7 +27,14 @@ from typing import Any
 
 import yaml
 from cryptography import x509
-from scenario_driver import ECHO_PORTS, CallResult, CheckResult, RigUnavailable, Unsupported
+from scenario_driver import (
+    ECHO_PORTS,
+    CallResult,
+    CheckResult,
+    RigUnavailable,
+    TrafficReader,
+    Unsupported,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 KIND_DIR = REPO / "multicluster-e2e" / "kind"
@@ -132,33 +138,15 @@ def _call_result(proc: subprocess.CompletedProcess[str], t: float) -> CallResult
     return CallResult(True, cluster, data, t=t)
 
 
-class KindTraffic:
+class KindTraffic(TrafficReader):
     """The loop above, in a client pod, over ``kubectl exec -i``; closing stdin stops it."""
 
     def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=subprocess.DEVNULL, text=True, env=env,
-                                      start_new_session=True)
-        self._lock = threading.Lock()
-        self._results: list[CallResult] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        super().__init__(subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=subprocess.DEVNULL, text=True, env=env,
+                                          start_new_session=True))
 
-    def _read(self) -> None:
-        assert self._proc.stdout is not None
-        for line in self._proc.stdout:
-            if line.startswith("{"):
-                data = json.loads(line)
-                with self._lock:
-                    self._results.append(CallResult(
-                        bool(data["ok"]), data.get("cluster"), data, data.get("error", ""),
-                        float(data["t"])))
-
-    def results(self) -> list[CallResult]:
-        with self._lock:
-            return list(self._results)
-
-    def stop(self) -> list[CallResult]:
+    def _end(self) -> None:
         assert self._proc.stdin is not None
         with contextlib.suppress(BrokenPipeError):
             self._proc.stdin.close()
@@ -167,8 +155,6 @@ class KindTraffic:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait(5)
-        self._reader.join(10)
-        return self.results()
 
 
 def echo_deployment(cluster: str, service: str, image: str) -> dict[str, Any]:

@@ -17,13 +17,19 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from scenario_driver import ECHO_PORTS, CallResult, CheckResult, RigUnavailable, Unsupported
+from scenario_driver import (
+    ECHO_PORTS,
+    CallResult,
+    CheckResult,
+    RigUnavailable,
+    TrafficReader,
+    Unsupported,
+)
 
 from isthmus.devcluster import ControlPlaneError, find_binaries
 from isthmus.devcluster.rig import Rig, needs_root
@@ -52,31 +58,16 @@ def _result(stdout: str, stderr: str = "") -> CallResult:
                       str(data.get("error", "")), float(data.get("t", time.time())))
 
 
-class LocalTraffic:
+class LocalTraffic(TrafficReader):
     """A client process in ``src``'s namespace making one new HTTP connection every 0.2 s."""
 
     def __init__(self, prefix: list[str], url: str) -> None:
-        self._proc = subprocess.Popen(
+        super().__init__(subprocess.Popen(
             [*prefix, *CLIENT, "loop", url, "--interval", "0.2", "--timeout", "5"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            start_new_session=True)
-        self._lock = threading.Lock()
-        self._results: list[CallResult] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+            start_new_session=True))
 
-    def _read(self) -> None:
-        assert self._proc.stdout is not None
-        for line in self._proc.stdout:
-            if line.startswith("{"):
-                with self._lock:
-                    self._results.append(_result(line))
-
-    def results(self) -> list[CallResult]:
-        with self._lock:
-            return list(self._results)
-
-    def stop(self) -> list[CallResult]:
+    def _end(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self._proc.pid, signal.SIGTERM)
         try:
@@ -85,8 +76,6 @@ class LocalTraffic:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._proc.pid, signal.SIGKILL)
             self._proc.wait(5)
-        self._reader.join(10)
-        return self.results()
 
 
 class LocalClusterSet:

@@ -36,8 +36,8 @@ def identity(cluster: str, service: str | None = None) -> dict[str, str]:
     return me
 
 
-async def _serve(cluster: str, service: str | None, http_port: int, grpc_port: int,
-                 tcp_port: int) -> None:
+async def _serve(cluster: str, service: str | None, host: str, http_port: int,
+                 grpc_port: int, tcp_port: int) -> None:
     import grpc
     from aiohttp import web
 
@@ -50,7 +50,7 @@ async def _serve(cluster: str, service: str | None, http_port: int, grpc_port: i
     app.router.add_route("*", "/{tail:.*}", http)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "0.0.0.0", http_port).start()  # noqa: S104
+    await web.TCPSite(runner, host, http_port).start()
 
     prefix = f"{cluster}:".encode()
 
@@ -62,13 +62,15 @@ async def _serve(cluster: str, service: str | None, http_port: int, grpc_port: i
         for i in range(min(count, 1000)):
             yield prefix + str(i).encode()
 
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {
-        "Unary": grpc.unary_unary_rpc_method_handler(unary, _ident, _ident),
-        "Stream": grpc.unary_stream_rpc_method_handler(stream, _ident, _ident),
-    }),))
-    server.add_insecure_port(f"0.0.0.0:{grpc_port}")
-    await server.start()
+    if grpc_port:
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {
+            "Unary": grpc.unary_unary_rpc_method_handler(unary, _ident, _ident),
+            "Stream": grpc.unary_stream_rpc_method_handler(stream, _ident, _ident),
+        }),))
+        if server.add_insecure_port(f"{host}:{grpc_port}") == 0:
+            raise OSError(f"demo serve: gRPC cannot listen on {host}:{grpc_port}")
+        await server.start()
 
     async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -80,9 +82,12 @@ async def _serve(cluster: str, service: str | None, http_port: int, grpc_port: i
         finally:
             writer.close()
 
-    tcp = await asyncio.start_server(echo, "0.0.0.0", tcp_port)  # noqa: S104
+    tcp = await asyncio.start_server(echo, host, tcp_port) if tcp_port else None
     print(json.dumps({**me, "event": "serving", "http": http_port, "grpc": grpc_port,
                       "tcp": tcp_port}), flush=True)
+    if tcp is None:
+        await asyncio.Event().wait()  # until stopped
+        return
     async with tcp:
         await tcp.serve_forever()
 
@@ -134,14 +139,18 @@ def group() -> None:
 @click.option("--service", envvar="ISTHMUS_DEMO_SERVICE", default=None,
               help="The Service this workload backs, named in HTTP answers "
                    "(env ISTHMUS_DEMO_SERVICE).")
-@click.option("--http-port", type=int, default=8080, show_default=True)
-@click.option("--grpc-port", type=int, default=9090, show_default=True)
-@click.option("--tcp-port", type=int, default=9000, show_default=True)
-def serve(cluster: str, service: str | None, http_port: int, grpc_port: int,
+@click.option("--host", default="0.0.0.0", show_default=True,  # noqa: S104 (a pod's demo)
+              help="Address to listen on.")
+@click.option("--http-port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option("--grpc-port", type=click.IntRange(0, 65535), default=9090, show_default=True,
+              help="0: no gRPC.")
+@click.option("--tcp-port", type=click.IntRange(0, 65535), default=9000, show_default=True,
+              help="0: no TCP echo.")
+def serve(cluster: str, service: str | None, host: str, http_port: int, grpc_port: int,
           tcp_port: int) -> None:
     """Serve HTTP, gRPC and TCP echo until stopped."""
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(cluster, service, http_port, grpc_port, tcp_port))
+        asyncio.run(_serve(cluster, service, host, http_port, grpc_port, tcp_port))
 
 
 @group.command("call")

@@ -22,7 +22,7 @@ import time
 import urllib.parse
 from typing import Any
 
-from isthmus.devcluster.demo_app import GRPC_SERVICE
+from isthmus.cli.demo import SERVICE as GRPC_SERVICE
 
 
 def _identity(data: bytes) -> bytes:

@@ -210,12 +210,10 @@ class Rig:
         with its cluster and service name; its address."""
         c = self.clusters[cluster]
         address = c.net.add_pod_ip()
-        argv = [sys.executable, "-m", "isthmus.devcluster.demo_app", "--cluster", cluster,
-                "--service", service, "--listen", f"{address}:{target_port}"]
-        if grpc_port is not None:
-            argv += ["--grpc-listen", f"{address}:{grpc_port}"]
-        if tcp_port is not None:
-            argv += ["--tcp-listen", f"{address}:{tcp_port}"]
+        # the same workload as the kind rig's pods: `isthmus demo serve`
+        argv = [sys.executable, "-m", "isthmus.cli", "demo", "serve", "--cluster", cluster,
+                "--service", service, "--host", address, "--http-port", str(target_port),
+                "--grpc-port", str(grpc_port or 0), "--tcp-port", str(tcp_port or 0)]
         name = name or f"demo-{service}"
         proc = ManagedProcess(name, argv, c.cp.workdir / "logs" / f"{name}.log")  # type: ignore[operator]
         proc.start(c.net.exec_prefix())
