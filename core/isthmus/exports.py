@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from isthmus.headless import DEFAULT_MAX_PODS, HeadlessPods, headless_pods, is_headless
 from isthmus.labels import (
     DEFAULT_WEIGHT,
     EXPORT_LABEL,
@@ -61,6 +62,9 @@ class ExportedService(BaseModel):
     weight: int = Field(default=DEFAULT_WEIGHT, ge=0, le=MAX_WEIGHT)
     # Why the weight annotation was not used (the weight is then the default), for an Event.
     weight_problem: str | None = None
+    # ``clusterIP: None``: peers get a name per pod (isthmus.headless), in ``pods``.
+    headless: bool = False
+    pods: HeadlessPods = Field(default_factory=HeadlessPods)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -141,9 +145,10 @@ def _ready(endpoint: JsonObj) -> bool:
 
 
 def build_exports(
-    services: Iterable[JsonObj], slices: Iterable[JsonObj]
+    services: Iterable[JsonObj], slices: Iterable[JsonObj], max_pods: int = DEFAULT_MAX_PODS,
 ) -> dict[tuple[str, str], ExportedService]:
-    """Pure: the exported services, keyed by (namespace, name), with their ready backends."""
+    """Pure: the exported services, keyed by (namespace, name), with their ready backends
+    (and, for a headless Service, its named pods, at most ``max_pods``)."""
     slices_by_service: dict[tuple[str, str], list[JsonObj]] = {}
     for s in slices:
         meta = s.get("metadata") or {}
@@ -162,13 +167,16 @@ def build_exports(
         if not ports:
             continue
         backends: dict[str, dict[int, int]] = {}
+        ready: list[tuple[dict[int, int], JsonObj]] = []
         for sl in slices_by_service.get(key, []):
             port_map = _target_ports(spec, list(sl.get("ports") or []))
             for ep in sl.get("endpoints") or []:
                 if not _ready(ep):
                     continue
+                ready.append((port_map, ep))
                 for addr in ep.get("addresses") or []:
                     backends.setdefault(addr, {}).update(port_map)
+        headless = is_headless(svc)
         annotations = meta.get("annotations") or {}
         weight, weight_problem = parse_weight(annotations)
         exports[key] = ExportedService(
@@ -179,5 +187,7 @@ def build_exports(
             weight=weight,
             weight_problem=weight_problem,
             backends=tuple(Backend(address=a, ports=p) for a, p in sorted(backends.items())),
+            headless=headless,
+            pods=headless_pods(ready, max_pods) if headless else HeadlessPods(),
         )
     return exports
