@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from isthmus.mirror.catalog_validation import (
+    MAX_PODS,
     MAX_PORTS,
     Rejected,
     entry_from_message,
@@ -135,3 +136,29 @@ def test_random_bytes_never_get_past_the_boundary_unchecked(data: bytes) -> None
             _assert_safe(got)
     for k in event.removed:
         key_from_message(k)
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        pytest.param({"pods": ["db-0"]}, "not headless", id="pods-without-headless"),
+        pytest.param({"headless": True, "pods": ["DB-0"]}, "pods", id="pod-uppercase"),
+        pytest.param({"headless": True, "pods": ["db.0"]}, "pods", id="pod-dot"),
+        pytest.param({"headless": True, "pods": [""]}, "pods", id="pod-empty"),
+        pytest.param({"headless": True, "pods": ["a" * 64]}, "pods", id="pod-too-long"),
+        pytest.param({"headless": True, "pods": ["db-0", "db-0"]}, "repeat", id="pod-repeated"),
+        pytest.param({"headless": True, "pods": [f"p{i}" for i in range(MAX_PODS + 1)]},
+                     "at most", id="too-many-pods"),
+    ],
+)
+def test_bad_pods_are_rejected_with_a_reason(fields: dict[str, Any], problem: str) -> None:
+    result = entry_from_message(message(**fields))
+    assert isinstance(result, Rejected)
+    assert problem in result.reason
+
+
+def test_headless_pods_are_kept_sorted() -> None:
+    result = entry_from_message(message(headless=True, pods=["db-2", "db-0", "db-1"]))
+    assert isinstance(result, CatalogEntry)
+    assert result.headless
+    assert result.pods == ("db-0", "db-1", "db-2")

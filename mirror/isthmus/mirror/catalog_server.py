@@ -88,6 +88,8 @@ def entry_message(entry: CatalogEntry) -> pb.Service:
         version=entry.version,
         changed_at_ms=entry.changed_at_ms,
         weight=entry.weight,
+        headless=entry.headless,
+        pods=list(entry.pods),
     )
 
 

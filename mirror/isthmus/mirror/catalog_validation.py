@@ -9,7 +9,9 @@ objects made from it (docs/mirror-import-policy.md):
   names empty or IANA-service-name-like labels of at most 15 characters (the GlobalService
   port name rule), ``appProtocol`` empty or a Kubernetes qualified name;
 - weight 0-10000 when present; ready endpoints at most ``MAX_READY_ENDPOINTS``; version and
-  change time non-negative.
+  change time non-negative;
+- pods (a headless export's hostnames): only on a headless entry, at most ``MAX_PODS``,
+  each an RFC 1123 label, no repeats (sorted here: their order on the wire means nothing).
 
 An entry that fails is rejected alone, with a reason; the rest of its message is kept.
 """
@@ -28,6 +30,7 @@ from isthmus.mirror.model import CatalogEntry, PortSpec, ServiceKey
 
 MAX_PORTS = 64  # GlobalService spec.ports maxItems
 MAX_READY_ENDPOINTS = 1_000_000
+MAX_PODS = 1024  # named pods of one headless entry; the importer's own limit is lower
 DNS_1123_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 DNS_1035_LABEL = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
 PORT_NAME = r"^([a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?)?$"
@@ -64,6 +67,22 @@ class WireService(_Strict):
     version: Annotated[int, Field(ge=0)] = 0
     changed_at_ms: Annotated[int, Field(ge=0)] = 0
     weight: Annotated[int, Field(ge=0, le=MAX_WEIGHT)] = DEFAULT_WEIGHT
+    headless: bool = False
+    pods: Annotated[list[Annotated[str, Field(pattern=DNS_1123_LABEL, max_length=63)]],
+                    Field(max_length=MAX_PODS)] = []
+
+    @field_validator("pods")
+    @classmethod
+    def _unique_pods(cls, pods: list[str]) -> list[str]:
+        if len(set(pods)) != len(pods):
+            raise ValueError("pod hostnames repeat")
+        return pods
+
+    @pydantic.model_validator(mode="after")
+    def _pods_only_if_headless(self) -> WireService:
+        if self.pods and not self.headless:
+            raise ValueError("pods on a service that is not headless")
+        return self
 
     @field_validator("ports")
     @classmethod
@@ -113,6 +132,7 @@ def entry_from_fields(fields: dict[str, Any]) -> CatalogEntry | Rejected:
         ports=tuple(sorted(PortSpec(p.port, p.name, p.app_protocol) for p in svc.ports)),
         ready_endpoints=svc.ready_endpoints, version=svc.version,
         changed_at_ms=svc.changed_at_ms, weight=svc.weight,
+        headless=svc.headless, pods=tuple(sorted(svc.pods)),
     )
 
 
@@ -121,12 +141,16 @@ def entry_from_message(msg: Any) -> CatalogEntry | Rejected:
     if len(msg.ports) > MAX_PORTS:  # not even looked at, one by one
         return Rejected(_printable(msg.namespace), _printable(msg.name),
                         f"ports: {len(msg.ports)} ports, at most {MAX_PORTS} allowed")
+    if len(msg.pods) > MAX_PODS:
+        return Rejected(_printable(msg.namespace), _printable(msg.name),
+                        f"pods: {len(msg.pods)} pods, at most {MAX_PODS} allowed")
     fields: dict[str, Any] = {
         "namespace": msg.namespace, "name": msg.name,
         "ports": [{"port": p.port, "name": p.name, "app_protocol": p.app_protocol}
                   for p in msg.ports],
         "ready_endpoints": msg.ready_endpoints, "version": msg.version,
         "changed_at_ms": msg.changed_at_ms,
+        "headless": msg.headless, "pods": list(msg.pods),
     }
     if msg.HasField("weight"):
         fields["weight"] = msg.weight

@@ -50,6 +50,8 @@ def entry_from_export(exported: ExportedService, version: int, changed_at_ms: in
             version=version,
             changed_at_ms=changed_at_ms,
             weight=exported.weight,
+            headless=exported.headless,
+            pods=tuple(p.hostname for p in exported.pods.pods),
         ),
         exported.allowed_clusters,
     )
@@ -61,6 +63,8 @@ def _same(a: ExportEntry, b: ExportEntry) -> bool:
         and a.entry.ports == b.entry.ports
         and a.entry.weight == b.entry.weight
         and a.entry.ready_endpoints == b.entry.ready_endpoints
+        and a.entry.headless == b.entry.headless
+        and a.entry.pods == b.entry.pods
     )
 
 

@@ -43,6 +43,10 @@ class MirrorMetrics:
         self.exported = Gauge(
             "isthmus_mirror_exported_services", "Services in the local export catalog",
             registry=r)
+        self.refused_pods = Gauge(
+            "isthmus_mirror_refused_headless_pods",
+            "Ready endpoints of exported headless Services given no per-pod name (bad or "
+            "repeated hostname, over the limit)", registry=r)
         self.local_catalog_version = Gauge(
             "isthmus_mirror_catalog_version", "Version of the local export catalog", registry=r)
         self.catalog_subscribers = Gauge(

@@ -36,6 +36,9 @@ class CatalogEntry:
     version: int = 0
     changed_at_ms: int = 0
     weight: int = DEFAULT_WEIGHT  # the exporter's isthmus.io/weight (0-10000)
+    # A headless export: the hostnames of its named pods, sorted (never their addresses).
+    headless: bool = False
+    pods: tuple[str, ...] = ()
 
     @property
     def key(self) -> ServiceKey:

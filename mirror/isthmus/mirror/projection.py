@@ -8,8 +8,9 @@ reads (docs/decisions/mirror-memory.md):
 - metadata: name, namespace, uid, resourceVersion, generation (``resync``), deletionTimestamp,
   every label, and only the ``isthmus.io/`` annotations (``export-to``);
 - Service: ``type``, ``clusterIP`` and ``ports`` (export, ``plan`` and the VIPs);
-- EndpointSlice: ``addressType``, ``ports``, and per endpoint its addresses and the
-  ``ready``/``terminating`` conditions (export readiness, gateway addresses, ``plan``);
+- EndpointSlice: ``addressType``, ``ports``, and per endpoint its addresses, ``hostname``
+  (a headless export's pod names) and the ``ready``/``terminating`` conditions (export
+  readiness, gateway addresses, ``plan``);
 - GlobalService: ``spec`` and ``status`` as they are (written by the mirror; the shape
   names every field of its CRD);
 - anything else (Namespace): metadata only. (Links are few and are not projected.)
@@ -65,6 +66,7 @@ class EndpointConditionsShape(TypedDict, total=False):
 
 class EndpointShape(TypedDict, total=False):
     addresses: list[str] | None
+    hostname: str | None
     conditions: EndpointConditionsShape | None
 
 
@@ -166,6 +168,8 @@ def _metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
 
 def _endpoint(ep: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"addresses": list(ep.get("addresses") or [])}
+    if ep.get("hostname"):
+        out["hostname"] = ep["hostname"]  # a headless export's per-pod name
     cond = ep.get("conditions")
     if cond:
         out["conditions"] = {k: cond[k] for k in ("ready", "terminating") if k in cond}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from isthmus.exports import build_exports, is_exported
+from isthmus.exports import ExportedService, build_exports, is_exported
 from isthmus.kube.backoff import Backoff
 from isthmus.kube.client import JsonObj, KubeApi
 from isthmus.kube.reflector import Reflector, WatchSettings, drop_managed_fields
@@ -93,6 +93,7 @@ class Watches:
         self._own_rv: dict[ObjRef, int] = {}
         self._export_slices: dict[ServiceKey, dict[str, bytes]] = {}  # packed, shared
         self._weight_problems: dict[ServiceKey, str] = {}  # reported once per distinct value
+        self._pod_problems: dict[ServiceKey, tuple[str, ...]] = {}  # likewise
         # per watched resource: what it is, whether its cache is slimmed, its callback
         self._specs: dict[str, tuple[Resource, bool, Handler]] = {
             "links": (LINKS, False, self._on_link),
@@ -164,8 +165,10 @@ class Watches:
     def _export_changed(self, key: ServiceKey) -> None:
         svc = self.reflectors["services"].store.get(key)
         slices = [unpack(raw) for raw in self._export_slices.get(key, {}).values()]
-        exported = build_exports([svc], slices).get(key) if svc is not None else None
+        exported = (build_exports([svc], slices, self.settings.max_pods_per_service).get(key)
+                    if svc is not None else None)
         self.catalog.set(key, exported)
+        self._report_refused_pods(key, svc, exported)
         problem = exported.weight_problem if exported is not None else None
         if problem is None:
             self._weight_problems.pop(key, None)
@@ -178,6 +181,24 @@ class Watches:
                 "InvalidWeight", problem)
         self.metrics.exported.set(len(self.catalog.entries))
         self.metrics.local_catalog_version.set(self.catalog.version)
+
+    def _report_refused_pods(self, key: ServiceKey, svc: JsonObj | None,
+                             exported: ExportedService | None) -> None:
+        """A Warning Event on the Service when the pods refused a name change (once per
+        distinct list), and the metric."""
+        refused = exported.pods.refused if exported is not None else ()
+        if not refused:
+            self._pod_problems.pop(key, None)
+        elif svc is not None and self._pod_problems.get(key) != refused:
+            self._pod_problems[key] = refused
+            message = f"{len(refused)} pod(s) get no per-pod name: " + "; ".join(refused)
+            log.warning("headless pods refused", namespace=key[0], name=key[1],
+                        refused=len(refused), first=refused[0])
+            meta = svc["metadata"]
+            self._export_warning({"apiVersion": "v1", "kind": "Service", "metadata": {
+                "name": meta["name"], "namespace": meta["namespace"], "uid": meta.get("uid")}},
+                "HeadlessPodsRefused", message[:1000])
+        self.metrics.refused_pods.set(sum(len(v) for v in self._pod_problems.values()))
 
     def _on_service(self, kind: str, obj: JsonObj) -> None:
         """Every Service: exported ones feed the catalog, mirrors the observed index, and
