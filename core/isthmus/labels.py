@@ -28,6 +28,7 @@ PEER_CLUSTER_LABEL = "isthmus.io/peer-cluster"
 LINK_UID_LABEL = "isthmus.io/link-uid"
 GLOBAL_SERVICE_LABEL = "isthmus.io/global-service"
 PINNED_CLUSTER_LABEL = "isthmus.io/pinned-cluster"
+POD_LABEL = "isthmus.io/pod"  # a per-pod mirror of a headless import: the pod's hostname
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "isthmus"
 

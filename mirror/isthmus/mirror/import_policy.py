@@ -35,10 +35,11 @@ PROTECTED = "ProtectedNamespace"
 DENIED = "DeniedNamespace"
 NOT_ALLOWED = "NamespaceNotAllowed"
 TOO_MANY_PORTS = "TooManyPorts"
+TOO_MANY_PODS = "TooManyPods"
 TOO_MANY_SERVICES = "TooManyServices"
 PORT_SHARE = "PortShareExceeded"
 NAMESPACE_REASONS = (PROTECTED, DENIED, NOT_ALLOWED)
-LIMIT_REASONS = (TOO_MANY_PORTS, TOO_MANY_SERVICES, PORT_SHARE)
+LIMIT_REASONS = (TOO_MANY_PORTS, TOO_MANY_PODS, TOO_MANY_SERVICES, PORT_SHARE)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class ImportPolicy:
     max_services: int = 20_000
     max_ports_per_service: int = 64
     port_budget: int = 5_000  # outbound ports one peer may hold
+    max_pods_per_service: int = 256  # named pods of one headless import
 
     @classmethod
     def from_settings(cls, settings: MirrorSettings) -> ImportPolicy:
@@ -61,6 +63,7 @@ class ImportPolicy:
             max_services=settings.max_services_per_link,
             max_ports_per_service=settings.max_ports_per_service,
             port_budget=settings.peer_port_budget,
+            max_pods_per_service=settings.max_pods_per_service,
         )
 
     @functools.cached_property
@@ -100,8 +103,9 @@ def same_content(a: CatalogEntry | None, b: CatalogEntry | None) -> bool:
 
 
 def demand(entry: CatalogEntry) -> int:
-    """Outbound ports an entry takes: a merged and a pinned listener per service port."""
-    return 2 * len(entry.ports)
+    """Outbound ports an entry takes: a merged and a pinned listener per service port, and
+    one per named pod and service port."""
+    return (2 + len(entry.pods)) * len(entry.ports)
 
 
 def entry_refusal(policy: ImportPolicy, entry: CatalogEntry,
@@ -113,6 +117,9 @@ def entry_refusal(policy: ImportPolicy, entry: CatalogEntry,
     if len(entry.ports) > policy.max_ports_per_service:
         return Refusal(TOO_MANY_PORTS, f"{entry.namespace}/{entry.name} has "
                        f"{len(entry.ports)} ports, the limit is {policy.max_ports_per_service}")
+    if len(entry.pods) > policy.max_pods_per_service:
+        return Refusal(TOO_MANY_PODS, f"{entry.namespace}/{entry.name} has {len(entry.pods)} "
+                       f"named pods, the limit is {policy.max_pods_per_service}")
     return None
 
 

@@ -7,10 +7,15 @@ For an exported Service ``<svc>`` in namespace ``<ns>`` the importing cluster ge
 - GlobalService ``<svc>`` (hosts ``<svc>.<ns>.global`` and ``<svc>.<ns>.<cluster>.global``);
 - Service + EndpointSlice ``<svc>-global`` (the VIP of ``<svc>.<ns>.global``);
 - per exporting cluster, Service + EndpointSlice ``<svc>-<cluster>-c<n>``, ``n`` the length
-  of ``<cluster>`` (the VIP of the pinned name).
+  of ``<cluster>`` (the VIP of the pinned name);
+- per named pod of a headless export, Service + EndpointSlice
+  ``<svc>-<pod>-<cluster>-p<m>x<n>``, ``m`` and ``n`` the lengths of ``<pod>`` and
+  ``<cluster>`` (the VIP of ``<pod>.<svc>.<ns>.<cluster>.global``; the service comes first
+  because a hostname may start with a digit and a Service name may not).
 
 The mapping is injective: the last ``-``-separated part says which form a name has
 (``global``: merged; ``c<digits>``: pinned, and the digits say where the service name ends;
+``p<digits>x<digits>``: per pod, the digits say where the pod and cluster start;
 ``h<16 hex>``: hashed), so a readable name decodes back to its one (service, cluster). A
 readable name longer than 63 characters becomes its first 45 characters, ``-h`` and 16 hex
 digits of the SHA-256 of its (form, service, cluster): unique unless SHA-256 collides in 64
@@ -82,6 +87,15 @@ def pinned_service_name(service: str, cluster: str) -> str:
     readable = f"{service}-{cluster}-c{len(cluster)}"
     return readable if len(readable) <= MAX_NAME else hashed("pinned", service, cluster,
                                                              readable)
+
+
+def pod_service_name(pod: str, service: str, cluster: str) -> str:
+    """Service and EndpointSlice behind ``<pod>.<svc>.<ns>.<cluster>.global``."""
+    readable = f"{service}-{pod}-{cluster}-p{len(pod)}x{len(cluster)}"
+    # the pod goes into the hashed form's service part: no name holds a NUL, so the
+    # (pod, service) pair is recovered from it
+    return readable if len(readable) <= MAX_NAME else hashed("pod", f"{service}\0{pod}",
+                                                             cluster, readable)
 
 
 def link_label(cluster: str) -> str:

@@ -94,8 +94,8 @@ class MirrorSettings(ComponentSettings):
         default=64, ge=1, le=64, description="Ports of one imported service at most (64 is "
         "the GlobalService's own limit).")
     max_pods_per_service: int = pydantic.Field(
-        default=256, ge=0, le=1024, description="Named pods of one exported headless Service "
-        "at most (in hostname order); the rest get no per-pod name.")
+        default=256, ge=0, le=1024, description="Named pods of one headless Service at most: an "
+        "export names the first ones in hostname order, an import with more is refused.")
     peer_port_share: float = pydantic.Field(
         default=0.5, gt=0, le=1, description="Share of the outbound port range one peer's "
         "imports may hold (each service port takes two: merged and pinned).")
