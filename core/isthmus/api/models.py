@@ -140,6 +140,13 @@ class PinnedPort(_Wire):
     outbound_port: Port
 
 
+class PodPorts(_Wire):
+    """A named pod of a headless export: its outbound listeners, per service port."""
+
+    hostname: DnsLabel
+    ports: list[PinnedPort] = Field(default_factory=list)
+
+
 class ClusterEndpoint(_Wire):
     """One exporting cluster, reached through its gateway."""
 
@@ -151,6 +158,7 @@ class ClusterEndpoint(_Wire):
     health: Health = Health.UNKNOWN
     ready_endpoints: int | None = Field(default=None, ge=0)
     pinned_ports: list[PinnedPort] = Field(default_factory=list)
+    pods: list[PodPorts] = Field(default_factory=list)
 
 
 class GlobalServiceSpec(_Wire):

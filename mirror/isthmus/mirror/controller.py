@@ -294,10 +294,12 @@ class MirrorController:
                                           str(p.get("appProtocol") or "")))
                 if specs:
                     key = (sys.intern(meta["namespace"]), meta["name"])
+                    pods = tuple(sorted(str(p["hostname"]) for p in endpoint.get("pods") or []))
                     shown[peer.link.cluster][key] = CatalogEntry(
                         key[0], key[1], tuple(sorted(specs)),
                         int(endpoint.get("readyEndpoints") or 0),
-                        weight=int(endpoint.get("weight", DEFAULT_WEIGHT)))
+                        weight=int(endpoint.get("weight", DEFAULT_WEIGHT)),
+                        headless=bool(pods), pods=pods)
         # what was imported before is admitted again by today's policy: an import it now
         # refuses is removed by the start-up pass
         for cluster, entries in shown.items():

@@ -27,6 +27,7 @@ from isthmus.labels import (
     MIRROR_LABEL,
     PEER_CLUSTER_LABEL,
     PINNED_CLUSTER_LABEL,
+    POD_LABEL,
     SLICE_SERVICE_LABEL,
 )
 from isthmus.mirror.model import CatalogEntry, JsonObj, ObjRef, PeerView, PortSpec, ServiceKey
@@ -37,6 +38,7 @@ from isthmus.mirror.names import (
     link_label,
     mirror_service_name,
     pinned_service_name,
+    pod_service_name,
 )
 from isthmus.wellknown import API_VERSION as ISTHMUS_API_VERSION
 
@@ -53,6 +55,7 @@ class PortKey(NamedTuple):
     name: str
     cluster: str
     port: int
+    pod: str = ""  # a named pod of a headless export (its hostname), else ""
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,8 @@ def required_ports(peers: Sequence[PeerView], keys: Iterable[ServiceKey]) -> set
         needed.update(PortKey(key[0], key[1], MERGED, p.port) for p in merged)
         for peer, entry in exporters:
             needed.update(PortKey(key[0], key[1], peer.cluster, p.port) for p in entry.ports)
+            needed.update(PortKey(key[0], key[1], peer.cluster, p.port, pod)
+                          for pod in entry.pods for p in entry.ports)
     return needed
 
 
@@ -243,7 +248,8 @@ def desired_service(
     gateway_addresses: Sequence[str],
     ports: Mapping[PortKey, int],
 ) -> DesiredService:
-    """The GlobalService, mirror Service/slice and pinned Services/slices for one key."""
+    """The GlobalService, mirror Service/slice, pinned Services/slices and, for a headless
+    export, one Service/slice per named pod (docs/decisions/headless-per-pod-names.md)."""
     namespace, svc = key
     owners = [p for p, _ in exporters]
     merged, conflict = merge_ports([(p.cluster, e) for p, e in exporters])
@@ -270,6 +276,22 @@ def desired_service(
             gateway_addresses=gateway_addresses,
         ):
             objects[_ref(obj)] = obj
+        pods: list[dict[str, Any]] = []
+        for pod in entry.pods:
+            pod_out = [ports[PortKey(namespace, svc, peer.cluster, p.port, pod)]
+                       for p in entry.ports]
+            for obj in _service_and_slice(
+                key,
+                pod_service_name(pod, svc, peer.cluster),
+                labels={**_labels(key, [peer], peer.cluster), POD_LABEL: pod},
+                ports=entry.ports,
+                outbound=pod_out,
+                gateway_addresses=gateway_addresses,
+            ):
+                objects[_ref(obj)] = obj
+            pods.append({"hostname": pod, "ports": [
+                {"port": p.port, "outboundPort": out}
+                for p, out in zip(entry.ports, pod_out, strict=True)]})
         if peer.stale_reason is not None:
             stale.append((peer.cluster, peer.stale_reason))
         healthy = peer.stale_reason is None and entry.ready_endpoints > 0
@@ -285,6 +307,8 @@ def desired_service(
                 for p, out in zip(entry.ports, pinned_out, strict=True)
             ],
         }
+        if pods:
+            endpoint["pods"] = pods
         if peer.link.region or peer.link.zone:
             endpoint["locality"] = {"region": peer.link.region, "zone": peer.link.zone}
         endpoints.append(endpoint)

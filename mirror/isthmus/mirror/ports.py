@@ -37,6 +37,10 @@ def recovered_ports(global_services: Iterable[Mapping[str, Any]]) -> dict[PortKe
                 found[PortKey(ns, name, str(ep["cluster"]), int(pp["port"]))] = int(
                     pp["outboundPort"]
                 )
+            for pod in ep.get("pods") or []:
+                for pp in pod.get("ports") or []:
+                    found[PortKey(ns, name, str(ep["cluster"]), int(pp["port"]),
+                                  str(pod["hostname"]))] = int(pp["outboundPort"])
     return found
 
 

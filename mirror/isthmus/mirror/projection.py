@@ -97,6 +97,11 @@ class GsLocalityShape(TypedDict, total=False):
     zone: str
 
 
+class GsPodShape(TypedDict, total=False):
+    hostname: str
+    ports: list[GsPinnedPortShape]
+
+
 class GsEndpointShape(TypedDict, total=False):
     cluster: str
     address: str
@@ -106,6 +111,7 @@ class GsEndpointShape(TypedDict, total=False):
     health: str
     readyEndpoints: int
     pinnedPorts: list[GsPinnedPortShape]
+    pods: list[GsPodShape]
 
 
 class GsSpecShape(TypedDict, total=False):
