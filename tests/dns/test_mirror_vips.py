@@ -27,11 +27,11 @@ def svc(labels: dict[str, str], cluster_ip: Any = "10.96.0.10",
 
 
 @pytest.mark.parametrize(("service", "expected"), [
-    (svc(OURS), (("shop", "users", ""), ("10.96.0.10",))),
+    (svc(OURS), (("shop", "users", "", ""), ("10.96.0.10",))),
     (svc({**OURS, "isthmus.io/pinned-cluster": "east"}),
-     (("shop", "users", "east"), ("10.96.0.10",))),
+     (("shop", "users", "east", ""), ("10.96.0.10",))),
     (svc(OURS, cluster_ips=["10.96.0.10", "fd00::a"]),
-     (("shop", "users", ""), ("10.96.0.10", "fd00::a"))),
+     (("shop", "users", "", ""), ("10.96.0.10", "fd00::a"))),
     (svc({}), None),  # a Service isthmus does not own, whatever its name
     (svc({**OURS, "isthmus.io/mirror": "false"}), None),
     (svc({**OURS, "app.kubernetes.io/managed-by": "helm"}), None),
@@ -62,18 +62,18 @@ def _names(services: list[Any], vips: dict[Any, tuple[str, ...]]) -> dict[str, t
 
 @pytest.mark.parametrize(("status", "vips", "expected"), [
     # no status yet: the Services alone answer
-    ([], {("shop", "users", ""): ("10.96.0.10",), ("shop", "users", "east"): ("10.96.0.11",)},
+    ([], {("shop", "users", "", ""): ("10.96.0.10",), ("shop", "users", "east", ""): ("10.96.0.11",)},
      {"users.shop.global": ("10.96.0.10",), "users.shop.east.global": ("10.96.0.11",)}),
     # the Service wins over a status that lags behind it (a re-created Service)
-    (["10.96.9.9"], {("shop", "users", ""): ("10.96.0.10",)},
+    (["10.96.9.9"], {("shop", "users", "", ""): ("10.96.0.10",)},
      {"users.shop.global": ("10.96.0.10",), "users.shop.east.global": ()}),
     # no Service known: the status, as before
     (["10.96.9.9"], {}, {"users.shop.global": ("10.96.9.9",), "users.shop.east.global": ()}),
     # a pinned Service of a cluster the GlobalService does not name adds nothing
-    ([], {("shop", "users", "north"): ("10.96.0.12",)},
+    ([], {("shop", "users", "north", ""): ("10.96.0.12",)},
      {"users.shop.global": (), "users.shop.east.global": ()}),
     # another GlobalService's or another namespace's Services are not borrowed
-    ([], {("shop", "orders", ""): ("10.96.0.13",), ("other", "users", ""): ("10.96.0.14",)},
+    ([], {("shop", "orders", "", ""): ("10.96.0.13",), ("other", "users", "", ""): ("10.96.0.14",)},
      {"users.shop.global": (), "users.shop.east.global": ()}),
 ])
 def test_snapshot_takes_vips_from_services_first(

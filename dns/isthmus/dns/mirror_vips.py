@@ -8,7 +8,8 @@ objects on the API server).
 
 Only Services the mirror owns count: ``isthmus.io/mirror=true`` and managed by isthmus, with
 the ``isthmus.io/global-service`` label naming their GlobalService (and
-``isthmus.io/pinned-cluster`` for ``<svc>.<ns>.<cluster>.global``). A Service without those
+``isthmus.io/pinned-cluster`` for ``<svc>.<ns>.<cluster>.global``, and ``isthmus.io/pod``
+as well for ``<pod>.<svc>.<ns>.<cluster>.global``). A Service without those
 labels never lends its address to a name, whatever it is called.
 """
 
@@ -24,10 +25,12 @@ from isthmus.labels import (
     MANAGED_BY_LABEL,
     MIRROR_LABEL,
     PINNED_CLUSTER_LABEL,
+    POD_LABEL,
 )
 
-# (namespace, GlobalService name, cluster); cluster "" is the merged Service
-VipKey = tuple[str, str, str]
+# (namespace, GlobalService name, cluster, pod); cluster "" is the merged Service, pod "" a
+# Service that is not a headless import's per-pod one
+VipKey = tuple[str, str, str, str]
 
 # The reflector's label selector: the API server sends only mirror Services.
 SELECTOR = f"{MIRROR_LABEL}=true,{MANAGED_BY_LABEL}={MANAGED_BY}"
@@ -53,8 +56,11 @@ def mirror_vips(service: Mapping[str, Any]) -> tuple[VipKey, tuple[str, ...]] | 
             return None  # "None" (headless) or garbage: nothing to answer with
     if not ips:
         return None
-    key = (str(meta.get("namespace") or ""), str(global_service),
-           str(labels.get(PINNED_CLUSTER_LABEL) or ""))
+    cluster = str(labels.get(PINNED_CLUSTER_LABEL) or "")
+    pod = str(labels.get(POD_LABEL) or "")
+    if pod and not cluster:
+        return None  # a per-pod Service always names its cluster
+    key = (str(meta.get("namespace") or ""), str(global_service), cluster, pod)
     return key, tuple(ips)
 
 

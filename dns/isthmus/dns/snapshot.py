@@ -31,6 +31,7 @@ from types import MappingProxyType
 
 from isthmus.api.models import GlobalService
 from isthmus.dns.mirror_vips import VipKey
+from isthmus.dns.pod_names import global_pod_name, pod_table, pods_of
 
 Labels = tuple[bytes, ...]
 
@@ -155,12 +156,17 @@ def build_snapshot(
     relative: dict[Labels, NameData] = {}
     rejected: list[str] = []
     ordered = sorted(services, key=lambda s: (s.metadata.namespace or "", s.metadata.name))
+    try:
+        pods = pod_table(ordered, vips)
+    except ValueError as exc:  # mirror_vips parsed them: only a caller's bad table
+        rejected.append(f"bad per-pod VIP: {exc}")
+        pods = {}
     for svc in ordered:
         ns, name = svc.metadata.namespace or "", svc.metadata.name
         source = f"{ns}/{name}"
         ttl = config.stale_ttl if svc.status.stale else config.ttl
         try:
-            merged = _split_ips(vips.get((ns, name, "")) or svc.status.vips)
+            merged = _split_ips(vips.get((ns, name, "", "")) or svc.status.vips)
             pinned = {cv.cluster: _split_ips(cv.vips) for cv in svc.status.cluster_vips}
         except ValueError as exc:
             rejected.append(f"{source}: bad VIP: {exc}")
@@ -168,7 +174,7 @@ def build_snapshot(
         for ep in svc.spec.endpoints:
             pinned.setdefault(ep.cluster, ((), ()))
         for cluster in pinned:
-            own = vips.get((ns, name, cluster))
+            own = vips.get((ns, name, cluster, ""))
             if own:  # checked IPs (mirror_vips parsed them)
                 pinned[cluster] = _split_ips(own)
         bases = {b for b in map(_relative_host, svc.spec.hosts) if b is not None}
@@ -183,14 +189,26 @@ def build_snapshot(
                 rejected.append(f"{source}: {text_of(base)} already served from "
                                 f"{relative[base].source}")
                 continue
+            headless = pods_of(pods, ns, name) if base == (name.encode(), ns.encode()) else []
+            if headless:  # as a headless Service's name: every pod's address
+                merged = (tuple(a for _, p in headless for a in p.v4),
+                          tuple(a for _, p in headless for a in p.v6))
             relative[base] = NameData(a=merged[0], aaaa=merged[1], ttl=ttl, source=source)
-            for cluster, (v4, v6) in sorted(pinned.items()):
+            for cluster, pinned_ips in sorted(pinned.items()):
+                own_pods = [p for key, p in headless if key[2] == cluster]
+                # that cluster's pods, as the merged name gives every pod
+                v4, v6 = ((tuple(a for p in own_pods for a in p.v4),
+                           tuple(a for p in own_pods for a in p.v6)) if own_pods else pinned_ips)
                 relative[(*base, cluster.encode())] = NameData(v4, v6, ttl=ttl, source=source)
+            for key, addrs in headless:
+                relative[global_pod_name(key)] = NameData(addrs.v4, addrs.v6, ttl=ttl,
+                                                          source=source)
             for port in svc.spec.ports:
                 if port.name:  # an unnamed port has no SRV name
                     owner = (b"_" + port.name.encode(), b"_tcp", *base)
-                    record = Srv(0, 100, port.port, base)
-                    relative[owner] = NameData(srv=(record,), ttl=ttl, source=source)
+                    records = tuple(Srv(0, 100, port.port, global_pod_name(key))
+                                    for key, _ in headless) or (Srv(0, 100, port.port, base),)
+                    relative[owner] = NameData(srv=records, ttl=ttl, source=source)
 
     zones: list[Zone] = []
     names: dict[Labels, NameData] = {}
