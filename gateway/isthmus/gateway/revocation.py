@@ -15,6 +15,7 @@ passed the chain's earliest ``not_after``. Reasons (metric label and log field):
     link_removed               no Link for the peer's cluster (or another trust domain)
     unexported                 the Service (or that port) is no longer exported
     export_to_excludes_caller  export-to no longer includes the peer's cluster
+    pod_gone                   a pod target is no longer a named ready pod of the export
 """
 
 from __future__ import annotations
@@ -70,4 +71,6 @@ def stream_revoked(
         return "unexported"
     if not export.allows(stream.peer.cluster):
         return "export_to_excludes_caller"
+    if target.pod and (not export.headless or export.pods.find(target.pod) is None):
+        return "pod_gone"  # the name no longer stands for that pod (see the decision)
     return None

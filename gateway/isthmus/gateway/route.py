@@ -6,7 +6,9 @@ backends, in order of preference) or ``Refused`` (a status for the caller and a 
 for logs and metrics). Nothing is dialled unless it returns ``Dial``, and a ``Dial`` holds
 only addresses the ``BackendPolicy`` allows (backend_policy.py); the others are listed
 in ``refused_backends`` for the log. When every ready address is refused the caller gets
-``UNKNOWN_TARGET``, as for any target it cannot reach, and never learns the address.
+``UNKNOWN_TARGET``, as for any target it cannot reach, and never learns the address. A pod
+target (``<pod>.<svc>.<ns>:<port>``) is dialled only at the current address of the named
+ready pod of a headless export (``not_headless``, ``not_a_ready_pod`` otherwise).
 
 Outbound: ``order_peers(route, ejected, locality, draw)`` orders the exporting clusters of
 an outbound route: healthy (not ejected, not marked Unhealthy) first, then same zone,
@@ -86,9 +88,18 @@ def route_inbound(
         return Refused(Status.UNKNOWN_TARGET, "unknown_port", name)
     if not export.allows(caller.cluster):
         return Refused(Status.FORBIDDEN, "export_to_excludes_caller", name)
-    candidates = [
-        (b.address, b.ports[target.port]) for b in export.backends if target.port in b.ports
-    ]
+    if target.pod:
+        # one exact pod: a named, ready pod of a headless export, or nothing
+        if not export.headless:
+            return Refused(Status.UNKNOWN_TARGET, "not_headless", name)
+        pod = export.pods.find(target.pod)
+        if pod is None or target.port not in pod.ports:
+            return Refused(Status.UNKNOWN_TARGET, "not_a_ready_pod", name)
+        candidates = [(pod.address, pod.ports[target.port])]
+    else:
+        candidates = [
+            (b.address, b.ports[target.port]) for b in export.backends if target.port in b.ports
+        ]
     if not candidates:
         return Refused(Status.NO_BACKEND, "no_ready_backend", name)
     allowed: list[tuple[str, int]] = []

@@ -56,10 +56,12 @@ class OutboundRoute:
     port: int
     endpoints: tuple[PeerEndpoint, ...]
     pinned_cluster: str | None = None
+    pod: str | None = None  # one named pod of a headless export (pinned to its cluster)
 
     @property
     def target(self) -> str:
-        return f"{self.service}.{self.namespace}:{self.port}"
+        pod = f"{self.pod}." if self.pod else ""
+        return f"{pod}{self.service}.{self.namespace}:{self.port}"
 
 
 def _frozen(d: dict[Any, Any]) -> Mapping[Any, Any]:
@@ -103,6 +105,7 @@ class Snapshot:
                     "listenPort": r.listen_port,
                     "target": r.target,
                     "pinnedCluster": r.pinned_cluster,
+                    "pod": r.pod,
                     "endpoints": [
                         {
                             "cluster": p.cluster,
@@ -160,6 +163,10 @@ def _outbound(gss: Iterable[GlobalService], skipped: list[str]) -> dict[int, Out
         for e, peer in zip(gs.spec.endpoints, peers, strict=True):
             for pin in e.pinned_ports:
                 add(OutboundRoute(pin.outbound_port, ns, svc, pin.port, (peer,), e.cluster), what)
+            for pod in e.pods:
+                for pin in pod.ports:
+                    add(OutboundRoute(pin.outbound_port, ns, svc, pin.port, (peer,), e.cluster,
+                                      pod.hostname), what)
     return routes
 
 

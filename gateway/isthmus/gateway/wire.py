@@ -11,8 +11,10 @@ connection start without any TLS handshake. Frames (big-endian)::
     END     0x04                              either way: no more DATA (TCP half-close)
     RESET   0x05                              either way: abort; the tunnel is closed
 
-Targets: ``<service>.<namespace>:<port>`` for an exported Service port, or ``catalog`` for
-the local mirror's export catalog (mirror identities only). A target is normalized once
+Targets: ``<service>.<namespace>:<port>`` for an exported Service port,
+``<pod>.<service>.<namespace>:<port>`` for one named pod of an exported headless Service
+(its EndpointSlice hostname), or ``catalog`` for the local mirror's export catalog (mirror
+identities only). A target is normalized once
 (``normalize_target``): ASCII only, lower-cased, a trailing dot on the host dropped, at
 most ``MAX_TARGET`` bytes; the same normalized ``Target`` is used for authorization and
 routing. A stream ends when both sides have sent END (the tunnel is then reusable), or
@@ -85,7 +87,8 @@ def data_head(length: int) -> bytes:
 
 _LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 # fullmatch, never ``$``: ``$`` also matches before one trailing newline.
-_SERVICE_TARGET = re.compile(rf"(?P<svc>{_LABEL})\.(?P<ns>{_LABEL}):(?P<port>[0-9]{{1,5}})")
+_SERVICE_TARGET = re.compile(
+    rf"((?P<pod>{_LABEL})\.)?(?P<svc>{_LABEL})\.(?P<ns>{_LABEL}):(?P<port>[0-9]{{1,5}})")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -96,13 +99,17 @@ class Target:
     service: str
     namespace: str = ""
     port: int = 0
+    pod: str = ""  # one named pod of a headless export, by hostname
 
     @property
     def is_catalog(self) -> bool:
         return self.service == CATALOG and not self.namespace
 
     def __str__(self) -> str:
-        return CATALOG if self.is_catalog else f"{self.service}.{self.namespace}:{self.port}"
+        if self.is_catalog:
+            return CATALOG
+        pod = f"{self.pod}." if self.pod else ""
+        return f"{pod}{self.service}.{self.namespace}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -132,4 +139,4 @@ def normalize_target(raw: bytes) -> Target | BadTarget:
     number = int(m["port"])
     if not 1 <= number <= 65535:
         return BadTarget("malformed")
-    return Target(m["svc"], m["ns"], number)
+    return Target(m["svc"], m["ns"], number, m["pod"] or "")
