@@ -193,3 +193,67 @@ async def test_mirror_service_vips_answer_as_the_dns_service_account(
             await dns_api.close()
     finally:
         await admin.close()
+
+
+async def test_per_pod_names_answer_as_the_dns_service_account(
+        dns_cluster: ControlPlane, unique: str, tmp_path: Path) -> None:
+    """A headless import as the mirror writes it (GlobalService with endpoints[].pods, one
+    labelled Service per pod), read with the isthmus-dns ServiceAccount and exactly
+    manifests/dns/rbac.yaml: each pod name answers its Service's ClusterIP, the service's
+    name answers every pod, and deleting a pod's Service (scale down) removes its name."""
+    import yaml
+    from mirror_helpers import RBAC_RESOURCES, ensure_namespace
+    from test_pod_names import headless_gs
+
+    from isthmus.dns.feed import watch_kubernetes
+    from isthmus.kube.resources import SERVICES
+
+    cp = dns_cluster
+    admin = await KubeApi.connect(cp.kubeconfig, cp.context)
+    try:
+        await install_crds(admin)
+        await ensure_namespace(admin, "isthmus-system")
+        await ensure_namespace(admin, unique)
+        for doc in yaml.safe_load_all(RBAC_YAML):
+            await admin.apply(RBAC_RESOURCES[doc["kind"]], doc, field_manager="test",
+                              force=True)
+        kubeconfig = await asyncio.to_thread(cp.service_account_kubeconfig, "isthmus-system",
+                                             "isthmus-dns", tmp_path / "dns-pods.kubeconfig")
+        body = headless_gs({"east": ["db-0", "db-1"]}, ns=unique).to_wire()
+        body.pop("status")
+        await admin.create(GLOBALSERVICES, body, namespace=unique)
+        ours = {"isthmus.io/mirror": "true", "app.kubernetes.io/managed-by": "isthmus",
+                "isthmus.io/global-service": "db", "isthmus.io/pinned-cluster": "east"}
+        ips: dict[str, str] = {}
+        for pod in ("db-0", "db-1"):
+            created = await admin.create(SERVICES, {
+                "metadata": {"name": f"db-{pod}-east-p4x4", "namespace": unique,
+                             "labels": {**ours, "isthmus.io/pod": pod}},
+                "spec": {"ports": [{"port": 26257}]}}, namespace=unique)
+            ips[pod] = str(created["spec"]["clusterIP"])
+
+        dns_api = await KubeApi.connect(str(kubeconfig))
+        holder = SnapshotHolder(SnapshotConfig())
+        responder = Responder(holder.current)
+        holder.subscribe(responder.set_snapshot)
+        feed = Feed(holder)
+        task = asyncio.create_task(watch_kubernetes(feed, dns_api))
+        try:
+            await asyncio.wait_for(feed.synced.wait(), 30)
+            for pod, ip in ips.items():
+                assert answer(responder, f"{pod}.db.{unique}.east.global") == (
+                    RCODE.NOERROR, [ip])
+            rcode, every = answer(responder, f"db.{unique}.global")
+            assert (rcode, sorted(every)) == (RCODE.NOERROR, sorted(ips.values()))
+            await admin.delete(SERVICES, "db-db-1-east-p4x4", unique)
+            deadline = time.monotonic() + 10
+            while answer(responder, f"db-1.db.{unique}.east.global")[0] != RCODE.NXDOMAIN:
+                assert time.monotonic() < deadline, "db-1 still answered"
+                await asyncio.sleep(0.01)
+            assert answer(responder, f"db.{unique}.global") == (RCODE.NOERROR, [ips["db-0"]])
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await dns_api.close()
+    finally:
+        await admin.close()
