@@ -5,11 +5,13 @@ is followed both ways, bad slices are refused visibly, and unexporting removes i
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from mirror_helpers import Mesh, apply, ensure_namespace, eventually
+from mirror_helpers import Mesh, apply, condition, ensure_namespace, eventually
 
+from isthmus.devcluster import ControlPlane
 from isthmus.kube.errors import InvalidError
 from isthmus.kube.resources import ENDPOINTSLICES, EVENTS, SERVICES
 from isthmus.mirror.names import pod_service_name
@@ -17,8 +19,9 @@ from isthmus.mirror.names import pod_service_name
 PORTS = [("sql", 26257), ("http", 8080)]
 
 
-async def headless_service(mesh: Mesh, ns: str, name: str = "db") -> None:
-    await apply(mesh["west"].admin, SERVICES, {
+async def headless_service(mesh: Mesh, ns: str, name: str = "db",
+                           cluster: str = "west") -> None:
+    await apply(mesh[cluster].admin, SERVICES, {
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": name, "namespace": ns, "labels": {"isthmus.io/export": "true"}},
         "spec": {"clusterIP": "None",
@@ -34,8 +37,8 @@ def endpoint(i: int, hostname: str | None, ready: bool = True) -> dict[str, Any]
 
 
 async def pod_slice(mesh: Mesh, ns: str, endpoints: list[dict[str, Any]],
-                    name: str = "db") -> None:
-    await apply(mesh["west"].admin, ENDPOINTSLICES, {
+                    name: str = "db", cluster: str = "west") -> None:
+    await apply(mesh[cluster].admin, ENDPOINTSLICES, {
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": f"{name}-1", "namespace": ns,
                      "labels": {"kubernetes.io/service-name": name}},
@@ -145,3 +148,39 @@ async def test_the_api_server_refuses_a_hostname_that_is_not_a_label(mesh: Mesh,
     await headless_service(mesh, unique)
     with pytest.raises(InvalidError):
         await pod_slice(mesh, unique, [endpoint(0, "DB_0")])
+
+
+async def test_pod_limits_on_both_sides(fresh_cluster: Callable[..., ControlPlane],
+                                        fresh_mesh: Callable[[], Mesh]) -> None:
+    """The exporter names at most its limit (3) and says so in an Event; an importer with a
+    lower limit (2) refuses the entry visibly (TooManyPods) and imports the small one."""
+    mesh = fresh_mesh()
+    home, peer = fresh_cluster(), fresh_cluster()
+    for cp in (home, peer):
+        await mesh.add(cp)
+        await ensure_namespace(mesh[cp.name].admin, "shop")
+    await mesh.link(home.name, peer.name)
+    await mesh.link(peer.name, home.name)
+    await mesh.start(peer.name, max_pods_per_service=3)
+    await mesh.start(home.name, max_pods_per_service=2)
+    for name, n in (("big", 4), ("small", 2)):
+        await headless_service(mesh, "shop", name, cluster=peer.name)
+        await pod_slice(mesh, "shop", [endpoint(i, f"{name}-{i}") for i in range(n)],
+                        name=name, cluster=peer.name)
+
+    async def settled() -> bool:
+        gs = await mesh.gs(home.name, "shop", "small")
+        assert gs is not None
+        assert [p["hostname"] for p in gs["spec"]["endpoints"][0]["pods"]] == [
+            "small-0", "small-1"]
+        assert await mesh.gs(home.name, "shop", "big") is None
+        cond = condition(await mesh.link_status(home.name, peer.name), "LimitExceeded")
+        assert cond["status"] == "True" and "TooManyPods" in cond["reason"], cond
+        assert "shop/big has 3 named pods, the limit is 2" in cond["message"], cond
+        events = (await mesh[peer.name].admin.list(EVENTS, "shop"))["items"]
+        (event,) = [e for e in events if e["reason"] == "HeadlessPodsRefused"]
+        assert event["regarding"]["name"] == "big"
+        assert "hostname 'big-3' is over the limit of 3 pods" in event["note"]
+        return True
+
+    await eventually(settled, timeout=30, what="pod limits applied on both sides")
