@@ -31,7 +31,7 @@ from typing import Any
 import click
 import yaml
 
-from isthmus.api.crds import load_crds
+from isthmus.api.crds import create_if_absent, is_shared_crd, load_crds, load_mcs_crds
 from isthmus.api.models import GatewayAddress, Locality
 from isthmus.clusterinfo import ClusterInfo, parse_address
 from isthmus.errors import ConfigError
@@ -181,7 +181,8 @@ def render(
         "metadata": {"name": SYSTEM_NAMESPACE, "labels": {MANAGED_BY_LABEL: MANAGED_BY}},
     }
     identity = [info.to_configmap()] if info is not None else []
-    return [namespace, *load_crds(), *identity, *component_manifests(image, expose)]
+    return [namespace, *load_crds(), *load_mcs_crds(), *identity,
+            *component_manifests(image, expose)]
 
 
 async def _discover_addresses(api: Any, timeout: float) -> tuple[GatewayAddress, ...]:
@@ -224,7 +225,12 @@ async def _apply(
         first = [d for d in docs if d["kind"] != "Deployment"]
         deployments = [d for d in docs if d["kind"] == "Deployment"]
         for doc in first:
-            await apply(api, doc, field_manager=FIELD_MANAGER, force=True)
+            if is_shared_crd(doc):
+                # A cluster's own MCS CRDs may be newer or belong to another
+                # implementation: never overwrite them.
+                await create_if_absent(api, doc)
+            else:
+                await apply(api, doc, field_manager=FIELD_MANAGER, force=True)
             if doc["kind"] == "CustomResourceDefinition":
                 await wait_crds_established(api, [doc["metadata"]["name"]])
         addresses: tuple[GatewayAddress, ...] = ()
@@ -296,6 +302,8 @@ def command(
     \b
     It creates, in namespace isthmus-system:
       - the Namespace, and the CRDs Link and GlobalService (cluster-wide);
+      - the MCS CRDs ServiceExport and ServiceImport and the CRD ClusterProperty,
+        only where the cluster lacks them (with --context; existing ones are kept);
       - for mirror, gateway and dns: a ServiceAccount, least-privilege RBAC,
         a Deployment and a Service;
       - the ConfigMap isthmus-cluster (name, trust domain, gateway addresses, locality);
