@@ -122,8 +122,8 @@ class Reflector:
                     except errors.NotFoundError:
                         if not self.optional:
                             raise
-                        async for event in self._absent():
-                            yield event
+                        async for gone in self._absent():
+                            yield gone
                         await asyncio.sleep(self.absent_retry)
                         continue
                     if self.served is False:
