@@ -36,6 +36,7 @@ class MetadataShape(TypedDict, total=False):
     resourceVersion: str
     generation: int
     deletionTimestamp: str | None
+    creationTimestamp: str | None
     labels: dict[str, str] | None
     annotations: dict[str, str] | None
 

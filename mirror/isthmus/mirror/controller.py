@@ -297,7 +297,8 @@ class MirrorController:
                     shown[peer.link.cluster][key] = CatalogEntry(
                         key[0], key[1], tuple(sorted(specs)),
                         int(endpoint.get("readyEndpoints") or 0),
-                        weight=int(endpoint.get("weight", DEFAULT_WEIGHT)))
+                        weight=int(endpoint.get("weight", DEFAULT_WEIGHT)),
+                        exported_at_ms=int(endpoint.get("exportedAtMs") or 0))
         # what was imported before is admitted again by today's policy: an import it now
         # refuses is removed by the start-up pass
         for cluster, entries in shown.items():

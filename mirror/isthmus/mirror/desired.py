@@ -6,7 +6,9 @@ is what makes a restart, a re-list or a second replica converge on one answer.
 
 Merge rule for one service exported by several clusters with different ports (docs/mirror.md):
 ports are the union by port number; when clusters disagree about a port's name or
-appProtocol, the cluster whose name sorts first wins, and the GlobalService gets
+appProtocol, the oldest export wins (the Multi-Cluster Services rule; an export of unknown
+age counts as the youngest, and equal ages go to the cluster whose name sorts first), and
+the GlobalService gets
 ``PortConflict=True`` naming the clusters. Port names that would repeat, or are empty while
 the Service has several ports, become ``p<port>``.
 """
@@ -94,13 +96,22 @@ def all_keys(peers: Iterable[PeerView]) -> set[ServiceKey]:
     return keys
 
 
+def precedence(cluster: str, entry: CatalogEntry) -> tuple[int, str]:
+    """The merge order: the oldest export first; unknown age last; then by cluster name."""
+    age = entry.exported_at_ms if entry.exported_at_ms > 0 else _UNKNOWN_AGE
+    return (age, cluster)
+
+
+_UNKNOWN_AGE = 2**63
+
+
 def merge_ports(
     exporters: Sequence[tuple[str, CatalogEntry]],
 ) -> tuple[tuple[PortSpec, ...], str | None]:
-    """Union by port number, first cluster (sorted) wins a disagreement; plus a message."""
+    """Union by port number, the oldest export wins a disagreement; plus a message."""
     chosen: dict[int, tuple[str, PortSpec]] = {}
     disagreements: list[str] = []
-    for cluster, entry in sorted(exporters, key=lambda ce: ce[0]):
+    for cluster, entry in sorted(exporters, key=lambda ce: precedence(*ce)):
         for p in entry.ports:
             held = chosen.get(p.port)
             if held is None:
@@ -280,6 +291,7 @@ def desired_service(
             "weight": entry.weight,
             "health": "Healthy" if healthy else "Unhealthy",
             "readyEndpoints": entry.ready_endpoints,
+            **({"exportedAtMs": entry.exported_at_ms} if entry.exported_at_ms else {}),
             "pinnedPorts": [
                 {"port": p.port, "outboundPort": out}
                 for p, out in zip(entry.ports, pinned_out, strict=True)

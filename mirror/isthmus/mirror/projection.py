@@ -6,12 +6,14 @@ topology of every endpoint) cost several KB each. ``project`` keeps exactly what
 reads (docs/decisions/mirror-memory.md):
 
 - metadata: name, namespace, uid, resourceVersion, generation (``resync``), deletionTimestamp,
-  every label, and only the ``isthmus.io/`` annotations (``export-to``);
+  every label, and only the ``isthmus.io/`` annotations (``export-to``); for a Service
+  and a ServiceExport also creationTimestamp (the export's age decides MCS conflicts);
 - Service: ``type``, ``clusterIP`` and ``ports`` (export, ``plan`` and the VIPs);
 - EndpointSlice: ``addressType``, ``ports``, and per endpoint its addresses and the
   ``ready``/``terminating`` conditions (export readiness, gateway addresses, ``plan``);
 - GlobalService: ``spec`` and ``status`` as they are (written by the mirror; the shape
   names every field of its CRD);
+- ServiceExport: metadata only (its status is the mirror's to write, never read);
 - anything else (Namespace): metadata only. (Links are few and are not projected.)
 
 Whatever ``desired`` writes must survive the projection, or ``plan`` would see a difference
@@ -103,6 +105,7 @@ class GsEndpointShape(TypedDict, total=False):
     weight: int
     health: str
     readyEndpoints: int
+    exportedAtMs: int
     pinnedPorts: list[GsPinnedPortShape]
 
 
@@ -144,7 +147,9 @@ SHAPES: dict[str, type] = {
     "EndpointSlice": EndpointSliceShape,
     "GlobalService": GlobalServiceShape,
     "Namespace": ObjectShape,
+    "ServiceExport": ObjectShape,
 }
+_KEEPS_CREATION = frozenset({"Service", "ServiceExport"})
 
 
 def _metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -178,8 +183,11 @@ def project(obj: JsonObj) -> JsonObj:
     kind = obj.get("kind")
     if isinstance(kind, str):
         kind = sys.intern(kind)  # in every cached reference too (a handful of kinds)
+    meta = obj.get("metadata") or {}
     out: JsonObj = {"apiVersion": obj.get("apiVersion"), "kind": kind,
-                    "metadata": _metadata(obj.get("metadata") or {})}
+                    "metadata": _metadata(meta)}
+    if kind in _KEEPS_CREATION and meta.get("creationTimestamp"):
+        out["metadata"]["creationTimestamp"] = meta["creationTimestamp"]
     if kind == "Service":
         spec = obj.get("spec") or {}
         slim = {k: spec[k] for k in _SERVICE_SPEC_KEEP if k in spec and k != "ports"}

@@ -42,11 +42,11 @@ log = get_logger("isthmus.mirror.controller")
 
 
 def _content(entry: CatalogEntry | None) -> tuple[Any, ...] | None:
-    """What ``desired`` reads of an entry: ports, readiness and weight (not its version or
-    change time, which a snapshot after a restart always brings anew)."""
+    """What ``desired`` reads of an entry: ports, readiness, weight and export age (not its
+    version or change time, which a snapshot after a restart always brings anew)."""
     if entry is None:
         return None
-    return (entry.ports, entry.ready_endpoints, entry.weight)
+    return (entry.ports, entry.ready_endpoints, entry.weight, entry.exported_at_ms)
 
 
 def _now() -> dt.datetime:
