@@ -9,15 +9,17 @@ A Service is exported when it carries ``isthmus.io/export=true`` or a ServiceExp
 mirror (no daisy chains) nor an ExternalName Service (it has no endpoints to carry). Both
 together are one export. The export's age (for the MCS rule "the oldest export wins a
 conflict") is the ServiceExport's creationTimestamp, or the Service's when only the label
-exports it (the label's own age is not recorded); with both, the older. Its ready endpoints come from EndpointSlices labelled with its name:
+exports it (the label's own age is not recorded); with both, the older.
+
+Its ready endpoints come from EndpointSlices labelled with its name:
 an endpoint counts when ``conditions.ready`` is true or absent (the API's own rule), and is
 not terminating. Target ports are resolved from each slice's named ports.
 """
 
 from __future__ import annotations
 
-import re
 import datetime as dt
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 

@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 
 from isthmus.cli.install import lease_placeholder
-from isthmus.exports import ExportedPort, ExportedService, build_exports
+from isthmus.exports import (
+    ExportedPort,
+    ExportedService,
+    build_exports,
+    service_exports_by_key,
+    timestamp_ms,
+)
 from isthmus.kube.shapes import decoders
 from isthmus.kube.store import pack, unpack
 from isthmus.lease import lease_free
@@ -378,6 +384,13 @@ def test_projection_keeps_what_export_reads() -> None:
     shaped_svc = decoders(SHAPES["Service"]).object(json.dumps(svc).encode())
     shaped_sl = decoders(SHAPES["EndpointSlice"]).object(json.dumps(sl).encode())
     assert build_exports([project(shaped_svc)], [project(shaped_sl)]) == build_exports([svc], [sl])
+    assert build_exports([project(svc)], [])[("shop", "users")].exported_at_ms > 0
+    # a ServiceExport's age survives its projection too
+    se = _as_served({"apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": "ServiceExport",
+                     "metadata": {"name": "users", "namespace": "shop"}})
+    shaped_se = decoders(SHAPES["ServiceExport"]).object(json.dumps(se).encode())
+    assert (service_exports_by_key([project(shaped_se)]) == service_exports_by_key([se])
+            == {("shop", "users"): timestamp_ms("2026-11-22T00:00:00Z")})
 
 
 def test_projection_shares_equal_strings_of_a_decoded_object() -> None:

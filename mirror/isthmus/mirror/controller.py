@@ -61,6 +61,7 @@ from isthmus.mirror.ports import PortAllocator, recovered_ports
 from isthmus.mirror.projection import SHAPES, project
 from isthmus.mirror.reconciler import Reconciler
 from isthmus.mirror.recorder import EventRecorder
+from isthmus.mirror.service_export_writer import ServiceExportWriter
 from isthmus.mirror.settings import MirrorSettings
 from isthmus.mirror.watches import Watches
 from isthmus.mirror.workers import KeyedWorkers
@@ -98,6 +99,7 @@ class MirrorController:
             namespaces_changed=self._namespaces_changed,
             export_warning=lambda regarding, reason, note: self._event_later(
                 regarding, reason, note, warning=True, action="Export"),
+            export_status_dirty=self._mark_export_status,
         )
         self.catalog = self.watches.catalog  # the same catalog: the watches fill it
         self.policy = ImportPolicy.from_settings(settings)
@@ -108,6 +110,18 @@ class MirrorController:
             submit=self._submit, status_dirty=self._mark_status, notify=self._notify,
         )
         self.peers = self.catalogs.peers  # the same dict: the catalogs own it
+        watches_ = self.watches
+        self.export_status = ServiceExportWriter(
+            api, self.metrics,
+            cluster=lambda: self.certs.cluster,
+            service_export=watches_.service_export,
+            service=watches_.service,
+            exported=lambda key: (e.entry if (e := watches_.catalog.entries.get(key)) else None),
+            peers=lambda key: {c: p.entries[key] for c, p in self.peers.items()
+                               if key in p.entries},
+            event=lambda regarding, reason, note: self._event_later(
+                regarding, reason, note, warning=True, action="Export"),
+        )
         self.ready = asyncio.Event()
         self.catalog_port = 0
         self.metrics_port = 0
@@ -223,6 +237,9 @@ class MirrorController:
                 self.queue.put_nowait(ev.OrphanGcTriggered())
                 tg.create_task(self._dispatch())
                 tg.create_task(self._status_loop())
+                self.export_status.forget()
+                self.export_status.dirty.update(self.watches.service_export_keys())
+                tg.create_task(self.export_status.run())
                 tg.create_task(self._ticker())
                 tg.create_task(self.certs.run())
                 self._started = True
@@ -323,6 +340,10 @@ class MirrorController:
         # not bound at once: the reconciler is made after the watches
         self.reconciler.namespaces_changed()
 
+    def _mark_export_status(self, key: ServiceKey) -> None:
+        # not bound at once: the writer is made after the watches
+        self.export_status.mark(key)
+
     def _mark_status(self, cluster: str) -> None:
         # not a bound ``set.add``: the status loop swaps the set for a new one
         self._status_dirty.add(cluster)
@@ -377,6 +398,8 @@ class MirrorController:
 
     def _peer_catalog_updated(self, event: ev.PeerCatalogUpdated) -> None:
         self.catalogs.update(event.update)
+        # another cluster's export of the same name may conflict with ours now
+        self.export_status.dirty.update(self.watches.service_export_keys())
 
     def _mirror_object_changed(self, event: ev.MirrorObjectChanged) -> None:
         self._submit([event.key])

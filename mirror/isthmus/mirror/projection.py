@@ -7,7 +7,8 @@ reads (docs/decisions/mirror-memory.md):
 
 - metadata: name, namespace, uid, resourceVersion, generation (``resync``), deletionTimestamp,
   every label, and only the ``isthmus.io/`` annotations (``export-to``); for a Service
-  and a ServiceExport also creationTimestamp (the export's age decides MCS conflicts);
+  that is not a mirror, and a ServiceExport, also creationTimestamp (the export's age
+  decides MCS conflicts);
 - Service: ``type``, ``clusterIP`` and ``ports`` (export, ``plan`` and the VIPs);
 - EndpointSlice: ``addressType``, ``ports``, and per endpoint its addresses and the
   ``ready``/``terminating`` conditions (export readiness, gateway addresses, ``plan``);
@@ -43,6 +44,7 @@ from typing import Any
 from typing_extensions import TypedDict
 
 from isthmus.kube.shapes import ObjectShape
+from isthmus.labels import MIRROR_LABEL
 from isthmus.mirror.model import JsonObj
 
 _META_KEEP = ("name", "namespace", "uid", "resourceVersion", "generation", "deletionTimestamp")
@@ -186,7 +188,9 @@ def project(obj: JsonObj) -> JsonObj:
     meta = obj.get("metadata") or {}
     out: JsonObj = {"apiVersion": obj.get("apiVersion"), "kind": kind,
                     "metadata": _metadata(meta)}
-    if kind in _KEEPS_CREATION and meta.get("creationTimestamp"):
+    if (kind in _KEEPS_CREATION and meta.get("creationTimestamp")
+            and (meta.get("labels") or {}).get(MIRROR_LABEL) != "true"):
+        # mirrors, the bulk of the cache, are never exported: no age needed
         out["metadata"]["creationTimestamp"] = meta["creationTimestamp"]
     if kind == "Service":
         spec = obj.get("spec") or {}
