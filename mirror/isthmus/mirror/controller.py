@@ -140,7 +140,7 @@ class MirrorController:
             gateway_addresses=lambda: watches.gateway_addresses,
             slice_store=watches.slice_store, conflict_refs=watches.conflict_refs,
             problems=self.problems, submit=self._submit, status_dirty=self._mark_status,
-            notify=self._notify, spawn=self._spawn,
+            notify=self._notify, spawn=self._spawn, service_imports=watches.service_imports,
         )
         self._link_status_written: dict[str, dict[str, Any]] = {}
         self._tg: asyncio.TaskGroup | None = None

@@ -14,6 +14,7 @@ reads (docs/decisions/mirror-memory.md):
   ``ready``/``terminating`` conditions (export readiness, gateway addresses, ``plan``);
 - GlobalService: ``spec`` and ``status`` as they are (written by the mirror; the shape
   names every field of its CRD);
+- ServiceImport: ``spec`` as it is (written by the mirror);
 - ServiceExport: metadata only (its status is the mirror's to write, never read);
 - anything else (Namespace): metadata only. (Links are few and are not projected.)
 
@@ -143,6 +144,10 @@ class GlobalServiceShape(ObjectShape, total=False):
     status: GsStatusShape
 
 
+class ServiceImportShape(ObjectShape, total=False):
+    spec: dict[str, Any]
+
+
 # kind -> the fields the mirror decodes (anything else, e.g. a Namespace: metadata only)
 SHAPES: dict[str, type] = {
     "Service": ServiceShape,
@@ -150,6 +155,7 @@ SHAPES: dict[str, type] = {
     "GlobalService": GlobalServiceShape,
     "Namespace": ObjectShape,
     "ServiceExport": ObjectShape,
+    "ServiceImport": ServiceImportShape,
 }
 _KEEPS_CREATION = frozenset({"Service", "ServiceExport"})
 
@@ -202,6 +208,9 @@ def project(obj: JsonObj) -> JsonObj:
         out["addressType"] = obj.get("addressType")
         out["ports"] = [dict(p) for p in obj.get("ports") or []]
         out["endpoints"] = [_endpoint(ep) for ep in obj.get("endpoints") or []]
+    elif kind == "ServiceImport":
+        if "spec" in obj:
+            out["spec"] = obj["spec"]
     elif kind == "GlobalService":
         for part in ("spec", "status"):
             if part in obj:

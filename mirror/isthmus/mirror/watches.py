@@ -28,6 +28,7 @@ from isthmus.kube.resources import (
     LINKS,
     NAMESPACES,
     SERVICEEXPORTS,
+    SERVICEIMPORTS,
     SERVICES,
     Resource,
 )
@@ -105,6 +106,7 @@ class Watches:
             "namespaces": (NAMESPACES, True, self._on_namespace),
             # optional: the MCS CRDs may not be installed (then there are none)
             "serviceexports": (SERVICEEXPORTS, True, self._on_service_export),
+            "serviceimports": (SERVICEIMPORTS, True, self._on_mirror_object),
         }
 
     # --- running ------------------------------------------------------------------------
@@ -117,7 +119,7 @@ class Watches:
                                   transform=project if slim else drop_managed_fields,
                                   shape=SHAPES[res.kind] if slim else None,
                                   packed=res.kind in _PACKED,
-                                  optional=res is SERVICEEXPORTS,
+                                  optional=res in (SERVICEEXPORTS, SERVICEIMPORTS),
                                   absent_retry=self.settings.resync_seconds / 10)
             self.reflectors[name] = reflector
             self._watchers[name] = tg.create_task(self._consume(reflector, handler))
@@ -126,9 +128,17 @@ class Watches:
         """Wait until every reflector has listed its resource once."""
         await asyncio.gather(*(r.synced.wait() for r in self.reflectors.values()))
 
+    def service_imports(self) -> bool:
+        """Whether ServiceImports are served (the MCS CRD is installed)."""
+        reflector = self.reflectors.get("serviceimports")
+        return reflector is not None and reflector.served is True
+
     async def _consume(self, reflector: Reflector, handler: Handler) -> None:
         async for kind, obj in reflector.events():
             if obj is None:
+                if kind == "SYNCED" and reflector.resource is SERVICEIMPORTS:
+                    # served now, or no longer: every import gains or loses its ServiceImport
+                    self._report(ev.OrphanGcTriggered())
                 continue
             try:
                 handler(kind, obj)
