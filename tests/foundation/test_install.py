@@ -117,6 +117,7 @@ async def test_apply_to_a_real_cluster_and_edit_coredns(
         corefile = (await api.get(CONFIGMAPS, "coredns", "kube-system"))["data"]["Corefile"]
         blocks = parse_server_blocks(corefile)
         assert sum(1 for b in blocks if "global" in " ".join(b.keys)) == 1, corefile
+        assert sum(1 for b in blocks if b.keys == ("clusterset.local:53",)) == 1, corefile
         assert dns_ip in corefile
         assert "kubernetes cluster.local" in corefile  # the rest is untouched
     finally:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from mirror_helpers import (
     Mesh,
+    condition,
     ensure_namespace,
     eventually,
     export_service,
@@ -47,18 +48,32 @@ async def test_a_service_import_beside_each_global_service(mesh: Mesh, unique: s
         "apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": "ServiceImport",
         "metadata": {"name": "theirs", "namespace": unique},
         "spec": {"type": "ClusterSetIP", "ports": [{"port": 1}]}}, unique)
-    await export_service(west.admin, unique, "theirs")
+    try:
+        await export_service(west.admin, unique, "theirs")
 
-    async def theirs_imported() -> bool:
-        gs = await mesh.gs("east", unique, "theirs")
-        assert gs is not None and (gs.get("status") or {}).get("vips")
-        return True
+        async def theirs_imported() -> bool:
+            gs = await mesh.gs("east", unique, "theirs")
+            assert gs is not None and (gs.get("status") or {}).get("vips")
+            assert condition(await mesh.link_status("east", "west"), "Conflict")[
+                "status"] == "True"
+            return True
 
-    await eventually(theirs_imported, what="the import beside a foreign ServiceImport")
-    await east.c.wait_idle()
-    other = await east.admin.get(SERVICEIMPORTS, "theirs", unique)
-    assert other["spec"]["ports"] == [{"port": 1}]
-    assert "isthmus.io/mirror" not in (other["metadata"].get("labels") or {})
+        await eventually(theirs_imported, what="the import beside a foreign ServiceImport")
+        await east.c.wait_idle()
+        other = await east.admin.get(SERVICEIMPORTS, "theirs", unique)
+        assert other["spec"]["ports"] == [{"port": 1}]
+        assert "isthmus.io/mirror" not in (other["metadata"].get("labels") or {})
+    finally:
+        # the shared mesh's Link goes back to no conflict
+        await east.admin.delete(SERVICEIMPORTS, "theirs", unique)
+        await west.admin.delete(SERVICES, "theirs", unique)
+
+        async def no_conflict() -> bool:
+            assert condition(await mesh.link_status("east", "west"), "Conflict")[
+                "status"] == "False"
+            return True
+
+        await eventually(no_conflict, what="the Link without the conflict")
     # unexported: the ServiceImport goes with the GlobalService
     await west.admin.delete(SERVICES, "users", unique)
 
