@@ -90,6 +90,7 @@ async def test_the_mirror_works_without_the_mcs_crds(
     are installed, the ServiceImports follow without a restart."""
     from isthmus.api.crds import MCS_CRD_NAMES, create_if_absent, load_mcs_crds
     from isthmus.kube.apply import wait_crds_established
+    from isthmus.mirror.cluster_property import publish
 
     mesh = fresh_mesh()
     a, b = fresh_cluster(), fresh_cluster()
@@ -111,6 +112,7 @@ async def test_the_mirror_works_without_the_mcs_crds(
 
     await eventually(imported, what="imported without the MCS CRDs")
     assert mesh[b.name].c.watches.service_imports() is False
+    assert await publish(mesh[b.name].admin, b.name) == "no-crd"  # no ClusterProperty
     for crd in load_mcs_crds():
         await create_if_absent(mesh[b.name].admin, crd)
     await wait_crds_established(mesh[b.name].admin, MCS_CRD_NAMES)

@@ -40,14 +40,14 @@ from isthmus.kube.reflector import Reflector
 from isthmus.kube.resources import LINKS
 from isthmus.labels import DEFAULT_WEIGHT
 from isthmus.logging import get_logger
-from isthmus.mirror import catalog_endpoint
+from isthmus.mirror import catalog_endpoint, cluster_property
 from isthmus.mirror import events as ev
 from isthmus.mirror.applier import Applier
 from isthmus.mirror.catalog_client import CatalogUpdate, Dialer, DirectDialer
 from isthmus.mirror.catalog_server import CatalogServer
 from isthmus.mirror.certs import MirrorCertificates
 from isthmus.mirror.desired import PortKey
-from isthmus.mirror.errors import MirrorError
+from isthmus.mirror.errors import ClusterPropertyConflict, MirrorError
 from isthmus.mirror.gateway_dialer import GatewayDialer
 from isthmus.mirror.import_policy import ImportPolicy
 from isthmus.mirror.leader import LeaderElector
@@ -241,6 +241,7 @@ class MirrorController:
                 self.export_status.dirty.update(self.watches.service_export_keys())
                 tg.create_task(self.export_status.run())
                 tg.create_task(self._ticker())
+                tg.create_task(self._publish_cluster_property())
                 tg.create_task(self.certs.run())
                 self._started = True
                 self.ready.set()
@@ -478,6 +479,29 @@ class MirrorController:
             await self.api.apply(LINKS, body, field_manager=FIELD_MANAGER, force=True,
                                  subresource="status")
         self._link_status_written[cluster] = status
+
+    async def _publish_cluster_property(self) -> None:
+        """The ClusterProperty cluster.clusterset.k8s.io, at start and every resync."""
+        reported = ""
+        while True:
+            try:
+                outcome = await cluster_property.publish(self.api, self.certs.cluster)
+            except ClusterPropertyConflict as exc:
+                if str(exc) != reported:
+                    reported = str(exc)
+                    log.error("cluster property conflict", error=reported)
+                    self._event_later(
+                        {"apiVersion": "about.k8s.io/v1alpha1", "kind": "ClusterProperty",
+                         "metadata": {"name": cluster_property.NAME}},
+                        "ClusterPropertyConflict", reported, warning=True, action="Publish")
+            except kube_errors.KubeError as exc:
+                self.metrics.errors.labels(kind="cluster_property").inc()
+                log.warning("cannot publish the cluster property", error=str(exc))
+            else:
+                if outcome == "no-crd" and reported != outcome:
+                    log.info("no ClusterProperty CRD: the cluster name is not published")
+                reported = outcome
+            await asyncio.sleep(self.settings.resync_seconds)
 
     async def _ticker(self) -> None:
         grace_check = min(10.0, self.settings.stale_grace_seconds / 4)
