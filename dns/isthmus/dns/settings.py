@@ -88,6 +88,15 @@ class DnsSettings(ComponentSettings):
                 raise ValueError(f"not a zone name: {zone!r}")
         return value
 
+    @pydantic.field_validator("clusterset_zone")
+    @classmethod
+    def _clusterset_zone_is_a_name(cls, value: str) -> str:
+        if value.strip():
+            labels = labels_of(value)
+            if not labels or any(not 0 < len(label) < 64 for label in labels):
+                raise ValueError(f"not a zone name: {value!r}")
+        return value
+
     def snapshot_config(self) -> SnapshotConfig:
         return SnapshotConfig(
             zones=tuple(z.strip().rstrip(".").lower() + "." for z in self.zones.split(",")),
