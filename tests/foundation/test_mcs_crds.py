@@ -143,3 +143,20 @@ async def test_bad_objects_fail_a_dry_run(
     with pytest.raises(errors.InvalidError) as info:
         await _dry_create(api, res, obj, ns)
     assert field in str(info.value)
+
+
+@pytest.mark.parametrize(("flags", "names"), [
+    pytest.param([], ["links.isthmus.io", "globalservices.isthmus.io", *MCS_CRD_NAMES],
+                 id="default-with-mcs"),
+    pytest.param(["--no-mcs"], ["links.isthmus.io", "globalservices.isthmus.io"],
+                 id="without-mcs"),
+])
+def test_the_crds_command(flags: list[str], names: list[str]) -> None:
+    import yaml
+    from click.testing import CliRunner
+
+    from isthmus.cli import cli
+
+    result = CliRunner().invoke(cli, ["crds", *flags])
+    assert result.exit_code == 0, result.output
+    assert [d["metadata"]["name"] for d in yaml.safe_load_all(result.output)] == names
