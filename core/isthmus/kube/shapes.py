@@ -36,7 +36,6 @@ class MetadataShape(TypedDict, total=False):
     resourceVersion: str
     generation: int
     deletionTimestamp: str | None
-    creationTimestamp: str | None
     labels: dict[str, str] | None
     annotations: dict[str, str] | None
 
@@ -48,6 +47,21 @@ class ObjectShape(TypedDict, total=False):
     apiVersion: str
     kind: str
     metadata: MetadataShape
+    code: int
+    reason: str
+    message: str
+
+
+class CreatedMetadataShape(MetadataShape, total=False):
+    creationTimestamp: str | None
+
+
+class CreatedObjectShape(TypedDict, total=False):
+    """``ObjectShape`` that also keeps ``metadata.creationTimestamp`` (an export's age)."""
+
+    apiVersion: str
+    kind: str
+    metadata: CreatedMetadataShape
     code: int
     reason: str
     message: str

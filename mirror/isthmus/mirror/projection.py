@@ -44,7 +44,7 @@ from typing import Any
 
 from typing_extensions import TypedDict
 
-from isthmus.kube.shapes import ObjectShape
+from isthmus.kube.shapes import CreatedObjectShape, ObjectShape
 from isthmus.labels import MIRROR_LABEL
 from isthmus.mirror.model import JsonObj
 
@@ -59,7 +59,7 @@ class ServiceSpecShape(TypedDict, total=False):
     ports: list[dict[str, Any]] | None
 
 
-class ServiceShape(ObjectShape, total=False):
+class ServiceShape(CreatedObjectShape, total=False):
     spec: ServiceSpecShape
 
 
@@ -154,7 +154,7 @@ SHAPES: dict[str, type] = {
     "EndpointSlice": EndpointSliceShape,
     "GlobalService": GlobalServiceShape,
     "Namespace": ObjectShape,
-    "ServiceExport": ObjectShape,
+    "ServiceExport": CreatedObjectShape,
     "ServiceImport": ServiceImportShape,
 }
 _KEEPS_CREATION = frozenset({"Service", "ServiceExport"})
