@@ -65,6 +65,10 @@ async def test_a_service_export_exports_like_the_label(mesh: Mesh, unique: str) 
     await west.admin.delete(SERVICEEXPORTS, "users", unique)
     await asyncio.sleep(1)
     assert await mesh.gs("east", unique, "users") is not None
+    # made again, it is a new object: it gets its conditions again
+    await _service_export(west.admin, unique, "users")
+    await eventually(ready, what="conditions on the re-created ServiceExport")
+    await west.admin.delete(SERVICEEXPORTS, "users", unique)
     # and neither: unexported
     await west.admin.merge_patch(SERVICES, "users", {"metadata": {"labels": {
         "isthmus.io/export": None}}}, unique, field_manager="test")

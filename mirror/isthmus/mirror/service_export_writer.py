@@ -54,7 +54,8 @@ class ServiceExportWriter:
         self._event = event
         self.interval = interval
         self.dirty: set[ServiceKey] = set()
-        self._written: dict[ServiceKey, dict[str, Any]] = {}
+        # per key: the UID of the ServiceExport written to, and the status written
+        self._written: dict[ServiceKey, tuple[str, dict[str, Any]]] = {}
         self._warned: dict[ServiceKey, str] = {}  # the conflict message last reported
 
     def mark(self, key: ServiceKey) -> None:
@@ -87,7 +88,10 @@ class ServiceExportWriter:
         verdict = export_verdict(cluster=self._cluster(), service=self._service(key),
                                  exported=self._exported(key), peers=self._peers(key))
         status: dict[str, Any] = {"conditions": list(verdict.conditions)}
-        before = self._written.get(key)
+        uid = str(se["metadata"].get("uid") or "")
+        written = self._written.get(key)
+        # a ServiceExport deleted and made again is a new object, with no status yet
+        before = written[1] if written is not None and written[0] == uid else None
         if before is None or status_changed(status, before):
             status["conditions"] = with_transition_times(
                 status["conditions"], (before or {}).get("conditions") or [],
@@ -97,7 +101,7 @@ class ServiceExportWriter:
             with contextlib.suppress(kube_errors.NotFoundError):  # deleted meanwhile
                 await self.api.apply(SERVICEEXPORTS, body, field_manager=FIELD_MANAGER,
                                      force=True, subresource="status")
-            self._written[key] = status
+            self._written[key] = (uid, status)
         if verdict.losing and self._warned.get(key) != verdict.conflict_message:
             self._warned[key] = verdict.conflict_message
             log.warning("export conflict lost", namespace=key[0], name=key[1],

@@ -224,7 +224,9 @@ class Watches:
 
     def _on_service_export(self, kind: str, obj: JsonObj) -> None:
         meta = obj["metadata"]
-        self._export_changed((meta["namespace"], meta["name"]))
+        key = (meta["namespace"], meta["name"])
+        self._export_changed(key)
+        self._export_status_dirty(key)  # also when deleted: the writer forgets it
 
     def _on_slice(self, kind: str, obj: JsonObj) -> None:
         meta = obj["metadata"]
