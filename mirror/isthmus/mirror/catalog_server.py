@@ -88,6 +88,7 @@ def entry_message(entry: CatalogEntry) -> pb.Service:
         version=entry.version,
         changed_at_ms=entry.changed_at_ms,
         weight=entry.weight,
+        exported_at_ms=entry.exported_at_ms,
     )
 
 

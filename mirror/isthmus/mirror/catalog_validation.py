@@ -64,6 +64,7 @@ class WireService(_Strict):
     version: Annotated[int, Field(ge=0)] = 0
     changed_at_ms: Annotated[int, Field(ge=0)] = 0
     weight: Annotated[int, Field(ge=0, le=MAX_WEIGHT)] = DEFAULT_WEIGHT
+    exported_at_ms: Annotated[int, Field(ge=0)] = 0
 
     @field_validator("ports")
     @classmethod
@@ -113,6 +114,7 @@ def entry_from_fields(fields: dict[str, Any]) -> CatalogEntry | Rejected:
         ports=tuple(sorted(PortSpec(p.port, p.name, p.app_protocol) for p in svc.ports)),
         ready_endpoints=svc.ready_endpoints, version=svc.version,
         changed_at_ms=svc.changed_at_ms, weight=svc.weight,
+        exported_at_ms=svc.exported_at_ms,
     )
 
 
@@ -126,7 +128,7 @@ def entry_from_message(msg: Any) -> CatalogEntry | Rejected:
         "ports": [{"port": p.port, "name": p.name, "app_protocol": p.app_protocol}
                   for p in msg.ports],
         "ready_endpoints": msg.ready_endpoints, "version": msg.version,
-        "changed_at_ms": msg.changed_at_ms,
+        "changed_at_ms": msg.changed_at_ms, "exported_at_ms": msg.exported_at_ms,
     }
     if msg.HasField("weight"):
         fields["weight"] = msg.weight

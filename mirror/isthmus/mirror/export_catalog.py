@@ -50,6 +50,7 @@ def entry_from_export(exported: ExportedService, version: int, changed_at_ms: in
             version=version,
             changed_at_ms=changed_at_ms,
             weight=exported.weight,
+            exported_at_ms=exported.exported_at_ms,
         ),
         exported.allowed_clusters,
     )
@@ -60,6 +61,7 @@ def _same(a: ExportEntry, b: ExportEntry) -> bool:
         a.allowed == b.allowed
         and a.entry.ports == b.entry.ports
         and a.entry.weight == b.entry.weight
+        and a.entry.exported_at_ms == b.entry.exported_at_ms
         and a.entry.ready_endpoints == b.entry.ready_endpoints
     )
 

@@ -91,11 +91,12 @@ def namespace_refusal(policy: ImportPolicy, namespace: str,
 
 
 def same_content(a: CatalogEntry | None, b: CatalogEntry | None) -> bool:
-    """Equal as far as the mirrored objects go: ports, readiness and weight (not the
-    version or change time, which a snapshot after a restart always brings anew)."""
+    """Equal as far as the mirrored objects go: ports, readiness, weight and export age
+    (not the version or change time, which a snapshot after a restart always brings anew)."""
     if a is None or b is None:
         return a is b
-    return (a.ports, a.ready_endpoints, a.weight) == (b.ports, b.ready_endpoints, b.weight)
+    return ((a.ports, a.ready_endpoints, a.weight, a.exported_at_ms)
+            == (b.ports, b.ready_endpoints, b.weight, b.exported_at_ms))
 
 
 def demand(entry: CatalogEntry) -> int:

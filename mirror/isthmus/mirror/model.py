@@ -36,6 +36,7 @@ class CatalogEntry:
     version: int = 0
     changed_at_ms: int = 0
     weight: int = DEFAULT_WEIGHT  # the exporter's isthmus.io/weight (0-10000)
+    exported_at_ms: int = 0  # when the export began (0: unknown); the oldest wins conflicts
 
     @property
     def key(self) -> ServiceKey:
