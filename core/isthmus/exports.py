@@ -4,14 +4,21 @@ The mirror serves this to peers as the export catalog; the gateway uses the same
 decide which inbound targets exist and where their ready endpoints are. Keeping it in one
 pure function means both sides agree by construction.
 
-A Service is exported when it carries ``isthmus.io/export=true`` and is not itself a mirror
-(no daisy chains). Its ready endpoints come from EndpointSlices labelled with its name:
+A Service is exported when it carries ``isthmus.io/export=true`` or a ServiceExport
+(Multi-Cluster Services API) of the same namespace and name exists, and it is not itself a
+mirror (no daisy chains) nor an ExternalName Service (it has no endpoints to carry). Both
+together are one export. The export's age (for the MCS rule "the oldest export wins a
+conflict") is the ServiceExport's creationTimestamp, or the Service's when only the label
+exports it (the label's own age is not recorded); with both, the older.
+
+Its ready endpoints come from EndpointSlices labelled with its name:
 an endpoint counts when ``conditions.ready`` is true or absent (the API's own rule), and is
 not terminating. Target ports are resolved from each slice's named ports.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -65,6 +72,8 @@ class ExportedService(BaseModel):
     # ``clusterIP: None``: peers get a name per pod (isthmus.headless), in ``pods``.
     headless: bool = False
     pods: HeadlessPods = Field(default_factory=HeadlessPods)
+    # When it was first exported (Unix ms; 0: unknown): the MCS conflict rule's age.
+    exported_at_ms: int = 0
 
     @property
     def key(self) -> tuple[str, str]:
@@ -81,10 +90,60 @@ class ExportedService(BaseModel):
         return any(p.port == port for p in self.ports)
 
 
-def is_exported(service: JsonObj) -> bool:
-    meta = service.get("metadata") or {}
-    labels = meta.get("labels") or {}
-    return labels.get(EXPORT_LABEL) == "true" and labels.get(MIRROR_LABEL) != "true"
+def is_labelled(service: JsonObj) -> bool:
+    labels = (service.get("metadata") or {}).get("labels") or {}
+    return labels.get(EXPORT_LABEL) == "true"
+
+
+def is_exportable(service: JsonObj) -> bool:
+    """Not a mirror (no daisy chains), and not ExternalName (no endpoints to carry)."""
+    labels = (service.get("metadata") or {}).get("labels") or {}
+    kind = (service.get("spec") or {}).get("type")
+    return labels.get(MIRROR_LABEL) != "true" and kind != "ExternalName"
+
+
+def is_exported(service: JsonObj, by_service_export: bool = False) -> bool:
+    """Exported: labelled, or named by a ServiceExport (``by_service_export``)."""
+    return (is_labelled(service) or by_service_export) and is_exportable(service)
+
+
+def timestamp_ms(value: object) -> int:
+    """An API timestamp (RFC 3339, as in ``creationTimestamp``) in Unix ms; 0 if absent or
+    malformed (an unknown age, which sorts as the youngest)."""
+    if not isinstance(value, str) or not value:
+        return 0
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return 0
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return max(0, int(parsed.timestamp() * 1000))
+
+
+def service_exports_by_key(objs: Iterable[JsonObj]) -> dict[tuple[str, str], int]:
+    """ServiceExports → {(namespace, name): creation time in Unix ms}. One being deleted
+    (``deletionTimestamp`` set) no longer exports."""
+    found: dict[tuple[str, str], int] = {}
+    for obj in objs:
+        meta = obj.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            continue
+        found[(str(meta.get("namespace", "")), str(meta.get("name", "")))] = timestamp_ms(
+            meta.get("creationTimestamp"))
+    return found
+
+
+def export_age_ms(service: JsonObj, service_export_ms: int | None) -> int:
+    """The export's age: the older of the ServiceExport and, when labelled, the Service."""
+    candidates = []
+    if service_export_ms is not None and service_export_ms > 0:
+        candidates.append(service_export_ms)
+    if is_labelled(service) or not candidates:
+        created = timestamp_ms((service.get("metadata") or {}).get("creationTimestamp"))
+        if created:
+            candidates.append(created)
+    return min(candidates) if candidates else 0
 
 
 def parse_allowed(annotations: Mapping[str, str]) -> frozenset[str] | None:
@@ -145,10 +204,16 @@ def _ready(endpoint: JsonObj) -> bool:
 
 
 def build_exports(
-    services: Iterable[JsonObj], slices: Iterable[JsonObj], max_pods: int = DEFAULT_MAX_PODS,
+    services: Iterable[JsonObj],
+    slices: Iterable[JsonObj],
+    service_exports: Mapping[tuple[str, str], int] | None = None,
+    max_pods: int = DEFAULT_MAX_PODS,
 ) -> dict[tuple[str, str], ExportedService]:
     """Pure: the exported services, keyed by (namespace, name), with their ready backends
-    (and, for a headless Service, its named pods, at most ``max_pods``)."""
+    (and, for a headless Service, its named pods, at most ``max_pods``).
+    ``service_exports``: the keys a ServiceExport names, with its creation time
+    (``service_exports_by_key``)."""
+    by_export = service_exports or {}
     slices_by_service: dict[tuple[str, str], list[JsonObj]] = {}
     for s in slices:
         meta = s.get("metadata") or {}
@@ -158,11 +223,11 @@ def build_exports(
 
     exports: dict[tuple[str, str], ExportedService] = {}
     for svc in services:
-        if not is_exported(svc):
-            continue
         meta = svc["metadata"]
-        spec = svc.get("spec") or {}
         key = (meta["namespace"], meta["name"])
+        if not is_exported(svc, key in by_export):
+            continue
+        spec = svc.get("spec") or {}
         ports = _service_ports(spec)
         if not ports:
             continue
@@ -186,6 +251,7 @@ def build_exports(
             allowed_clusters=parse_allowed(annotations),
             weight=weight,
             weight_problem=weight_problem,
+            exported_at_ms=export_age_ms(svc, by_export.get(key)),
             backends=tuple(Backend(address=a, ports=p) for a, p in sorted(backends.items())),
             headless=headless,
             pods=headless_pods(ready, max_pods) if headless else HeadlessPods(),

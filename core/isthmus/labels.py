@@ -45,3 +45,7 @@ DNS_SERVICE_ACCOUNT = "isthmus-dns"
 
 # EndpointSlice label naming the Service a slice belongs to (Kubernetes' own).
 SLICE_SERVICE_LABEL = "kubernetes.io/service-name"
+
+# Multi-Cluster Services API (KEP-1645): the labels an imported EndpointSlice carries.
+MCS_SERVICE_NAME_LABEL = "multicluster.kubernetes.io/service-name"
+MCS_SOURCE_CLUSTER_LABEL = "multicluster.kubernetes.io/source-cluster"

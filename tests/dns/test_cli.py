@@ -48,6 +48,11 @@ def test_settings_flags_env_and_validation(monkeypatch: pytest.MonkeyPatch) -> N
         load(DnsSettings, {"zones": "a..b"})
     with pytest.raises(ConfigError, match="--edns-udp-size"):
         load(DnsSettings, {"edns_udp_size": "100"})
+    assert settings.snapshot_config().clusterset_zone == "clusterset.local."
+    off = load(DnsSettings, {"clusterset_zone": ""})
+    assert off.snapshot_config().clusterset_zone == ""
+    with pytest.raises(ConfigError, match="--clusterset-zone"):
+        load(DnsSettings, {"clusterset_zone": "clusterset..local"})
 
 
 def objects() -> list[dict[str, Any]]:

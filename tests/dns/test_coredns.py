@@ -96,7 +96,10 @@ def test_manifest_snippet_is_what_the_function_emits() -> None:
     doc = yaml.safe_load(manifest.read_text())
     corefile = doc["data"]["Corefile"]
     address = forward_of(corefile)
-    assert with_global_forward(corefile, address) == corefile
+    # install edits the two zones in this order: the manifest is its fixed point
+    edited = with_global_forward(corefile, address)
+    assert with_global_forward(edited, address, zone="clusterset.local") == corefile
+    assert forward_targets(corefile, "clusterset.local") == tuple(address)
 
 
 @pytest.mark.parametrize(("corefile", "expected"), [

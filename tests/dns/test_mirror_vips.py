@@ -56,8 +56,15 @@ def test_slim_keeps_what_is_read() -> None:
 
 def _names(services: list[Any], vips: dict[Any, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
     snap = build_snapshot(services, vips=vips)
-    return {".".join(x.decode() for x in k): d.a + d.aaaa for k, d in snap.names.items()
-            if not k[0].startswith(b"_")}
+    names = {".".join(x.decode() for x in k): d.a + d.aaaa for k, d in snap.names.items()
+             if not k[0].startswith(b"_") and k[-1] == b"global"}
+    # the clusterset.local name answers what the merged .global name answers
+    for name, ips in names.items():
+        if name.count(".") == 2:
+            svc, ns, _ = name.split(".")
+            assert snap.names[(svc.encode(), ns.encode(), b"svc", b"clusterset",
+                               b"local")].a == ips
+    return names
 
 
 @pytest.mark.parametrize(("status", "vips", "expected"), [

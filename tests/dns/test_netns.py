@@ -80,11 +80,21 @@ def test_namespace_resolves_through_its_responder(netns: str, tmp_path: Path) ->
         assert pinned.stdout.split() == ["10.96.1.10", "users.shop.east.global"]
         missing = in_ns(netns, "getent", "hosts", "nope.shop.global")
         assert missing.returncode == 2  # not found, answered (NXDOMAIN), not a timeout
+        # the Multi-Cluster Services name of the same import, and one that must not exist
+        mcs = in_ns(netns, "getent", "hosts", "users.shop.svc.clusterset.local")
+        assert mcs.returncode == 0, mcs.stderr
+        assert mcs.stdout.split()[:2] in (["10.96.0.10", "users.shop.svc.clusterset.local"],
+                                          ["fd00::10", "users.shop.svc.clusterset.local"])
+        per_cluster = in_ns(netns, "getent", "hosts", "east.users.shop.svc.clusterset.local")
+        assert per_cluster.returncode == 2
         script = ("import socket; print(sorted({a[4][0] for a in socket.getaddrinfo("
                   "'users.shop.global', 80, proto=socket.IPPROTO_TCP)}))")
         py = in_ns(netns, sys.executable, "-c", script)
         assert py.returncode == 0, py.stderr
         assert py.stdout.strip() == "['10.96.0.10', 'fd00::10']"
+        py = in_ns(netns, sys.executable, "-c", script.replace(
+            "users.shop.global", "users.shop.svc.clusterset.local"))
+        assert py.stdout.strip() == "['10.96.0.10', 'fd00::10']", py.stderr
         # Outside the namespace, /etc/resolv.conf is untouched: the name is unknown there.
         assert Path("/etc/resolv.conf").read_text() != resolv_conf_text("127.0.0.1")
     finally:

@@ -183,6 +183,18 @@ def run(*argv: str) -> str:
         pytest.param("users.shop.global", "TXT", "NOERROR", "", id="nodata"),
         pytest.param("example.org", "A", "REFUSED", "", id="refused"),
         pytest.param("big.lab.global", "A", "NOERROR", "10.97.0.40", id="big"),
+        # the Multi-Cluster Services zone
+        pytest.param("users.shop.svc.clusterset.local", "A", "NOERROR", "10.96.0.10",
+                     id="mcs-a"),
+        pytest.param("users.shop.svc.clusterset.local", "AAAA", "NOERROR", "fd00::10",
+                     id="mcs-aaaa"),
+        pytest.param("_http._tcp.users.shop.svc.clusterset.local", "SRV", "NOERROR",
+                     "0 100 8080 users.shop.svc.clusterset.local.", id="mcs-srv"),
+        pytest.param("dns-version.clusterset.local", "TXT", "NOERROR", '"1.0.0"',
+                     id="mcs-schema-version"),
+        pytest.param("west.users.shop.svc.clusterset.local", "A", "NXDOMAIN", "",
+                     id="mcs-no-per-cluster-name"),
+        pytest.param("shop.svc.clusterset.local", "A", "NOERROR", "", id="mcs-nodata-ent"),
     ],
 )
 async def test_dig(live: DnsServer, transport: str, name: str, qtype: str, status: str,

@@ -24,11 +24,17 @@ def test_names_entries_and_nonterminals() -> None:
         "users.shop.global.",
         "users.shop.east.global.", "users.shop.west.global.", "users.shop.central.global.",
         "_http._tcp.users.shop.global.", "_grpc._tcp.users.shop.global.",
+        # the MCS zone: no per-cluster names there
+        "users.shop.svc.clusterset.local.", "dns-version.clusterset.local.",
+        "_http._tcp.users.shop.svc.clusterset.local.",
+        "_grpc._tcp.users.shop.svc.clusterset.local.",
     }
     assert names(snap.nonterminals) == {
         "shop.global.", "_tcp.users.shop.global.",
         "shop.east.global.", "shop.west.global.", "shop.central.global.",
         "east.global.", "west.global.", "central.global.",
+        "svc.clusterset.local.", "shop.svc.clusterset.local.",
+        "_tcp.users.shop.svc.clusterset.local.",
     }
     users = snap.names[labels_of("users.shop.global")]
     assert (users.a, users.aaaa, users.ttl) == (("10.96.0.10",), ("fd00::10",), 5)

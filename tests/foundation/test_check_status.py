@@ -11,7 +11,15 @@ import pytest
 from click.testing import CliRunner
 
 from isthmus.cli import cli
-from isthmus.cli.check import Level, Observed, check_coredns, check_gateway, check_lease
+from isthmus.cli.check import (
+    Level,
+    Observed,
+    check_cluster_property,
+    check_clusterset_stub,
+    check_coredns,
+    check_gateway,
+    check_lease,
+)
 from isthmus.devcluster import ControlPlane
 from isthmus.kube.apply import apply, with_retries
 from isthmus.kube.client import KubeApi
@@ -181,4 +189,41 @@ def test_coredns_finding(corefile: str | None, level: Level, text: str) -> None:
     coredns = None if corefile is None else {"data": {"Corefile": corefile}}
     dns = {"spec": {"clusterIP": "10.96.0.53"}}
     [finding] = check_coredns(_observed(coredns=coredns, dns_service=dns))
+    assert finding.level == level and text in finding.message
+
+
+MCS_STUB = STUB.replace("global:53", "clusterset.local:53")
+
+
+@pytest.mark.parametrize(("corefile", "level", "text"), [
+    pytest.param(PLAIN + STUB + MCS_STUB, Level.OK, "forwards to 10.96.0.53", id="stub"),
+    pytest.param(PLAIN + STUB, Level.WARNING, "missing", id="stub-missing"),
+    pytest.param(PLAIN + MCS_STUB.replace("10.96.0.53", "10.96.0.99"), Level.ERROR,
+                 "not isthmus-dns", id="wrong-address"),
+])
+def test_clusterset_stub_finding(corefile: str, level: Level, text: str) -> None:
+    obs = _observed(coredns={"data": {"Corefile": corefile}},
+                    dns_service={"spec": {"clusterIP": "10.96.0.53"}})
+    [finding] = check_clusterset_stub(obs)
+    assert finding.level == level and text in finding.message
+
+
+def test_no_coredns_no_clusterset_finding() -> None:
+    assert check_clusterset_stub(_observed()) == []
+
+
+@pytest.mark.parametrize(("value", "level", "text"), [
+    pytest.param(None, Level.OK, "absent", id="absent"),
+    pytest.param("west", Level.OK, "west", id="this-cluster"),
+    pytest.param("east", Level.ERROR, "does not overwrite", id="another-cluster"),
+])
+def test_cluster_property_finding(value: str | None, level: Level, text: str) -> None:
+    from isthmus.clusterinfo import ClusterInfo, parse_address
+
+    info = ClusterInfo(cluster="west", trust_domain="example.org",
+                       gateway_addresses=(parse_address("192.0.2.1:15443"),))
+    prop = None if value is None else {"spec": {"value": value}}
+    obs = Observed(crds={}, cluster_info=info.to_configmap(), bundle=None, secrets={},
+                   links=[], global_services=[], cluster_property=prop)
+    [finding] = check_cluster_property(obs)
     assert finding.level == level and text in finding.message

@@ -6,7 +6,13 @@ from typing import Any
 
 import pytest
 
-from isthmus.exports import build_exports, parse_allowed, parse_weight
+from isthmus.exports import (
+    build_exports,
+    parse_allowed,
+    parse_weight,
+    service_exports_by_key,
+    timestamp_ms,
+)
 
 
 def svc(name: str, labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None,
@@ -43,6 +49,52 @@ EXPORTED = {"isthmus.io/export": "true"}
 )
 def test_what_is_exported(service: dict[str, Any], exported: bool) -> None:
     assert (("shop", "a") in build_exports([service], [])) is exported
+
+
+def _created(obj: dict[str, Any], when: str) -> dict[str, Any]:
+    return {**obj, "metadata": {**obj["metadata"], "creationTimestamp": when}}
+
+
+def sx(name: str, when: str = "2026-01-02T00:00:00Z", deleting: bool = False) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": "shop", "creationTimestamp": when}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-03T00:00:00Z"
+    return {"apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": "ServiceExport",
+            "metadata": meta}
+
+
+JAN1 = timestamp_ms("2026-01-01T00:00:00Z")
+JAN2 = timestamp_ms("2026-01-02T00:00:00Z")
+
+
+@pytest.mark.parametrize(
+    ("service", "exports", "exported", "age"),
+    [
+        pytest.param(svc("a"), [sx("a")], True, JAN2, id="serviceexport-alone"),
+        pytest.param(_created(svc("a", EXPORTED), "2026-01-01T00:00:00Z"), [], True, JAN1,
+                     id="label-alone-age-of-the-service"),
+        pytest.param(_created(svc("a", EXPORTED), "2026-01-01T00:00:00Z"), [sx("a")], True, JAN1,
+                     id="both-one-export-the-older-age"),
+        pytest.param(_created(svc("a"), "2026-01-01T00:00:00Z"), [sx("a")], True, JAN2,
+                     id="serviceexport-age-not-the-service"),
+        pytest.param(svc("a"), [sx("b")], False, 0, id="serviceexport-of-another-name"),
+        pytest.param(svc("a"), [sx("a", deleting=True)], False, 0, id="serviceexport-being-deleted"),
+        pytest.param({**svc("a"), "spec": {"type": "ExternalName", "externalName": "x.example",
+                                           "ports": [{"port": 80}]}}, [sx("a")], False, 0,
+                     id="externalname-never-exported"),
+        pytest.param(svc("a", {"isthmus.io/mirror": "true"}), [sx("a")], False, 0,
+                     id="mirror-never-exported-by-serviceexport"),
+        pytest.param(svc("a", ports=[{"port": 53, "protocol": "UDP"}]), [sx("a")], False, 0,
+                     id="serviceexport-udp-only"),
+        pytest.param(svc("a"), [sx("a", when="yesterday")], True, 0, id="malformed-age-unknown"),
+    ],
+)
+def test_service_exports(service: dict[str, Any], exports: list[dict[str, Any]],
+                         exported: bool, age: int) -> None:
+    found = build_exports([service], [], service_exports_by_key(exports))
+    assert (("shop", "a") in found) is exported
+    if exported:
+        assert found[("shop", "a")].exported_at_ms == age
 
 
 @pytest.mark.parametrize(

@@ -117,6 +117,7 @@ async def test_apply_to_a_real_cluster_and_edit_coredns(
         corefile = (await api.get(CONFIGMAPS, "coredns", "kube-system"))["data"]["Corefile"]
         blocks = parse_server_blocks(corefile)
         assert sum(1 for b in blocks if "global" in " ".join(b.keys)) == 1, corefile
+        assert sum(1 for b in blocks if b.keys == ("clusterset.local:53",)) == 1, corefile
         assert dns_ip in corefile
         assert "kubernetes cluster.local" in corefile  # the rest is untouched
     finally:
@@ -241,5 +242,45 @@ async def test_install_without_a_load_balancer_says_what_to_do(
             await api.get(CONFIGMAPS, "isthmus-cluster", "isthmus-system")
         deps = await api.list(DEPLOYMENTS, "isthmus-system")
         assert deps["items"] == []
+    finally:
+        await api.close()
+
+
+async def test_install_creates_absent_mcs_crds_and_leaves_present_ones_alone(
+    fresh_cluster: Callable[..., ControlPlane],
+) -> None:
+    """The MCS CRDs are shared with other implementations: a cluster's own copy (here a
+    ServiceExport CRD with a schema of its own) is neither replaced nor merged into."""
+    from isthmus.api.crds import MCS_CRD_NAMES, load_mcs_crds
+    from isthmus.kube.resources import CRDS
+
+    cp = fresh_cluster()
+    api = await KubeApi.connect(cp.kubeconfig, cp.context)
+    try:
+        theirs = next(c for c in load_mcs_crds()
+                      if c["metadata"]["name"] == "serviceexports.multicluster.x-k8s.io")
+        theirs["metadata"]["labels"] = {"owner": "another-mcs-controller"}
+        theirs["spec"]["versions"][0]["additionalPrinterColumns"] = [
+            {"name": "Theirs", "type": "string", "jsonPath": ".metadata.name"}]
+        created = await api.create(CRDS, theirs)
+        args = [*ARGS, "--context", cp.context, "--kubeconfig", str(cp.kubeconfig)]
+        for _ in range(2):  # idempotent
+            result = await asyncio.to_thread(CliRunner().invoke, cli, args)
+            assert result.exit_code == 0, (result.output, result.exception)
+        kept = await api.get(CRDS, "serviceexports.multicluster.x-k8s.io")
+        # (the resourceVersion moves when the API server writes the CRD's status)
+        assert kept["metadata"]["uid"] == created["metadata"]["uid"]
+        assert kept["metadata"]["generation"] == 1
+        assert kept["metadata"]["labels"] == {"owner": "another-mcs-controller"}
+        assert kept["spec"]["versions"][0]["additionalPrinterColumns"][0]["name"] == "Theirs"
+        assert not any(m.get("manager", "").startswith("isthmus")
+                       for m in kept["metadata"]["managedFields"])
+        for name in MCS_CRD_NAMES:
+            crd = await api.get(CRDS, name)
+            conds = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+            assert conds["Established"] == "True", name
+        imports = await api.get(CRDS, "serviceimports.multicluster.x-k8s.io")
+        assert imports["metadata"]["labels"] == {"app.kubernetes.io/part-of": "isthmus"}
+        assert imports["metadata"]["generation"] == 1  # the second install did not write it
     finally:
         await api.close()

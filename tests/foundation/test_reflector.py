@@ -221,3 +221,37 @@ async def test_watch_survives_server_timeouts(api: KubeApi, unique: str) -> None
     await rec.wait_for(lambda: ("ADDED", "late") in rec.events)
     assert rec.reflector.lists == 1
     await rec.stop()
+
+
+async def test_an_optional_resource_that_is_not_served_is_empty_until_it_is(
+    fresh_cluster: Callable[..., ControlPlane],
+) -> None:
+    """A CRD that is not installed (the MCS API): synced and empty, then its objects once
+    the CRD appears, and gone again when the CRD is deleted."""
+    from isthmus.api.crds import create_if_absent, load_mcs_crds
+    from isthmus.kube.apply import wait_crds_established
+    from isthmus.kube.resources import CRDS, SERVICEEXPORTS
+
+    cp = fresh_cluster()
+    api = await KubeApi.connect(cp.kubeconfig, cp.context)
+    reflector = Reflector(api, SERVICEEXPORTS, settings=FAST, optional=True, absent_retry=0.2)
+    rec = Recorder(reflector)
+    try:
+        await rec.wait_for(lambda: ("SYNCED", None) in rec.events)
+        assert reflector.served is False and not reflector.store
+        crd = next(c for c in load_mcs_crds() if c["spec"]["names"]["kind"] == "ServiceExport")
+        await create_if_absent(api, crd)
+        await wait_crds_established(api, [crd["metadata"]["name"]])
+        await _namespace(api, "shop")
+        await api.create(SERVICEEXPORTS, {
+            "apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": "ServiceExport",
+            "metadata": {"name": "users", "namespace": "shop"}}, namespace="shop")
+        await rec.wait_for(lambda: ("ADDED", "users") in rec.events)
+        assert reflector.served is True
+        await api.delete(CRDS, crd["metadata"]["name"])
+        await rec.wait_for(lambda: ("DELETED", "users") in rec.events)
+        await rec.wait_for(lambda: reflector.served is False)
+        assert not reflector.store
+    finally:
+        await rec.stop()
+        await api.close()

@@ -31,7 +31,8 @@ def test_object_keeps_only_the_shape() -> None:
     assert got == {
         "kind": "Service", "apiVersion": "v1",
         "metadata": {"name": "a", "namespace": "n", "uid": "u", "resourceVersion": "7",
-                     "labels": {"x": "y"}, "annotations": {"isthmus.io/export-to": "east"}},
+                     "labels": {"x": "y"}, "annotations": {"isthmus.io/export-to": "east"},
+                     "creationTimestamp": "2026-11-22T00:00:00Z"},  # an export's age
         "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1",
                  "ports": [{"name": "http", "port": 80, "targetPort": "web"}]},
     }

@@ -85,6 +85,7 @@ def test_the_wheel_imports_its_own_code_only(installed: Path) -> None:
     proc = _run(installed, "crds")
     assert proc.returncode == 0, proc.stderr
     assert "kind: CustomResourceDefinition" in proc.stdout
+    assert "name: serviceimports.multicluster.x-k8s.io" in proc.stdout  # shipped too
     probe = _python(installed, (
         "from isthmus.grpc_tls import pin_tls13; pin_tls13()\n"
         "import isthmus.mirror.catalog_pb2_grpc as g, isthmus.mirror.controller as c\n"

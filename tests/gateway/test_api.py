@@ -28,7 +28,7 @@ from isthmus.gateway.snapshot import Snapshot
 from isthmus.gateway.state import GatewayState
 from isthmus.kube import errors as kube_errors
 from isthmus.kube.client import KubeApi
-from isthmus.kube.resources import ENDPOINTSLICES, LINKS, SECRETS, SERVICES
+from isthmus.kube.resources import ENDPOINTSLICES, LINKS, SECRETS, SERVICEEXPORTS, SERVICES
 from isthmus.trust import Issuer, ReloadableTls, TlsMaterial, create_cluster_ca, leaf_secret
 
 pytestmark = pytest.mark.controlplane
@@ -155,6 +155,18 @@ async def _feed_as_gateway_service_account(cluster: ControlPlane, api: KubeApi, 
         task = asyncio.ensure_future(feed.run())
         try:
             await wait_for(lambda: state.synced and (unique, "echo") in state.snapshot.exports)
+            # a ServiceExport exports its Service as the label does; the gateway may read
+            # ServiceExports but never write one
+            await api.create(SERVICES, service(unique, "viasx", 80, export=False), unique)
+            assert (unique, "viasx") not in state.snapshot.exports
+            sx = {"apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": "ServiceExport",
+                  "metadata": {"name": "viasx", "namespace": unique}}
+            with pytest.raises(kube_errors.ForbiddenError):
+                await sa.create(SERVICEEXPORTS, sx, unique)
+            await api.create(SERVICEEXPORTS, sx, unique)
+            await wait_for(lambda: (unique, "viasx") in state.snapshot.exports)
+            await api.delete(SERVICEEXPORTS, "viasx", unique)
+            await wait_for(lambda: (unique, "viasx") not in state.snapshot.exports)
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

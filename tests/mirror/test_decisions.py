@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 
 from isthmus.cli.install import lease_placeholder
-from isthmus.exports import ExportedPort, ExportedService, build_exports
+from isthmus.exports import (
+    ExportedPort,
+    ExportedService,
+    build_exports,
+    service_exports_by_key,
+    timestamp_ms,
+)
 from isthmus.kube.shapes import decoders
 from isthmus.kube.store import pack, unpack
 from isthmus.lease import lease_free
@@ -40,7 +46,8 @@ def peer(cluster: str, *entries: CatalogEntry, stale: str | None = None) -> Peer
     return PeerView(link(cluster), {e.key: e for e in entries}, stale)
 
 
-def run_desired(*peers: PeerView, namespaces: frozenset[str] | None = None) -> Any:
+def run_desired(*peers: PeerView, namespaces: frozenset[str] | None = None,
+                **extra: Any) -> Any:
     keys = set()
     for p in peers:
         keys.update(p.entries)
@@ -49,7 +56,7 @@ def run_desired(*peers: PeerView, namespaces: frozenset[str] | None = None) -> A
     alloc = PortAllocator(20000, 20100)
     ports = alloc.ensure(required_ports(list(peers), keys))
     return desired(list(peers), gateway_addresses=["10.0.0.2", "10.0.0.1"], ports=ports,
-                   namespaces=namespaces)
+                   namespaces=namespaces, **extra)
 
 
 def test_endpoint_weight_is_the_exporters() -> None:
@@ -346,7 +353,8 @@ def _as_served(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_projection_keeps_what_the_mirror_writes_and_reads() -> None:
-    ds = run_desired(peer("west", entry(ports=(("http", 80), ("", 81)))), peer("east", entry()))
+    ds = run_desired(peer("west", entry(ports=(("http", 80), ("", 81)))), peer("east", entry()),
+                     service_imports=True, import_vips={("shop", "users"): "10.96.0.7"})
     ds = ds.services[("shop", "users")]
     for ref, want in ds.objects.items():
         slim = project(_as_served(want))
@@ -378,6 +386,13 @@ def test_projection_keeps_what_export_reads() -> None:
     shaped_svc = decoders(SHAPES["Service"]).object(json.dumps(svc).encode())
     shaped_sl = decoders(SHAPES["EndpointSlice"]).object(json.dumps(sl).encode())
     assert build_exports([project(shaped_svc)], [project(shaped_sl)]) == build_exports([svc], [sl])
+    assert build_exports([project(svc)], [])[("shop", "users")].exported_at_ms > 0
+    # a ServiceExport's age survives its projection too
+    se = _as_served({"apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": "ServiceExport",
+                     "metadata": {"name": "users", "namespace": "shop"}})
+    shaped_se = decoders(SHAPES["ServiceExport"]).object(json.dumps(se).encode())
+    assert (service_exports_by_key([project(shaped_se)]) == service_exports_by_key([se])
+            == {("shop", "users"): timestamp_ms("2026-11-22T00:00:00Z")})
 
 
 def test_projection_shares_equal_strings_of_a_decoded_object() -> None:
@@ -460,3 +475,40 @@ def test_lease_free(spec: dict[str, Any], free: bool) -> None:
 )
 def test_subset(want: Any, have: Any, expected: bool) -> None:
     assert subset(want, have) is expected
+
+
+@pytest.mark.parametrize(("served", "vip", "ips"), [
+    pytest.param(True, "10.96.0.7", ["10.96.0.7"], id="served-with-vip"),
+    pytest.param(True, None, None, id="served-before-the-mirror-service-has-an-ip"),
+    pytest.param(False, "10.96.0.7", "absent", id="crd-not-served-no-serviceimport"),
+])
+def test_service_import_beside_the_global_service(served: bool, vip: str | None,
+                                                   ips: Any) -> None:
+    ds = run_desired(peer("west", entry(ports=(("http", 80), ("", 81)))), peer("east", entry()),
+                     service_imports=served,
+                     import_vips={("shop", "users"): vip} if vip else None)
+    objects = ds.services[("shop", "users")].objects
+    si = objects.get(("ServiceImport", "shop", "users"))
+    if ips == "absent":
+        assert si is None
+        return
+    assert si is not None
+    assert si["apiVersion"] == "multicluster.x-k8s.io/v1alpha1"
+    assert si["spec"]["type"] == "ClusterSetIP"
+    assert si["spec"].get("ips") == ips
+    assert si["spec"]["ports"] == [{"port": 80, "protocol": "TCP", "name": "http"},
+                                   {"port": 81, "protocol": "TCP", "name": "p81"}]
+    gs = objects[("GlobalService", "shop", "users")]
+    assert si["metadata"]["labels"] == gs["metadata"]["labels"]  # owned, collected alike
+
+
+def test_mirror_slices_carry_the_mcs_labels() -> None:
+    ds = run_desired(peer("west", entry()), peer("east", entry()))
+    slices = {ref[2]: obj for ref, obj in ds.services[("shop", "users")].objects.items()
+              if ref[0] == "EndpointSlice"}
+    assert slices
+    for name, sl in slices.items():
+        labels = sl["metadata"]["labels"]
+        assert labels["multicluster.kubernetes.io/service-name"] == "users"
+        pinned = labels.get("isthmus.io/pinned-cluster")
+        assert labels.get("multicluster.kubernetes.io/source-cluster") == pinned, name

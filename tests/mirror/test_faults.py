@@ -32,6 +32,7 @@ from isthmus.kube.resources import (
     LINKS,
     NAMESPACES,
     SECRETS,
+    SERVICEIMPORTS,
     SERVICES,
 )
 from isthmus.mirror import CertificateError, LeadershipLost, remove_link_objects
@@ -230,7 +231,7 @@ async def test_restart_skips_what_is_unchanged_and_repairs_what_changed_while_do
 
 async def _mirror_names(api: KubeApi, ns: str) -> set[tuple[str, str]]:
     found = set()
-    for res in (SERVICES, ENDPOINTSLICES, GLOBALSERVICES):
+    for res in (SERVICES, ENDPOINTSLICES, GLOBALSERVICES, SERVICEIMPORTS):
         for item in (await api.list(res, ns))["items"]:
             found.add((res.kind, item["metadata"]["name"]))
     return found
@@ -266,7 +267,8 @@ async def test_unlink_removes_exactly_that_links_objects(mesh: Mesh, unique: str
     async def cleaned() -> bool:
         now = await _mirror_names(east, unique)
         expected = before - {
-            ("GlobalService", "only-c"), ("Service", "only-c-global"),
+            ("GlobalService", "only-c"), ("ServiceImport", "only-c"),
+            ("Service", "only-c-global"),
             ("EndpointSlice", "only-c-global"), ("Service", "only-c-central-c7"),
             ("EndpointSlice", "only-c-central-c7"), ("Service", "both-central-c7"),
             ("EndpointSlice", "both-central-c7"),
@@ -293,16 +295,20 @@ async def test_unlink_removes_exactly_that_links_objects(mesh: Mesh, unique: str
         # The count covers every namespace, and other tests of the shared mesh may have left
         # central's mirrors in theirs: count what central owns, here and in all.
         owned, here = 0, 0
-        for res in (GLOBALSERVICES, SERVICES, ENDPOINTSLICES):
+        for res in (GLOBALSERVICES, SERVICES, ENDPOINTSLICES, SERVICEIMPORTS):
             items = (await east.list(
                 res, label_selector="isthmus.io/mirror=true,link.isthmus.io/central"))["items"]
             owned += len(items)
             here += sum(i["metadata"]["namespace"] == unique for i in items)
-        assert here == 10  # only-c: 5 deleted; both: pinned pair deleted, 3 shared stripped
+        # only-c: 6 deleted (its ServiceImport too); both: pinned pair deleted, 4 shared
+        # stripped (the ServiceImport too)
+        assert here == 12
         removed = await remove_link_objects(east, "central")
         assert removed == owned
         now = await _mirror_names(east, unique)
         assert ("GlobalService", "only-c") not in now
+        assert ("ServiceImport", "only-c") not in now
+        assert ("ServiceImport", "both") in now
         assert ("Service", "both-central-c7") not in now
         gs = await mesh.gs("east", unique, "both")
         assert gs is not None and [e["cluster"] for e in gs["spec"]["endpoints"]] == ["west"]

@@ -86,9 +86,10 @@ async def test_gone_410_relists_and_converges_without_spurious_writes(
     assert ca.reflectors["services"].lists == lists_a["services"] + 1, "expected one re-list"
     assert cb.reflectors["services"].lists == lists_b["services"] + 1
     assert {k[1] for k in ca.catalog.entries if k[0] == ns} == expected
-    # exactly: 3 new services x (merged + pinned) + the repaired s4-global; 2 gone x 5 objects
+    # exactly: 3 new services x (merged + pinned) + the repaired s4-global; 2 gone x 6
+    # objects (GlobalService, ServiceImport, 2 Services, 2 slices)
     assert _writes(cb, "apply", "Service") - applies == 3 * 2 + 1
-    assert _writes(cb, "delete") - deletes == 2 * 5
+    assert _writes(cb, "delete") - deletes == 2 * 6
 
 
 async def test_api_server_restart_converges(

@@ -127,7 +127,8 @@ class ClusterSet(Protocol):
     def start_traffic(self, src: str, host: str) -> Traffic: ...
 
     # workloads and exports
-    def deploy_echo(self, cluster: str, namespace: str, service: str) -> None: ...
+    def deploy_echo(self, cluster: str, namespace: str, service: str, *,
+                    export: bool = True) -> None: ...
     def export(self, cluster: str, namespace: str, service: str) -> None: ...
     def unexport(self, cluster: str, namespace: str, service: str) -> None: ...
 
@@ -150,6 +151,10 @@ class ClusterSet(Protocol):
     def remove_stub_zone(self, cluster: str) -> None: ...
     def restore_stub_zone(self, cluster: str) -> None: ...
 
+    # any object, as an operator's kubectl would
+    def apply(self, cluster: str, obj: dict[str, Any]) -> None: ...
+    def delete(self, cluster: str, path: str) -> None: ...
+
     # reading state
     def get(self, cluster: str, path: str) -> dict[str, Any] | None: ...
     def isthmus_objects(self, cluster: str) -> list[dict[str, Any]]: ...
@@ -159,6 +164,16 @@ class ClusterSet(Protocol):
 
 
 T = TypeVar("T")
+
+
+def api_path(obj: dict[str, Any]) -> str:
+    """The API path of a namespaced object, from its apiVersion, kind and metadata (the
+    plural is the lower-cased kind plus "s", which holds for every kind the scenarios use)."""
+    group_version = obj["apiVersion"]
+    prefix = f"/api/{group_version}" if "/" not in group_version else f"/apis/{group_version}"
+    meta = obj["metadata"]
+    return (f"{prefix}/namespaces/{meta['namespace']}/{obj['kind'].lower()}s/"
+            f"{meta['name']}")
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = SLACK_SECONDS,

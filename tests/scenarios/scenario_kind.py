@@ -318,7 +318,8 @@ class KindClusterSet:
         return KindTraffic(argv, self._env)
 
     # --- workloads -------------------------------------------------------------------------
-    def deploy_echo(self, cluster: str, namespace: str, service: str) -> None:
+    def deploy_echo(self, cluster: str, namespace: str, service: str, *,
+                    export: bool = True) -> None:
         """A Service ``service`` with the echo workload's three ports, exported, backed by its
         own Deployment (the rig's echo Deployment of workloads/echo.yaml, renamed), so that
         its HTTP answers name ``service``."""
@@ -328,7 +329,7 @@ class KindClusterSet:
         svc = {
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": service, "namespace": namespace,
-                         "labels": {"isthmus.io/export": "true"}},
+                         "labels": {"isthmus.io/export": "true"} if export else {}},
             "spec": {"selector": {"app": service}, "ports": [
                 {"name": "http", "port": ECHO_PORTS["http"], "targetPort": "http",
                  "appProtocol": "http"},
@@ -504,6 +505,15 @@ class KindClusterSet:
             self._put_corefile(cluster, self._stub_backup.pop(cluster))
 
     # --- reading state ---------------------------------------------------------------------
+    def apply(self, cluster: str, obj: dict[str, Any]) -> None:
+        self.kubectl(cluster, "apply", "--server-side", "--force-conflicts", "-f", "-",
+                     input=json.dumps(obj))
+
+    def delete(self, cluster: str, path: str) -> None:
+        proc = self.kubectl(cluster, "delete", "--raw", path, check=False)
+        if proc.returncode != 0 and "NotFound" not in proc.stderr:
+            raise AssertionError(f"{cluster}: DELETE {path}: {proc.stderr.strip()[:300]}")
+
     def get(self, cluster: str, path: str) -> dict[str, Any] | None:
         proc = self.kubectl(cluster, "get", "--raw", path, check=False)
         if proc.returncode != 0:

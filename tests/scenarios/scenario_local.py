@@ -29,6 +29,7 @@ from scenario_driver import (
     RigUnavailable,
     TrafficReader,
     Unsupported,
+    api_path,
 )
 
 from isthmus.devcluster import ControlPlaneError, find_binaries
@@ -139,8 +140,9 @@ class LocalClusterSet:
         return LocalTraffic(prefix, f"http://{host}:{ECHO_PORTS['http']}/")
 
     # --- workloads -----------------------------------------------------------------------------
-    def deploy_echo(self, cluster: str, namespace: str, service: str) -> None:
-        self.r.deploy_echo(cluster, namespace, service)
+    def deploy_echo(self, cluster: str, namespace: str, service: str, *,
+                    export: bool = True) -> None:
+        self.r.deploy_echo(cluster, namespace, service, export=export)
 
     def export(self, cluster: str, namespace: str, service: str) -> None:
         self.r.set_export(cluster, namespace, service, True)
@@ -232,6 +234,20 @@ class LocalClusterSet:
         raise Unsupported("the local rig has no CoreDNS")
 
     # --- reading state -------------------------------------------------------------------------
+    def apply(self, cluster: str, obj: dict[str, Any]) -> None:
+        """Server-side apply, as the operator's ``kubectl apply --server-side``."""
+        path = api_path(obj)
+        status, body = self.r.request(
+            cluster, "PATCH", f"{path}?fieldManager=operator&force=true", obj,
+            content_type="application/apply-patch+yaml")
+        if status not in (200, 201):
+            raise AssertionError(f"{cluster}: apply {path}: HTTP {status} {body[:300]!r}")
+
+    def delete(self, cluster: str, path: str) -> None:
+        status, body = self.r.request(cluster, "DELETE", path)
+        if status not in (200, 202, 404):
+            raise AssertionError(f"{cluster}: DELETE {path}: HTTP {status} {body[:300]!r}")
+
     def get(self, cluster: str, path: str) -> dict[str, Any] | None:
         status, body = self.r.request(cluster, "GET", path)
         if status == 404:

@@ -23,6 +23,7 @@ from isthmus.errors import ConfigError, IsthmusError
 from isthmus.kube import errors as kube_errors
 from isthmus.kube.client import KubeApi
 from isthmus.kube.resources import (
+    CLUSTERPROPERTIES,
     CONFIGMAPS,
     CRDS,
     ENDPOINTSLICES,
@@ -77,6 +78,8 @@ class Observed:
     gateway_slices: list[dict[str, Any]] | None = None
     coredns: dict[str, Any] | None = None  # ConfigMap kube-system/coredns, if the cluster has one
     dns_service: dict[str, Any] | None = None  # Service isthmus-system/isthmus-dns
+    # ClusterProperty cluster.clusterset.k8s.io (None: absent, or no such CRD)
+    cluster_property: dict[str, Any] | None = None
 
 
 def check_crds(obs: Observed) -> list[Finding]:
@@ -238,10 +241,51 @@ def check_coredns(obs: Observed) -> list[Finding]:
     return [Finding(Level.OK, what, f"forwards global to {', '.join(targets)}")]
 
 
+def check_clusterset_stub(obs: Observed) -> list[Finding]:
+    """CoreDNS should send ``clusterset.local`` to isthmus-dns too (the MCS names)."""
+    from isthmus.dns.coredns import forward_targets
+    from isthmus.dns.errors import CorefileError
+
+    what = "CoreDNS stub zone clusterset.local"
+    if obs.coredns is None:
+        return []  # said once, by check_coredns
+    dns_ip = str(((obs.dns_service or {}).get("spec") or {}).get("clusterIP") or "")
+    try:
+        targets = forward_targets((obs.coredns.get("data") or {}).get("Corefile", ""),
+                                  "clusterset.local")
+    except CorefileError:
+        return []  # reported by check_coredns
+    if targets is None:
+        return [Finding(Level.WARNING, what, "missing: <svc>.<ns>.svc.clusterset.local names "
+                        "do not resolve in pods (run isthmus install again)")]
+    if dns_ip and dns_ip not in targets:
+        return [Finding(Level.ERROR, what, f"forwards to {', '.join(targets) or 'nothing'}, "
+                        f"not isthmus-dns ({dns_ip}) (run isthmus install again)")]
+    return [Finding(Level.OK, what, f"forwards to {', '.join(targets)}")]
+
+
+def check_cluster_property(obs: Observed) -> list[Finding]:
+    """The ClusterProperty cluster.clusterset.k8s.io must name this cluster, if it exists."""
+    what = "ClusterProperty cluster.clusterset.k8s.io"
+    if obs.cluster_property is None:
+        return [Finding(Level.OK, what, "absent (the mirror writes it when the CRD exists)")]
+    value = (obs.cluster_property.get("spec") or {}).get("value")
+    try:
+        cluster = ClusterInfo.from_configmap(obs.cluster_info).cluster if obs.cluster_info \
+            else None
+    except ConfigError:
+        cluster = None
+    if cluster is not None and value != cluster:
+        return [Finding(Level.ERROR, what, f"says {value!r}, but this cluster is {cluster!r}: "
+                        "the mirror does not overwrite it; correct one of the two")]
+    return [Finding(Level.OK, what, f"{value}")]
+
+
 def evaluate(obs: Observed, now: dt.datetime, warn_days: int = 30) -> list[Finding]:
     """Pure: every finding for what was observed."""
     return [*check_crds(obs), *check_identity(obs), *check_certificates(obs, now, warn_days),
-            *check_lease(obs, now), *check_gateway(obs), *check_coredns(obs), *check_links(obs)]
+            *check_lease(obs, now), *check_gateway(obs), *check_coredns(obs),
+            *check_clusterset_stub(obs), *check_cluster_property(obs), *check_links(obs)]
 
 
 def exit_code(findings: list[Finding]) -> int:
@@ -272,6 +316,7 @@ async def observe(api: KubeApi) -> Observed:
             label_selector=f"kubernetes.io/service-name={GATEWAY_SERVICE}"))["items"],
         coredns=await _get(api, CONFIGMAPS, "coredns", "kube-system"),
         dns_service=await _get(api, SERVICES, "isthmus-dns", SYSTEM_NAMESPACE),
+        cluster_property=await _get(api, CLUSTERPROPERTIES, "cluster.clusterset.k8s.io"),
         links=(await api.list(LINKS))["items"] if installed else [],
         global_services=(await api.list(GLOBALSERVICES))["items"] if installed else [],
     )

@@ -6,8 +6,9 @@ cluster's identity ConfigMap. With ``--context`` they are applied by server-side
 two leaf Secrets (``isthmus-gateway-tls``, ``isthmus-mirror-tls``) and the mirror's Lease
 (``isthmus-mirror``) are created empty if absent (never overwritten: the mirror fills the
 Secrets and holds the Lease, with only ``patch`` / ``get, update`` on them), and
-CoreDNS's Corefile (ConfigMap kube-system/coredns, if the cluster has one) gets a stub zone
-that forwards ``global`` to isthmus-dns. Without it, YAML goes to stdout for
+CoreDNS's Corefile (ConfigMap kube-system/coredns, if the cluster has one) gets stub zones
+that forward ``global`` and ``clusterset.local`` to isthmus-dns. The shared MCS CRDs are
+created only when absent. Without it, YAML goes to stdout for
 ``kubectl apply -f -`` and the CoreDNS change is printed as a comment for the operator.
 
 Where peers reach the gateway: ``--gateway-address`` says it; without it (and with
@@ -31,7 +32,7 @@ from typing import Any
 import click
 import yaml
 
-from isthmus.api.crds import load_crds
+from isthmus.api.crds import create_if_absent, is_shared_crd, load_crds, load_mcs_crds
 from isthmus.api.models import GatewayAddress, Locality
 from isthmus.clusterinfo import ClusterInfo, parse_address
 from isthmus.errors import ConfigError
@@ -181,7 +182,8 @@ def render(
         "metadata": {"name": SYSTEM_NAMESPACE, "labels": {MANAGED_BY_LABEL: MANAGED_BY}},
     }
     identity = [info.to_configmap()] if info is not None else []
-    return [namespace, *load_crds(), *identity, *component_manifests(image, expose)]
+    return [namespace, *load_crds(), *load_mcs_crds(), *identity,
+            *component_manifests(image, expose)]
 
 
 async def _discover_addresses(api: Any, timeout: float) -> tuple[GatewayAddress, ...]:
@@ -224,7 +226,12 @@ async def _apply(
         first = [d for d in docs if d["kind"] != "Deployment"]
         deployments = [d for d in docs if d["kind"] == "Deployment"]
         for doc in first:
-            await apply(api, doc, field_manager=FIELD_MANAGER, force=True)
+            if is_shared_crd(doc):
+                # A cluster's own MCS CRDs may be newer or belong to another
+                # implementation: never overwrite them.
+                await create_if_absent(api, doc)
+            else:
+                await apply(api, doc, field_manager=FIELD_MANAGER, force=True)
             if doc["kind"] == "CustomResourceDefinition":
                 await wait_crds_established(api, [doc["metadata"]["name"]])
         addresses: tuple[GatewayAddress, ...] = ()
@@ -240,7 +247,7 @@ async def _apply(
 
 
 async def _finish(api: Any) -> str:
-    """The leaf Secret and Lease placeholders, and CoreDNS's stub zone for ``global``."""
+    """The leaf Secret and Lease placeholders, and CoreDNS's stub zones (``STUB_ZONES``)."""
     from isthmus.dns.coredns import with_global_forward
     from isthmus.kube.resources import CONFIGMAPS, SERVICES
 
@@ -250,14 +257,23 @@ async def _finish(api: Any) -> str:
     try:
         coredns = await api.get(CONFIGMAPS, "coredns", "kube-system")
     except kube_errors.NotFoundError:
-        return f"no kube-system/coredns ConfigMap: forward the `global` zone to {address}"
+        return (f"no kube-system/coredns ConfigMap: forward the `global` and `clusterset.local` "
+            f"zones to {address}")
     corefile = coredns.get("data", {}).get("Corefile", "")
-    updated = with_global_forward(corefile, [address])
+    updated = corefile
+    for zone in STUB_ZONES:
+        updated = with_global_forward(updated, [address], zone=zone)
+    zones = " and ".join(STUB_ZONES)
     if updated != corefile:
         data = {**coredns["data"], "Corefile": updated}
         await api.replace(CONFIGMAPS, {**coredns, "data": data}, namespace="kube-system")
-        return f"CoreDNS now forwards global to {address}"
-    return f"CoreDNS already forwards global to {address}"
+        return f"CoreDNS now forwards {zones} to {address}"
+    return f"CoreDNS already forwards {zones} to {address}"
+
+
+# The zones CoreDNS forwards to isthmus-dns: the .global names, and the Multi-Cluster
+# Services names (<svc>.<ns>.svc.clusterset.local).
+STUB_ZONES = ("global", "clusterset.local")
 
 
 @click.command("install")
@@ -296,12 +312,15 @@ def command(
     \b
     It creates, in namespace isthmus-system:
       - the Namespace, and the CRDs Link and GlobalService (cluster-wide);
+      - the MCS CRDs ServiceExport and ServiceImport and the CRD ClusterProperty,
+        only where the cluster lacks them (with --context; existing ones are kept);
       - for mirror, gateway and dns: a ServiceAccount, least-privilege RBAC,
         a Deployment and a Service;
       - the ConfigMap isthmus-cluster (name, trust domain, gateway addresses, locality);
       - with --context: the empty leaf Secrets isthmus-gateway-tls and
         isthmus-mirror-tls and the Lease isthmus-mirror (never overwritten), and a stub
-        zone in CoreDNS's Corefile that forwards `global` to isthmus-dns.
+        zone in CoreDNS's Corefile that forwards `global` and one that forwards
+        `clusterset.local` to isthmus-dns.
 
     Without --gateway-address, the address peers use is worked out from the gateway
     Service once it exists (--expose nodeport on clusters with no load balancer, as kind).
@@ -331,8 +350,10 @@ def command(
     docs = render(info if given else None, image, expose)
     if context is None:
         click.echo(yaml.safe_dump_all(docs, sort_keys=False), nl=False)
-        click.echo("# CoreDNS: add a stub zone forwarding `global` to the isthmus-dns ClusterIP "
-                   "(or run again with --context to have it done).")
+        click.echo("# CoreDNS: add stub zones forwarding `global` and `clusterset.local` to the "
+                   "isthmus-dns ClusterIP (or run again with --context to have it done).")
+        click.echo("# The MCS CRDs (ServiceExport, ServiceImport, ClusterProperty) are among "
+                   "the documents: leave them out if the cluster already has its own.")
         click.echo("# Leaf Secrets and the mirror's Lease: create them once (not with apply, "
                    "which would blank the certificates on a re-run); the mirror fills and "
                    "holds them:\n" + placeholder_commands())

@@ -5,10 +5,14 @@ from __future__ import annotations
 import click
 import yaml
 
-from isthmus.api.crds import load_crds
+from isthmus.api.crds import load_crds, load_mcs_crds
 
 
 @click.command("crds")
-def command() -> None:
+@click.option("--mcs/--no-mcs", default=True, show_default=True,
+              help="Also print the MCS CRDs (ServiceExport, ServiceImport) and "
+                   "ClusterProperty. Leave them out when the cluster already has them.")
+def command(mcs: bool) -> None:
     """Print the isthmus CustomResourceDefinitions as YAML, ready for `kubectl apply -f -`."""
-    click.echo(yaml.safe_dump_all(load_crds(), sort_keys=False), nl=False)
+    docs = load_crds() + (load_mcs_crds() if mcs else [])
+    click.echo(yaml.safe_dump_all(docs, sort_keys=False), nl=False)

@@ -157,6 +157,7 @@ class ClusterEndpoint(_Wire):
     weight: int = Field(default=100, ge=0, le=10000)
     health: Health = Health.UNKNOWN
     ready_endpoints: int | None = Field(default=None, ge=0)
+    exported_at_ms: int | None = Field(default=None, ge=0)
     pinned_ports: list[PinnedPort] = Field(default_factory=list)
     pods: list[PodPorts] = Field(default_factory=list)
 

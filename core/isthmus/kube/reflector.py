@@ -76,12 +76,17 @@ class Reflector:
         transform: Transform = drop_managed_fields,
         shape: type | None = None,
         packed: bool = False,
+        optional: bool = False,
+        absent_retry: float = 30.0,
     ) -> None:
         """``transform`` gets each object (a fresh dict it may change or replace) before it
         is stored and yielded; the object it returns must keep ``metadata.name``,
         ``namespace`` and ``resourceVersion`` (the reflector reads them). ``shape`` (a
         TypedDict from ``isthmus.kube.shapes``) limits decoding to its fields. ``packed``
-        keeps the store's objects as bytes (``isthmus.kube.store``)."""
+        keeps the store's objects as bytes (``isthmus.kube.store``). ``optional``: the
+        resource may not be served (a CRD that is not installed); a 404 then counts as an
+        empty list, the reflector is synced, and it asks again every ``absent_retry``
+        seconds."""
         self.api = api
         self.transform = transform
         self.resource = resource
@@ -93,6 +98,9 @@ class Reflector:
         shaped = decoders(shape) if shape is not None else None
         self._decode_page = shaped.page if shaped else None
         self._decode_event: Decode = shaped.event if shaped else json.loads
+        self.optional = optional
+        self.absent_retry = absent_retry
+        self.served: bool | None = None  # None: not asked yet
         self.synced = asyncio.Event()
         self.lists = 0  # how many LISTs were made (observable by tests and metrics)
         self._log = log.bind(resource=resource.plural, namespace=namespace)
@@ -108,8 +116,19 @@ class Reflector:
         while True:
             try:
                 if need_list:
-                    async for event in self._list():
-                        yield event
+                    try:
+                        async for event in self._list():
+                            yield event
+                    except errors.NotFoundError:
+                        if not self.optional:
+                            raise
+                        async for gone in self._absent():
+                            yield gone
+                        await asyncio.sleep(self.absent_retry)
+                        continue
+                    if self.served is False:
+                        self._log.info("resource served now")
+                    self.served = True
                     yield ("SYNCED", None)
                     need_list = False
                 async for event in self._watch():
@@ -120,12 +139,30 @@ class Reflector:
                 self._log.info("resourceVersion expired, re-listing", rv=self.resource_version)
                 need_list = True
             except (errors.TransportError, errors.ApiError) as exc:
+                if self.optional and isinstance(exc, errors.NotFoundError):
+                    need_list = True  # no longer served (its CRD deleted): list again
+                    continue
                 delay = self.settings.backoff.delay(attempt)
                 attempt += 1
                 self._log.warning(
                     "watch failed, retrying", error=str(exc), attempt=attempt, delay=round(delay, 3)
                 )
                 await asyncio.sleep(delay)
+
+    async def _absent(self) -> AsyncIterator[tuple[EventKind, JsonObj | None]]:
+        """The resource is not served: whatever was stored is gone; synced (once)."""
+        if self.served is not False:
+            self._log.info("resource not served, treated as empty",
+                           retry_seconds=self.absent_retry)
+        self.served = False
+        for key in list(self.store):
+            gone = self.store[key]
+            self.store.pop(key)
+            yield "DELETED", gone
+        self.resource_version = None
+        if not self.synced.is_set():
+            self.synced.set()
+            yield "SYNCED", None
 
     async def _list(self) -> AsyncIterator[tuple[EventKind, JsonObj]]:
         """LIST every page into the store, yielding what changed since it was last told.

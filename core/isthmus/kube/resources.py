@@ -50,10 +50,18 @@ ROLES = Resource(_RBAC, "v1", "roles", "Role", namespaced=True)
 ROLEBINDINGS = Resource(_RBAC, "v1", "rolebindings", "RoleBinding", namespaced=True)
 LINKS = Resource(API_GROUP, API_VERSION_NAME, "links", "Link", namespaced=False)
 GLOBALSERVICES = Resource(API_GROUP, API_VERSION_NAME, "globalservices", "GlobalService", True)
+# The Multi-Cluster Services API (KEP-1645) and the About API (KEP-2149).
+_MCS = "multicluster.x-k8s.io"
+SERVICEEXPORTS = Resource(_MCS, "v1alpha1", "serviceexports", "ServiceExport", namespaced=True)
+SERVICEIMPORTS = Resource(_MCS, "v1alpha1", "serviceimports", "ServiceImport", namespaced=True)
+CLUSTERPROPERTIES = Resource(
+    "about.k8s.io", "v1alpha1", "clusterproperties", "ClusterProperty", namespaced=False
+)
 
 _ALL = (NAMESPACES, SERVICES, SECRETS, CONFIGMAPS, SERVICEACCOUNTS, EVENTS, ENDPOINTSLICES,
         LEASES, CRDS, LINKS, GLOBALSERVICES, DEPLOYMENTS, NODES, CLUSTERROLES,
-        CLUSTERROLEBINDINGS, ROLES, ROLEBINDINGS)
+        CLUSTERROLEBINDINGS, ROLES, ROLEBINDINGS, SERVICEEXPORTS, SERVICEIMPORTS,
+        CLUSTERPROPERTIES)
 _BY_KIND = {(r.api_version, r.kind): r for r in _ALL}
 
 

@@ -52,6 +52,21 @@ class ObjectShape(TypedDict, total=False):
     message: str
 
 
+class CreatedMetadataShape(MetadataShape, total=False):
+    creationTimestamp: str | None
+
+
+class CreatedObjectShape(TypedDict, total=False):
+    """``ObjectShape`` that also keeps ``metadata.creationTimestamp`` (an export's age)."""
+
+    apiVersion: str
+    kind: str
+    metadata: CreatedMetadataShape
+    code: int
+    reason: str
+    message: str
+
+
 # ``continue`` is a Python keyword, hence the functional form
 ListMeta = TypedDict("ListMeta", {"resourceVersion": str, "continue": str}, total=False)
 

@@ -11,13 +11,26 @@ Behaviour (the RFCs this follows):
   answer) with the zone's SOA in the authority section;
 - no such name: NXDOMAIN with the SOA (RFC 2308 §2.1);
 - the SOA of a negative answer has TTL min(SOA TTL, SOA MINIMUM) (RFC 2308 §3);
-- ANY gets one RRset, the first of A, AAAA, SRV the name has (RFC 8482 §4.2);
+- ANY gets one RRset, the first of A, AAAA, SRV, TXT the name has (RFC 8482 §4.2);
 - SRV answers carry the target's A/AAAA in the additional section.
 """
 
 from __future__ import annotations
 
-from dnslib import AAAA, NS, RCODE, RR, SOA, SRV, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+from dnslib import (
+    AAAA,
+    NS,
+    RCODE,
+    RR,
+    SOA,
+    SRV,
+    TXT,
+    A,
+    DNSHeader,
+    DNSLabel,
+    DNSQuestion,
+    DNSRecord,
+)
 
 from isthmus.dns.snapshot import Labels, NameData, Snapshot, Zone
 from isthmus.dns.wire import Query
@@ -28,6 +41,7 @@ CLASS_ANY = 255
 T_A = 1
 T_NS = 2
 T_SOA = 6
+T_TXT = 16
 T_AAAA = 28
 T_SRV = 33
 T_ANY = 255
@@ -42,7 +56,8 @@ def _soa(zone: Zone, ttl: int) -> RR:
 
 def _records(owner: DNSLabel, data: NameData, qtype: int) -> list[RR]:
     if qtype == T_ANY:  # RFC 8482: one RRset is enough
-        qtype = T_A if data.a else T_AAAA if data.aaaa else T_SRV
+        qtype = (T_A if data.a else T_AAAA if data.aaaa else T_SRV if data.srv
+                 else T_TXT)
     if qtype == T_A:
         return [RR(owner, T_A, CLASS_IN, data.ttl, A(ip)) for ip in data.a]
     if qtype == T_AAAA:
@@ -53,6 +68,8 @@ def _records(owner: DNSLabel, data: NameData, qtype: int) -> list[RR]:
                SRV(s.priority, s.weight, s.port, DNSLabel(s.target)))
             for s in data.srv
         ]
+    if qtype == T_TXT:
+        return [RR(owner, T_TXT, CLASS_IN, data.ttl, TXT(text)) for text in data.txt]
     return []
 
 

@@ -26,6 +26,11 @@ class DnsSettings(ComponentSettings):
         default="global.",
         description="Comma-separated zones to be authoritative for; each serves every name.",
     )
+    clusterset_zone: str = pydantic.Field(
+        default="clusterset.local.",
+        description="The Multi-Cluster Services zone, with its own names "
+                    "(<svc>.<ns>.svc.<zone>); empty: not served.",
+    )
     ttl: int = pydantic.Field(default=5, ge=0, le=86400, description="TTL of answers, seconds.")
     stale_ttl: int = pydantic.Field(
         default=1, ge=0, le=86400,
@@ -83,9 +88,20 @@ class DnsSettings(ComponentSettings):
                 raise ValueError(f"not a zone name: {zone!r}")
         return value
 
+    @pydantic.field_validator("clusterset_zone")
+    @classmethod
+    def _clusterset_zone_is_a_name(cls, value: str) -> str:
+        if value.strip():
+            labels = labels_of(value)
+            if not labels or any(not 0 < len(label) < 64 for label in labels):
+                raise ValueError(f"not a zone name: {value!r}")
+        return value
+
     def snapshot_config(self) -> SnapshotConfig:
         return SnapshotConfig(
             zones=tuple(z.strip().rstrip(".").lower() + "." for z in self.zones.split(",")),
             ttl=self.ttl, stale_ttl=self.stale_ttl, negative_ttl=self.negative_ttl,
             ns_name=self.ns_name,
+            clusterset_zone=(self.clusterset_zone.strip().rstrip(".").lower() + "."
+                             if self.clusterset_zone.strip() else ""),
         )

@@ -17,6 +17,9 @@ pinned name and is rejected (listed in ``Snapshot.rejected``). Every ancestor of
 is not itself a name (``<ns>``, ``_tcp.<svc>.<ns>``, ``<ns>.<cluster>``) is an empty
 non-terminal: it exists, with no records (NODATA, not NXDOMAIN).
 
+The ``clusterset.local`` zone (``SnapshotConfig.clusterset_zone``) serves the Multi-Cluster
+Services names of the same services instead (``isthmus.dns.clusterset``).
+
 A Stale service is still answered, with ``stale_ttl`` (default 1 s) instead of ``ttl``
 (default 5 s), so clients come back soon and see the fresh answer once the peer returns.
 """
@@ -30,6 +33,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from isthmus.api.models import GlobalService
+from isthmus.dns import clusterset
+from isthmus.dns.clusterset import McsName
 from isthmus.dns.mirror_vips import VipKey
 from isthmus.dns.pod_names import global_pod_name, pod_table, pods_of
 
@@ -65,6 +70,7 @@ class NameData:
     aaaa: tuple[str, ...] = ()
     srv: tuple[Srv, ...] = ()
     ttl: int = 5
+    txt: tuple[str, ...] = ()
     source: str = ""  # "<ns>/<name>" of the GlobalService, for logs
 
 
@@ -91,6 +97,7 @@ class SnapshotConfig:
     negative_ttl: int = 5
     ns_name: str = "isthmus-dns.isthmus-system.svc.cluster.local."
     hostmaster: str = ""  # default: hostmaster.<zone>
+    clusterset_zone: str = clusterset.ZONE  # "": not served
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +161,9 @@ def build_snapshot(
     two GlobalServices goes to the first in (namespace, name) order, deterministically.
     """
     relative: dict[Labels, NameData] = {}
+    mcs: dict[Labels, NameData] = {
+        clusterset.owner(McsName("version")): NameData(txt=(clusterset.SCHEMA_VERSION,),
+                                                       ttl=config.ttl, source="schema")}
     rejected: list[str] = []
     ordered = sorted(services, key=lambda s: (s.metadata.namespace or "", s.metadata.name))
     try:
@@ -194,6 +204,9 @@ def build_snapshot(
                 merged = (tuple(a for _, p in headless for a in p.v4),
                           tuple(a for _, p in headless for a in p.v6))
             relative[base] = NameData(a=merged[0], aaaa=merged[1], ttl=ttl, source=source)
+            svc_name, ns_name = (label.decode() for label in base)
+            mcs_base = clusterset.owner(McsName("service", svc_name, ns_name))
+            mcs[mcs_base] = relative[base]
             for cluster, pinned_ips in sorted(pinned.items()):
                 own_pods = [p for key, p in headless if key[2] == cluster]
                 # that cluster's pods, as the merged name gives every pod
@@ -209,18 +222,26 @@ def build_snapshot(
                     records = tuple(Srv(0, 100, port.port, global_pod_name(key))
                                     for key, _ in headless) or (Srv(0, 100, port.port, base),)
                     relative[owner] = NameData(srv=records, ttl=ttl, source=source)
+                    mcs_owner = clusterset.owner(McsName("srv", svc_name, ns_name,
+                                                         port=port.name))
+                    mcs[mcs_owner] = NameData(srv=(Srv(0, 100, port.port, mcs_base),),
+                                              ttl=ttl, source=source)
 
     zones: list[Zone] = []
     names: dict[Labels, NameData] = {}
     nonterminals: set[Labels] = set()
-    for zone_name in dict.fromkeys(config.zones):  # keeps order, drops repeats
+    served_zones: dict[str, dict[Labels, NameData]] = {
+        z: relative for z in dict.fromkeys(config.zones)}  # keeps order, drops repeats
+    if config.clusterset_zone:
+        served_zones[config.clusterset_zone] = mcs  # its own names, even if listed above
+    for zone_name, zone_names in served_zones.items():
         origin = labels_of(zone_name)
         hostmaster = labels_of(config.hostmaster) if config.hostmaster else (b"hostmaster", *origin)
         zones.append(
             Zone(origin, serial, config.ttl, config.negative_ttl, labels_of(config.ns_name),
                  hostmaster)
         )
-        for rel, data in relative.items():
+        for rel, data in zone_names.items():
             served = data
             if data.srv:  # SRV targets are absolute, in the zone being served
                 served = NameData(

@@ -32,6 +32,7 @@ from isthmus.kube.resources import (
     GLOBALSERVICES,
     LINKS,
     SECRETS,
+    SERVICEEXPORTS,
     SERVICES,
 )
 from isthmus.logging import get_logger
@@ -66,6 +67,8 @@ class ApiFeed:
             "endpointslices": Reflector(api, ENDPOINTSLICES),
             "links": Reflector(api, LINKS),
             "globalservices": Reflector(api, GLOBALSERVICES),
+            # optional: without the MCS CRDs there are no ServiceExports
+            "serviceexports": Reflector(api, SERVICEEXPORTS, optional=True),
         }
         self.synced: set[str] = set()
         self.version = 0
@@ -94,6 +97,7 @@ class ApiFeed:
             slices=list(r["endpointslices"].store.values()),
             links=list(r["links"].store.values()),
             global_services=list(r["globalservices"].store.values()),
+            service_exports=list(r["serviceexports"].store.values()),
             catalog_address=self.catalog_address,
             version=self.version,
         )

@@ -16,8 +16,14 @@ from typing import Any
 import pydantic
 
 from isthmus.api.models import GlobalService, Health, Link
-from isthmus.exports import ExportedService, build_exports, is_exported
+from isthmus.exports import (
+    ExportedService,
+    build_exports,
+    is_exported,
+    service_exports_by_key,
+)
 from isthmus.gateway.backend_policy import IpAddress, parse_ip
+from isthmus.kube.store import key_of
 from isthmus.labels import SLICE_SERVICE_LABEL
 
 JsonObj = Mapping[str, Any]
@@ -208,11 +214,13 @@ def build_snapshot(
     slices: Iterable[JsonObj],
     links: Iterable[JsonObj],
     global_services: Iterable[JsonObj],
+    service_exports: Iterable[JsonObj] = (),
     catalog_address: tuple[str, int] | None = None,
     version: int = 0,
 ) -> Snapshot:
     """Pure: the routing snapshot of these API objects."""
     services = list(services)
+    by_export = service_exports_by_key(service_exports)
     skipped: list[str] = []
     ip_slices, api_server, skipped_slices = _split_slices(slices, skipped)
     linked: dict[str, LinkedCluster] = {}
@@ -237,11 +245,11 @@ def build_snapshot(
     known = frozenset(
         ((s.get("metadata") or {}).get("namespace", ""), (s.get("metadata") or {}).get("name", ""))
         for s in services
-        if not is_exported(s)
+        if not is_exported(s, key_of(s) in by_export)
     )
     return Snapshot(
         version=version,
-        exports=_frozen(build_exports(services, ip_slices)),
+        exports=_frozen(build_exports(services, ip_slices, by_export)),
         known_services=known,
         links=_frozen(linked),
         outbound=_frozen(_outbound(gss, skipped)),

@@ -19,7 +19,13 @@ from isthmus.kube import errors as kube_errors
 from isthmus.kube.apply import with_retries
 from isthmus.kube.backoff import Backoff
 from isthmus.kube.client import KubeApi
-from isthmus.kube.resources import ENDPOINTSLICES, GLOBALSERVICES, SERVICES, Resource
+from isthmus.kube.resources import (
+    ENDPOINTSLICES,
+    GLOBALSERVICES,
+    SERVICEIMPORTS,
+    SERVICES,
+    Resource,
+)
 from isthmus.kube.shapes import decoders
 from isthmus.logging import get_logger
 from isthmus.mirror.errors import RetryableError, WriteRejected
@@ -34,6 +40,7 @@ RESOURCES: dict[str, Resource] = {
     "Service": SERVICES,
     "EndpointSlice": ENDPOINTSLICES,
     "GlobalService": GLOBALSERVICES,
+    "ServiceImport": SERVICEIMPORTS,
 }
 T = TypeVar("T")
 

@@ -90,6 +90,7 @@ def entry_message(entry: CatalogEntry) -> pb.Service:
         weight=entry.weight,
         headless=entry.headless,
         pods=list(entry.pods),
+        exported_at_ms=entry.exported_at_ms,
     )
 
 

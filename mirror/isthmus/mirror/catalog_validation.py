@@ -83,6 +83,7 @@ class WireService(_Strict):
         if self.pods and not self.headless:
             raise ValueError("pods on a service that is not headless")
         return self
+    exported_at_ms: Annotated[int, Field(ge=0)] = 0
 
     @field_validator("ports")
     @classmethod
@@ -133,6 +134,7 @@ def entry_from_fields(fields: dict[str, Any]) -> CatalogEntry | Rejected:
         ready_endpoints=svc.ready_endpoints, version=svc.version,
         changed_at_ms=svc.changed_at_ms, weight=svc.weight,
         headless=svc.headless, pods=tuple(sorted(svc.pods)),
+        exported_at_ms=svc.exported_at_ms,
     )
 
 
@@ -149,7 +151,7 @@ def entry_from_message(msg: Any) -> CatalogEntry | Rejected:
         "ports": [{"port": p.port, "name": p.name, "app_protocol": p.app_protocol}
                   for p in msg.ports],
         "ready_endpoints": msg.ready_endpoints, "version": msg.version,
-        "changed_at_ms": msg.changed_at_ms,
+        "changed_at_ms": msg.changed_at_ms, "exported_at_ms": msg.exported_at_ms,
         "headless": msg.headless, "pods": list(msg.pods),
     }
     if msg.HasField("weight"):

@@ -13,7 +13,13 @@ from typing import Any
 
 from isthmus.kube import errors as kube_errors
 from isthmus.kube.client import JsonObj, KubeApi
-from isthmus.kube.resources import ENDPOINTSLICES, GLOBALSERVICES, LINKS, SERVICES
+from isthmus.kube.resources import (
+    ENDPOINTSLICES,
+    GLOBALSERVICES,
+    LINKS,
+    SERVICEIMPORTS,
+    SERVICES,
+)
 from isthmus.labels import LINK_UID_LABEL, MIRROR_LABEL, PEER_CLUSTER_LABEL, PINNED_CLUSTER_LABEL
 from isthmus.logging import get_logger
 from isthmus.mirror.names import is_ours, link_label, link_owners
@@ -54,7 +60,7 @@ async def remove_link_objects(api: KubeApi, link_name_or_uid: str) -> int:
     """Delete (or detach from) every object the mirror wrote for one link; the count."""
     clusters, uids = await _resolve(api, link_name_or_uid)
     count = 0
-    for res in (GLOBALSERVICES, SERVICES, ENDPOINTSLICES):
+    for res in (GLOBALSERVICES, SERVICES, ENDPOINTSLICES, SERVICEIMPORTS):
         try:
             answer = await api.list(res, label_selector=f"{MIRROR_LABEL}=true")
         except kube_errors.NotFoundError:

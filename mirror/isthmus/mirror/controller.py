@@ -40,14 +40,14 @@ from isthmus.kube.reflector import Reflector
 from isthmus.kube.resources import LINKS
 from isthmus.labels import DEFAULT_WEIGHT
 from isthmus.logging import get_logger
-from isthmus.mirror import catalog_endpoint
+from isthmus.mirror import catalog_endpoint, cluster_property
 from isthmus.mirror import events as ev
 from isthmus.mirror.applier import Applier
 from isthmus.mirror.catalog_client import CatalogUpdate, Dialer, DirectDialer
 from isthmus.mirror.catalog_server import CatalogServer
 from isthmus.mirror.certs import MirrorCertificates
 from isthmus.mirror.desired import PortKey
-from isthmus.mirror.errors import MirrorError
+from isthmus.mirror.errors import ClusterPropertyConflict, MirrorError
 from isthmus.mirror.gateway_dialer import GatewayDialer
 from isthmus.mirror.import_policy import ImportPolicy
 from isthmus.mirror.leader import LeaderElector
@@ -61,6 +61,7 @@ from isthmus.mirror.ports import PortAllocator, recovered_ports
 from isthmus.mirror.projection import SHAPES, project
 from isthmus.mirror.reconciler import Reconciler
 from isthmus.mirror.recorder import EventRecorder
+from isthmus.mirror.service_export_writer import ServiceExportWriter
 from isthmus.mirror.settings import MirrorSettings
 from isthmus.mirror.watches import Watches
 from isthmus.mirror.workers import KeyedWorkers
@@ -98,6 +99,7 @@ class MirrorController:
             namespaces_changed=self._namespaces_changed,
             export_warning=lambda regarding, reason, note: self._event_later(
                 regarding, reason, note, warning=True, action="Export"),
+            export_status_dirty=self._mark_export_status,
         )
         self.catalog = self.watches.catalog  # the same catalog: the watches fill it
         self.policy = ImportPolicy.from_settings(settings)
@@ -108,6 +110,18 @@ class MirrorController:
             submit=self._submit, status_dirty=self._mark_status, notify=self._notify,
         )
         self.peers = self.catalogs.peers  # the same dict: the catalogs own it
+        watches_ = self.watches
+        self.export_status = ServiceExportWriter(
+            api, self.metrics,
+            cluster=lambda: self.certs.cluster,
+            service_export=watches_.service_export,
+            service=watches_.service,
+            exported=lambda key: (e.entry if (e := watches_.catalog.entries.get(key)) else None),
+            peers=lambda key: {c: p.entries[key] for c, p in self.peers.items()
+                               if key in p.entries},
+            event=lambda regarding, reason, note: self._event_later(
+                regarding, reason, note, warning=True, action="Export"),
+        )
         self.ready = asyncio.Event()
         self.catalog_port = 0
         self.metrics_port = 0
@@ -126,7 +140,7 @@ class MirrorController:
             gateway_addresses=lambda: watches.gateway_addresses,
             slice_store=watches.slice_store, conflict_refs=watches.conflict_refs,
             problems=self.problems, submit=self._submit, status_dirty=self._mark_status,
-            notify=self._notify, spawn=self._spawn,
+            notify=self._notify, spawn=self._spawn, service_imports=watches.service_imports,
         )
         self._link_status_written: dict[str, dict[str, Any]] = {}
         self._tg: asyncio.TaskGroup | None = None
@@ -223,7 +237,11 @@ class MirrorController:
                 self.queue.put_nowait(ev.OrphanGcTriggered())
                 tg.create_task(self._dispatch())
                 tg.create_task(self._status_loop())
+                self.export_status.forget()
+                self.export_status.dirty.update(self.watches.service_export_keys())
+                tg.create_task(self.export_status.run())
                 tg.create_task(self._ticker())
+                tg.create_task(self._publish_cluster_property())
                 tg.create_task(self.certs.run())
                 self._started = True
                 self.ready.set()
@@ -299,6 +317,7 @@ class MirrorController:
                         key[0], key[1], tuple(sorted(specs)),
                         int(endpoint.get("readyEndpoints") or 0),
                         weight=int(endpoint.get("weight", DEFAULT_WEIGHT)),
+                        exported_at_ms=int(endpoint.get("exportedAtMs") or 0),
                         headless=bool(pods), pods=pods)
         # what was imported before is admitted again by today's policy: an import it now
         # refuses is removed by the start-up pass
@@ -323,6 +342,10 @@ class MirrorController:
     def _namespaces_changed(self) -> None:
         # not bound at once: the reconciler is made after the watches
         self.reconciler.namespaces_changed()
+
+    def _mark_export_status(self, key: ServiceKey) -> None:
+        # not bound at once: the writer is made after the watches
+        self.export_status.mark(key)
 
     def _mark_status(self, cluster: str) -> None:
         # not a bound ``set.add``: the status loop swaps the set for a new one
@@ -378,6 +401,8 @@ class MirrorController:
 
     def _peer_catalog_updated(self, event: ev.PeerCatalogUpdated) -> None:
         self.catalogs.update(event.update)
+        # another cluster's export of the same name may conflict with ours now
+        self.export_status.dirty.update(self.watches.service_export_keys())
 
     def _mirror_object_changed(self, event: ev.MirrorObjectChanged) -> None:
         self._submit([event.key])
@@ -456,6 +481,29 @@ class MirrorController:
             await self.api.apply(LINKS, body, field_manager=FIELD_MANAGER, force=True,
                                  subresource="status")
         self._link_status_written[cluster] = status
+
+    async def _publish_cluster_property(self) -> None:
+        """The ClusterProperty cluster.clusterset.k8s.io, at start and every resync."""
+        reported = ""
+        while True:
+            try:
+                outcome = await cluster_property.publish(self.api, self.certs.cluster)
+            except ClusterPropertyConflict as exc:
+                if str(exc) != reported:
+                    reported = str(exc)
+                    log.error("cluster property conflict", error=reported)
+                    self._event_later(
+                        {"apiVersion": "about.k8s.io/v1alpha1", "kind": "ClusterProperty",
+                         "metadata": {"name": cluster_property.NAME}},
+                        "ClusterPropertyConflict", reported, warning=True, action="Publish")
+            except kube_errors.KubeError as exc:
+                self.metrics.errors.labels(kind="cluster_property").inc()
+                log.warning("cannot publish the cluster property", error=str(exc))
+            else:
+                if outcome == "no-crd" and reported != outcome:
+                    log.info("no ClusterProperty CRD: the cluster name is not published")
+                reported = outcome
+            await asyncio.sleep(self.settings.resync_seconds)
 
     async def _ticker(self) -> None:
         grace_check = min(10.0, self.settings.stale_grace_seconds / 4)

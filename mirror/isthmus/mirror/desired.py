@@ -6,7 +6,9 @@ is what makes a restart, a re-list or a second replica converge on one answer.
 
 Merge rule for one service exported by several clusters with different ports (docs/mirror.md):
 ports are the union by port number; when clusters disagree about a port's name or
-appProtocol, the cluster whose name sorts first wins, and the GlobalService gets
+appProtocol, the oldest export wins (the Multi-Cluster Services rule; an export of unknown
+age counts as the youngest, and equal ages go to the cluster whose name sorts first), and
+the GlobalService gets
 ``PortConflict=True`` naming the clusters. Port names that would repeat, or are empty while
 the Service has several ports, become ``p<port>``.
 """
@@ -24,6 +26,8 @@ from isthmus.labels import (
     LINK_UID_LABEL,
     MANAGED_BY,
     MANAGED_BY_LABEL,
+    MCS_SERVICE_NAME_LABEL,
+    MCS_SOURCE_CLUSTER_LABEL,
     MIRROR_LABEL,
     PEER_CLUSTER_LABEL,
     PINNED_CLUSTER_LABEL,
@@ -97,13 +101,22 @@ def all_keys(peers: Iterable[PeerView]) -> set[ServiceKey]:
     return keys
 
 
+def precedence(cluster: str, entry: CatalogEntry) -> tuple[int, str]:
+    """The merge order: the oldest export first; unknown age last; then by cluster name."""
+    age = entry.exported_at_ms if entry.exported_at_ms > 0 else _UNKNOWN_AGE
+    return (age, cluster)
+
+
+_UNKNOWN_AGE = 2**63
+
+
 def merge_ports(
     exporters: Sequence[tuple[str, CatalogEntry]],
 ) -> tuple[tuple[PortSpec, ...], str | None]:
-    """Union by port number, first cluster (sorted) wins a disagreement; plus a message."""
+    """Union by port number, the oldest export wins a disagreement; plus a message."""
     chosen: dict[int, tuple[str, PortSpec]] = {}
     disagreements: list[str] = []
-    for cluster, entry in sorted(exporters, key=lambda ce: ce[0]):
+    for cluster, entry in sorted(exporters, key=lambda ce: precedence(*ce)):
         for p in entry.ports:
             held = chosen.get(p.port)
             if held is None:
@@ -192,7 +205,10 @@ def _service_and_slice(
     ports: Sequence[PortSpec],
     outbound: Sequence[int],
     gateway_addresses: Sequence[str],
+    source_cluster: str | None = None,
 ) -> tuple[JsonObj, JsonObj]:
+    """A mirror Service and its EndpointSlice. The slice also carries the MCS labels: the
+    exported Service's name and, for a pinned slice, its ``source_cluster``."""
     namespace = key[0]
     names = port_names(ports)
     service_ports: list[dict[str, Any]] = []
@@ -225,6 +241,8 @@ def _service_and_slice(
                 **labels,
                 SLICE_SERVICE_LABEL: name,
                 SLICE_MANAGED_BY_LABEL: SLICE_MANAGED_BY,
+                MCS_SERVICE_NAME_LABEL: key[1],
+                **({MCS_SOURCE_CLUSTER_LABEL: source_cluster} if source_cluster else {}),
             },
         },
         "addressType": address_type,
@@ -241,15 +259,47 @@ def _ref(obj: JsonObj) -> ObjRef:
     return (str(obj["kind"]), str(meta["namespace"]), str(meta["name"]))
 
 
+def service_import(key: ServiceKey, ports: Sequence[PortSpec], vip: str | None,
+                   labels: Mapping[str, str]) -> JsonObj:
+    """The MCS ServiceImport beside a GlobalService: ClusterSetIP, the merged mirror
+    Service's VIP (once it has one) and the merged ports. Its name is the Service's, as
+    the MCS API has it."""
+    namespace, svc = key
+    si_ports: list[dict[str, Any]] = []
+    for p, pname in zip(ports, port_names(ports), strict=True):
+        sp: dict[str, Any] = {"port": p.port, "protocol": "TCP"}
+        if pname:
+            sp["name"] = pname
+        if p.app_protocol:
+            sp["appProtocol"] = p.app_protocol
+        si_ports.append(sp)
+    spec: dict[str, Any] = {"type": "ClusterSetIP", "ports": si_ports}
+    if vip:
+        spec["ips"] = [vip]
+    return {
+        "apiVersion": SERVICE_IMPORT_API_VERSION,
+        "kind": "ServiceImport",
+        "metadata": {"name": svc, "namespace": namespace, "labels": dict(labels)},
+        "spec": spec,
+    }
+
+
+SERVICE_IMPORT_API_VERSION = "multicluster.x-k8s.io/v1alpha1"
+
+
 def desired_service(
     key: ServiceKey,
     exporters: Sequence[tuple[PeerView, CatalogEntry]],
     *,
     gateway_addresses: Sequence[str],
     ports: Mapping[PortKey, int],
+    import_vip: str | None = None,
+    service_imports: bool = False,
 ) -> DesiredService:
-    """The GlobalService, mirror Service/slice, pinned Services/slices and, for a headless
-    export, one Service/slice per named pod (docs/decisions/headless-per-pod-names.md)."""
+    """The GlobalService, mirror Service/slice and pinned Services/slices for one key, for a
+    headless export one Service/slice per named pod (docs/decisions/headless-per-pod-names.md),
+    and with ``service_imports`` (the MCS CRD is served) a ServiceImport whose ``ips`` is
+    ``import_vip``, the merged mirror Service's ClusterIP as observed."""
     namespace, svc = key
     owners = [p for p, _ in exporters]
     merged, conflict = merge_ports([(p.cluster, e) for p, e in exporters])
@@ -274,6 +324,7 @@ def desired_service(
             ports=entry.ports,
             outbound=pinned_out,
             gateway_addresses=gateway_addresses,
+            source_cluster=peer.cluster,
         ):
             objects[_ref(obj)] = obj
         pods: list[dict[str, Any]] = []
@@ -287,6 +338,7 @@ def desired_service(
                 ports=entry.ports,
                 outbound=pod_out,
                 gateway_addresses=gateway_addresses,
+                source_cluster=peer.cluster,
             ):
                 objects[_ref(obj)] = obj
             pods.append({"hostname": pod, "ports": [
@@ -302,6 +354,7 @@ def desired_service(
             "weight": entry.weight,
             "health": "Healthy" if healthy else "Unhealthy",
             "readyEndpoints": entry.ready_endpoints,
+            **({"exportedAtMs": entry.exported_at_ms} if entry.exported_at_ms else {}),
             "pinnedPorts": [
                 {"port": p.port, "outboundPort": out}
                 for p, out in zip(entry.ports, pinned_out, strict=True)
@@ -337,6 +390,9 @@ def desired_service(
         },
     }
     objects[_ref(global_service)] = global_service
+    if service_imports:
+        si = service_import(key, merged, import_vip, _labels(key, owners, None))
+        objects[_ref(si)] = si
     return DesiredService(
         key=key,
         objects=objects,
@@ -353,6 +409,8 @@ def desired(
     ports: Mapping[PortKey, int],
     namespaces: frozenset[str] | None,
     keys: Iterable[ServiceKey] | None = None,
+    import_vips: Mapping[ServiceKey, str] | None = None,
+    service_imports: bool = False,
 ) -> Desired:
     """The wanted objects for ``keys`` (all services any peer exports when None).
 
@@ -372,7 +430,8 @@ def desired(
                 missing.setdefault(peer.cluster, set()).add(key[0])
             continue
         services[key] = desired_service(
-            key, exporters, gateway_addresses=gateway_addresses, ports=ports
+            key, exporters, gateway_addresses=gateway_addresses, ports=ports,
+            import_vip=(import_vips or {}).get(key), service_imports=service_imports,
         )
     return Desired(
         services=services,

@@ -7,6 +7,8 @@
           │                         bounded number of times, then records a condition + Event
           ├── WriteRejected         the API server refused a write for good (403, 422)
           ├── OwnershipConflict     an object that isthmus does not own holds a mirror's name
+          ├── ClusterPropertyConflict  the ClusterProperty cluster.clusterset.k8s.io names
+          │                         another cluster (never overwritten)
           ├── CatalogError          the peer's catalog stream failed or sent nonsense
           │    └── PeerRefused      the catalog server refused a caller (identity, not linked)
           ├── CertificateError      the cluster CA or the trust bundle cannot be used
@@ -30,6 +32,10 @@ class RetryableError(MirrorError):
 
 class OwnershipConflict(MirrorError):
     """An object isthmus does not own already has the name a mirror needs."""
+
+
+class ClusterPropertyConflict(MirrorError):
+    """The ClusterProperty ``cluster.clusterset.k8s.io`` holds another cluster's name."""
 
 
 class CatalogError(MirrorError):

@@ -52,6 +52,7 @@ def entry_from_export(exported: ExportedService, version: int, changed_at_ms: in
             weight=exported.weight,
             headless=exported.headless,
             pods=tuple(p.hostname for p in exported.pods.pods),
+            exported_at_ms=exported.exported_at_ms,
         ),
         exported.allowed_clusters,
     )
@@ -62,6 +63,7 @@ def _same(a: ExportEntry, b: ExportEntry) -> bool:
         a.allowed == b.allowed
         and a.entry.ports == b.entry.ports
         and a.entry.weight == b.entry.weight
+        and a.entry.exported_at_ms == b.entry.exported_at_ms
         and a.entry.ready_endpoints == b.entry.ready_endpoints
         and a.entry.headless == b.entry.headless
         and a.entry.pods == b.entry.pods

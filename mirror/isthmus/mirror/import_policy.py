@@ -94,12 +94,13 @@ def namespace_refusal(policy: ImportPolicy, namespace: str,
 
 
 def same_content(a: CatalogEntry | None, b: CatalogEntry | None) -> bool:
-    """Equal as far as the mirrored objects go: ports, readiness, weight and named pods (not
-    the version or change time, which a snapshot after a restart always brings anew)."""
+    """Equal as far as the mirrored objects go: ports, readiness, weight, export age and
+    named pods (not the version or change time, which a snapshot after a restart always
+    brings anew)."""
     if a is None or b is None:
         return a is b
-    return ((a.ports, a.ready_endpoints, a.weight, a.headless, a.pods)
-            == (b.ports, b.ready_endpoints, b.weight, b.headless, b.pods))
+    return ((a.ports, a.ready_endpoints, a.weight, a.exported_at_ms, a.headless, a.pods)
+            == (b.ports, b.ready_endpoints, b.weight, b.exported_at_ms, b.headless, b.pods))
 
 
 def demand(entry: CatalogEntry) -> int:

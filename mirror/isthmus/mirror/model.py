@@ -39,6 +39,7 @@ class CatalogEntry:
     # A headless export: the hostnames of its named pods, sorted (never their addresses).
     headless: bool = False
     pods: tuple[str, ...] = ()
+    exported_at_ms: int = 0  # when the export began (0: unknown); the oldest wins conflicts
 
     @property
     def key(self) -> ServiceKey:

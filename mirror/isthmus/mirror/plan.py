@@ -41,7 +41,7 @@ from isthmus.mirror.names import LINK_LABEL_PREFIX, is_ours
 _OWNER_LABELS = (PEER_CLUSTER_LABEL, LINK_UID_LABEL)
 # Order of the writes: the GlobalService, then Services, then slices (the applier runs the
 # GlobalService's stage first); deletes in the reverse order.
-_ORDER = {"GlobalService": 0, "Service": 1, "EndpointSlice": 2}
+_ORDER = {"GlobalService": 0, "Service": 1, "EndpointSlice": 2, "ServiceImport": 3}
 
 
 @dataclass(frozen=True)

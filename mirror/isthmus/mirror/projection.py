@@ -6,13 +6,17 @@ topology of every endpoint) cost several KB each. ``project`` keeps exactly what
 reads (docs/decisions/mirror-memory.md):
 
 - metadata: name, namespace, uid, resourceVersion, generation (``resync``), deletionTimestamp,
-  every label, and only the ``isthmus.io/`` annotations (``export-to``);
+  every label, and only the ``isthmus.io/`` annotations (``export-to``); for a Service
+  that is not a mirror, and a ServiceExport, also creationTimestamp (the export's age
+  decides MCS conflicts);
 - Service: ``type``, ``clusterIP`` and ``ports`` (export, ``plan`` and the VIPs);
 - EndpointSlice: ``addressType``, ``ports``, and per endpoint its addresses, ``hostname``
   (a headless export's pod names) and the ``ready``/``terminating`` conditions (export
   readiness, gateway addresses, ``plan``);
 - GlobalService: ``spec`` and ``status`` as they are (written by the mirror; the shape
   names every field of its CRD);
+- ServiceImport: ``spec`` as it is (written by the mirror);
+- ServiceExport: metadata only (its status is the mirror's to write, never read);
 - anything else (Namespace): metadata only. (Links are few and are not projected.)
 
 Whatever ``desired`` writes must survive the projection, or ``plan`` would see a difference
@@ -41,7 +45,8 @@ from typing import Any
 
 from typing_extensions import TypedDict
 
-from isthmus.kube.shapes import ObjectShape
+from isthmus.kube.shapes import CreatedObjectShape, ObjectShape
+from isthmus.labels import MIRROR_LABEL
 from isthmus.mirror.model import JsonObj
 
 _META_KEEP = ("name", "namespace", "uid", "resourceVersion", "generation", "deletionTimestamp")
@@ -55,7 +60,7 @@ class ServiceSpecShape(TypedDict, total=False):
     ports: list[dict[str, Any]] | None
 
 
-class ServiceShape(ObjectShape, total=False):
+class ServiceShape(CreatedObjectShape, total=False):
     spec: ServiceSpecShape
 
 
@@ -110,6 +115,7 @@ class GsEndpointShape(TypedDict, total=False):
     weight: int
     health: str
     readyEndpoints: int
+    exportedAtMs: int
     pinnedPorts: list[GsPinnedPortShape]
     pods: list[GsPodShape]
 
@@ -146,13 +152,20 @@ class GlobalServiceShape(ObjectShape, total=False):
     status: GsStatusShape
 
 
+class ServiceImportShape(ObjectShape, total=False):
+    spec: dict[str, Any]
+
+
 # kind -> the fields the mirror decodes (anything else, e.g. a Namespace: metadata only)
 SHAPES: dict[str, type] = {
     "Service": ServiceShape,
     "EndpointSlice": EndpointSliceShape,
     "GlobalService": GlobalServiceShape,
     "Namespace": ObjectShape,
+    "ServiceExport": CreatedObjectShape,
+    "ServiceImport": ServiceImportShape,
 }
+_KEEPS_CREATION = frozenset({"Service", "ServiceExport"})
 
 
 def _metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -188,8 +201,13 @@ def project(obj: JsonObj) -> JsonObj:
     kind = obj.get("kind")
     if isinstance(kind, str):
         kind = sys.intern(kind)  # in every cached reference too (a handful of kinds)
+    meta = obj.get("metadata") or {}
     out: JsonObj = {"apiVersion": obj.get("apiVersion"), "kind": kind,
-                    "metadata": _metadata(obj.get("metadata") or {})}
+                    "metadata": _metadata(meta)}
+    if (kind in _KEEPS_CREATION and meta.get("creationTimestamp")
+            and (meta.get("labels") or {}).get(MIRROR_LABEL) != "true"):
+        # mirrors, the bulk of the cache, are never exported: no age needed
+        out["metadata"]["creationTimestamp"] = meta["creationTimestamp"]
     if kind == "Service":
         spec = obj.get("spec") or {}
         slim = {k: spec[k] for k in _SERVICE_SPEC_KEEP if k in spec and k != "ports"}
@@ -200,6 +218,9 @@ def project(obj: JsonObj) -> JsonObj:
         out["addressType"] = obj.get("addressType")
         out["ports"] = [dict(p) for p in obj.get("ports") or []]
         out["endpoints"] = [_endpoint(ep) for ep in obj.get("endpoints") or []]
+    elif kind == "ServiceImport":
+        if "spec" in obj:
+            out["spec"] = obj["spec"]
     elif kind == "GlobalService":
         for part in ("spec", "status"):
             if part in obj:

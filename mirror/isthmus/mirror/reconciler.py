@@ -27,7 +27,7 @@ from isthmus.mirror.errors import MirrorError, RetryableError, WriteRejected
 from isthmus.mirror.link_status import LinkProblems
 from isthmus.mirror.metrics import MirrorMetrics
 from isthmus.mirror.model import CatalogEntry, ObjRef, PeerView, ServiceKey
-from isthmus.mirror.names import is_ours, link_owners
+from isthmus.mirror.names import is_ours, link_owners, mirror_service_name
 from isthmus.mirror.observed_index import ObservedIndex, resource_version
 from isthmus.mirror.peers import Notify, PeerCatalogs, Submit
 from isthmus.mirror.plan import Action, is_urgent, plan, plan_status
@@ -42,11 +42,13 @@ log = get_logger("isthmus.mirror.controller")
 
 
 def _content(entry: CatalogEntry | None) -> tuple[Any, ...] | None:
-    """What ``desired`` reads of an entry: ports, readiness, weight and named pods (not its
-    version or change time, which a snapshot after a restart always brings anew)."""
+    """What ``desired`` reads of an entry: ports, readiness, weight, export age and named
+    pods (not its version or change time, which a snapshot after a restart always brings
+    anew)."""
     if entry is None:
         return None
-    return (entry.ports, entry.ready_endpoints, entry.weight, entry.headless, entry.pods)
+    return (entry.ports, entry.ready_endpoints, entry.weight, entry.exported_at_ms,
+            entry.headless, entry.pods)
 
 
 def _now() -> dt.datetime:
@@ -74,6 +76,7 @@ class Reconciler:
         status_dirty: Callable[[str], None],
         notify: Notify,
         spawn: Callable[[Coroutine[Any, Any, None]], None],
+        service_imports: Callable[[], bool] = lambda: False,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -92,6 +95,7 @@ class Reconciler:
         self._status_dirty = status_dirty
         self._notify = notify
         self._spawn = spawn
+        self._service_imports = service_imports
         self.allocator = PortAllocator(*settings.ports)
         self._requeues: dict[ServiceKey, int] = {}
         # keys whose last reconcile had nothing to do: the inputs it saw (its wanted objects
@@ -183,8 +187,11 @@ class Reconciler:
         ports = self.allocator.ensure(needed)
         if self._namespaces_frozen is None:
             self._namespaces_frozen = frozenset(self.namespaces)
+        vip = vips_of(observed).get(mirror_service_name(key[1]))
         want = desired(views, gateway_addresses=self._gateway_addresses(), ports=ports,
-                       namespaces=self._namespaces_frozen, keys=[key])
+                       namespaces=self._namespaces_frozen, keys=[key],
+                       import_vips={key: vip} if vip else None,
+                       service_imports=basis[-1])
         ds = want.services.get(key)
         wanted = ds.objects if ds is not None else {}
         observed.update({ref: unpack(self.foreign[ref]) for ref in wanted if ref in self.foreign})
@@ -206,6 +213,13 @@ class Reconciler:
         current = {**observed, **outcome.written}
         for ref in outcome.deleted:
             current.pop(ref, None)
+        if ds is not None and basis[-1]:
+            new_vip = vips_of({r: o for r, o in current.items() if r not in outcome.conflicts}
+                              ).get(mirror_service_name(key[1]))
+            if new_vip != vip:
+                # the merged Service got its ClusterIP in this pass: the ServiceImport's
+                # spec.ips follows in the next one
+                self._submit([key])
         self._record_missing(key, want.missing_namespaces)
         self._record_conflicts(key, ds.clusters if ds else (), outcome.conflicts)
         for ref in outcome.conflicts:
@@ -299,7 +313,8 @@ class Reconciler:
         (``_inputs``): every peer's link, staleness and entry content, the gateway
         addresses and the namespace (all with a deterministic ``repr``)."""
         peers = tuple((v.link, v.stale_reason, _content(v.entries.get(key))) for v in views)
-        return (peers, self._gateway_addresses(), key[0] in self.namespaces)
+        return (peers, self._gateway_addresses(), key[0] in self.namespaces,
+                self._service_imports())
 
     @staticmethod
     def _inputs(basis: tuple[Any, ...], observed: Mapping[ObjRef, JsonObj]) -> tuple[Any, ...]:

@@ -18,7 +18,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from isthmus.exports import ExportedService, build_exports, is_exported
+from isthmus.exports import (
+    ExportedService,
+    build_exports,
+    is_exported,
+    service_exports_by_key,
+)
 from isthmus.kube.backoff import Backoff
 from isthmus.kube.client import JsonObj, KubeApi
 from isthmus.kube.reflector import Reflector, WatchSettings, drop_managed_fields
@@ -27,6 +32,8 @@ from isthmus.kube.resources import (
     GLOBALSERVICES,
     LINKS,
     NAMESPACES,
+    SERVICEEXPORTS,
+    SERVICEIMPORTS,
     SERVICES,
     Resource,
 )
@@ -66,6 +73,7 @@ class Watches:
         report: Callable[[ev.MirrorEvent], None],
         namespaces_changed: Callable[[], None],
         export_warning: Callable[[JsonObj, str, str], None],
+        export_status_dirty: Callable[[ServiceKey], None] = lambda key: None,
     ) -> None:
         self.api = api
         self.settings = settings
@@ -73,6 +81,7 @@ class Watches:
         self._report = report
         self._namespaces_changed = namespaces_changed
         self._export_warning = export_warning
+        self._export_status_dirty = export_status_dirty
         self.catalog = ExportCatalog(history=settings.catalog_history)
         self.links: dict[str, LinkInfo] = {}
         self.observed = ObservedIndex()
@@ -101,6 +110,9 @@ class Watches:
             "slices": (ENDPOINTSLICES, True, self._on_slice),
             "globalservices": (GLOBALSERVICES, True, self._on_mirror_object),
             "namespaces": (NAMESPACES, True, self._on_namespace),
+            # optional: the MCS CRDs may not be installed (then there are none)
+            "serviceexports": (SERVICEEXPORTS, True, self._on_service_export),
+            "serviceimports": (SERVICEIMPORTS, True, self._on_mirror_object),
         }
 
     # --- running ------------------------------------------------------------------------
@@ -112,7 +124,9 @@ class Watches:
             reflector = Reflector(self.api, res, settings=self.watch_settings,
                                   transform=project if slim else drop_managed_fields,
                                   shape=SHAPES[res.kind] if slim else None,
-                                  packed=res.kind in _PACKED)
+                                  packed=res.kind in _PACKED,
+                                  optional=res in (SERVICEEXPORTS, SERVICEIMPORTS),
+                                  absent_retry=self.settings.resync_seconds / 10)
             self.reflectors[name] = reflector
             self._watchers[name] = tg.create_task(self._consume(reflector, handler))
 
@@ -120,9 +134,17 @@ class Watches:
         """Wait until every reflector has listed its resource once."""
         await asyncio.gather(*(r.synced.wait() for r in self.reflectors.values()))
 
+    def service_imports(self) -> bool:
+        """Whether ServiceImports are served (the MCS CRD is installed)."""
+        reflector = self.reflectors.get("serviceimports")
+        return reflector is not None and reflector.served is True
+
     async def _consume(self, reflector: Reflector, handler: Handler) -> None:
         async for kind, obj in reflector.events():
             if obj is None:
+                if kind == "SYNCED" and reflector.resource is SERVICEIMPORTS:
+                    # served now, or no longer: every import gains or loses its ServiceImport
+                    self._report(ev.OrphanGcTriggered())
                 continue
             try:
                 handler(kind, obj)
@@ -162,13 +184,30 @@ class Watches:
             self.links[name] = link
             self._report(ev.LinkUpserted(link))
 
+    def service(self, key: ServiceKey) -> JsonObj | None:
+        reflector = self.reflectors.get("services")
+        return reflector.store.get(key) if reflector is not None else None
+
+    def service_export(self, key: ServiceKey) -> JsonObj | None:
+        reflector = self.reflectors.get("serviceexports")
+        return reflector.store.get(key) if reflector is not None else None
+
+    def service_export_keys(self) -> list[ServiceKey]:
+        reflector = self.reflectors.get("serviceexports")
+        return [key_of(o) for o in reflector.store.values()] if reflector else []
+
     def _export_changed(self, key: ServiceKey) -> None:
         svc = self.reflectors["services"].store.get(key)
         slices = [unpack(raw) for raw in self._export_slices.get(key, {}).values()]
-        exported = (build_exports([svc], slices, self.settings.max_pods_per_service).get(key)
+        se = self.service_export(key)
+        by_export = service_exports_by_key([se] if se is not None else [])
+        exported = (build_exports([svc], slices, by_export,
+                                  self.settings.max_pods_per_service).get(key)
                     if svc is not None else None)
         self.catalog.set(key, exported)
         self._report_refused_pods(key, svc, exported)
+        if se is not None:
+            self._export_status_dirty(key)
         problem = exported.weight_problem if exported is not None else None
         if problem is None:
             self._weight_problems.pop(key, None)
@@ -205,9 +244,16 @@ class Watches:
         any other is remembered so a mirror never takes its name."""
         meta = obj["metadata"]
         key = (meta["namespace"], meta["name"])
-        if is_exported(obj) or key in self.catalog.entries:
+        if (is_exported(obj) or key in self.catalog.entries
+                or self.service_export(key) is not None):
             self._export_changed(key)
         self._on_mirror_object(kind, obj)
+
+    def _on_service_export(self, kind: str, obj: JsonObj) -> None:
+        meta = obj["metadata"]
+        key = (meta["namespace"], meta["name"])
+        self._export_changed(key)
+        self._export_status_dirty(key)  # also when deleted: the writer forgets it
 
     def _on_slice(self, kind: str, obj: JsonObj) -> None:
         meta = obj["metadata"]
@@ -232,7 +278,7 @@ class Watches:
             bucket[meta["name"]] = self._kept(obj)
         if key == (self.settings.namespace, GATEWAY_SERVICE):
             self.gateway_changed()
-        if key in self.catalog.entries or is_exported(
+        if key in self.catalog.entries or self.service_export(key) is not None or is_exported(
             self.reflectors["services"].store.get(key) or {}
         ):
             self._export_changed(key)
