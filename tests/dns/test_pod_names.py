@@ -162,3 +162,29 @@ async def test_dig(headless_live: DnsServer, name: str, qtype: str, status: str,
     answer = [line.split("\t")[-1] for line in out.splitlines()
               if line and not line.startswith(";") and f"\t{qtype}\t" in line]
     assert sorted(answer) == sorted(lines)
+
+
+def test_clusterset_headless_names() -> None:
+    """The MCS DNS schema's headless form, from the same pods: each pod under
+    ``<pod>.<cluster>.<svc>.<ns>.svc.clusterset.local``, the service's name gives every
+    pod, and its SRV records name each pod in that form."""
+    snap = build_snapshot([headless_gs(PODS)], CONFIG, vips=VIPS)
+    assert answers(snap, "db-1.east.db.shop.svc.clusterset.local") == (
+        "10.96.1.11", "fd00::1:11")
+    assert answers(snap, "db-0.west.db.shop.svc.clusterset.local") == ("10.96.2.10",)
+    assert labels_of("db-9.west.db.shop.svc.clusterset.local") not in snap.names
+    assert answers(snap, "db.shop.svc.clusterset.local") == (
+        "10.96.1.10", "10.96.1.11", "10.96.2.10", "fd00::1:11")
+    srv = snap.names[labels_of("_sql._tcp.db.shop.svc.clusterset.local")].srv
+    assert sorted(b".".join(s.target).decode() for s in srv) == [
+        "db-0.east.db.shop.svc.clusterset.local", "db-0.west.db.shop.svc.clusterset.local",
+        "db-1.east.db.shop.svc.clusterset.local"]
+
+
+async def test_dig_clusterset_pod(headless_live: DnsServer) -> None:
+    dig = _need("dig")
+    out = await asyncio.to_thread(
+        run, dig, "@127.0.0.1", "-p", str(headless_live.port),
+        "db-0.east.db.shop.svc.clusterset.local", "A", "+norecurse", "+time=2", "+tries=1")
+    assert "status: NOERROR" in out
+    assert "\t10.96.1.10" in out

@@ -101,6 +101,12 @@ def global_pod_name(key: PodKey) -> Labels:
     return (pod.encode(), svc.encode(), ns.encode(), cluster.encode())
 
 
+def clusterset_pod_name(key: PodKey) -> Labels:
+    """The relative owner name of ``key`` under ``clusterset.local`` (the MCS headless form)."""
+    ns, svc, cluster, pod = key
+    return (pod.encode(), cluster.encode(), svc.encode(), ns.encode(), b"svc")
+
+
 def lookup_pod(table: PodTable, key: PodKey | None) -> PodAddresses | None:
     """The addresses a per-pod name answers with; None: no such name."""
     return None if key is None else table.get(key)

@@ -36,7 +36,7 @@ from isthmus.api.models import GlobalService
 from isthmus.dns import clusterset
 from isthmus.dns.clusterset import McsName
 from isthmus.dns.mirror_vips import VipKey
-from isthmus.dns.pod_names import global_pod_name, pod_table, pods_of
+from isthmus.dns.pod_names import clusterset_pod_name, global_pod_name, pod_table, pods_of
 
 Labels = tuple[bytes, ...]
 
@@ -214,8 +214,9 @@ def build_snapshot(
                            tuple(a for p in own_pods for a in p.v6)) if own_pods else pinned_ips)
                 relative[(*base, cluster.encode())] = NameData(v4, v6, ttl=ttl, source=source)
             for key, addrs in headless:
-                relative[global_pod_name(key)] = NameData(addrs.v4, addrs.v6, ttl=ttl,
-                                                          source=source)
+                pod_data = NameData(addrs.v4, addrs.v6, ttl=ttl, source=source)
+                relative[global_pod_name(key)] = pod_data
+                mcs[clusterset_pod_name(key)] = pod_data
             for port in svc.spec.ports:
                 if port.name:  # an unnamed port has no SRV name
                     owner = (b"_" + port.name.encode(), b"_tcp", *base)
@@ -224,8 +225,11 @@ def build_snapshot(
                     relative[owner] = NameData(srv=records, ttl=ttl, source=source)
                     mcs_owner = clusterset.owner(McsName("srv", svc_name, ns_name,
                                                          port=port.name))
-                    mcs[mcs_owner] = NameData(srv=(Srv(0, 100, port.port, mcs_base),),
-                                              ttl=ttl, source=source)
+                    mcs_records = tuple(Srv(0, 100, port.port, clusterset_pod_name(key))
+                                        for key, _ in headless)
+                    mcs[mcs_owner] = NameData(
+                        srv=mcs_records or (Srv(0, 100, port.port, mcs_base),), ttl=ttl,
+                        source=source)
 
     zones: list[Zone] = []
     names: dict[Labels, NameData] = {}
