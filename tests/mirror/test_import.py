@@ -3,6 +3,8 @@ controllers running as the isthmus-mirror ServiceAccount."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 from collections.abc import Awaitable, Callable
 
 from mirror_helpers import (
@@ -197,9 +199,15 @@ async def test_no_daisy_chain(mesh: Mesh, unique: str) -> None:
 async def test_conflicting_ports_merge_deterministically(mesh: Mesh, unique: str) -> None:
     for m in ("west", "east", "central"):
         await ensure_namespace(mesh[m].admin, unique)
-    await export_service(mesh["west"].admin, unique, "dup", ports=[("http", 80)])
     await export_service(mesh["central"].admin, unique, "dup",
                          ports=[("web", 80), ("metrics", 9100)])
+    # Ages have whole seconds (creationTimestamp): west exports in a later second, so
+    # central's export is the oldest, and the oldest export's name for port 80 wins.
+    central_svc = await mesh["central"].admin.get(SERVICES, "dup", unique)
+    created = dt.datetime.fromisoformat(central_svc["metadata"]["creationTimestamp"])
+    later = created + dt.timedelta(seconds=1) - dt.datetime.now(dt.UTC)
+    await asyncio.sleep(max(0.0, later.total_seconds()))
+    await export_service(mesh["west"].admin, unique, "dup", ports=[("http", 80)])
 
     async def merged() -> dict:
         gs = await mesh.gs("east", unique, "dup")
@@ -208,7 +216,7 @@ async def test_conflicting_ports_merge_deterministically(mesh: Mesh, unique: str
         return gs
 
     gs = await eventually(merged, what="merged GlobalService")
-    # union by port; "central" sorts first, so its name for port 80 wins
+    # union by port; central's older export names port 80
     assert [(p["name"], p["port"]) for p in gs["spec"]["ports"]] == [("web", 80), ("metrics", 9100)]
     assert [e["cluster"] for e in gs["spec"]["endpoints"]] == ["central", "west"]
     pinned = {e["cluster"]: sorted(p["port"] for p in e["pinnedPorts"])
