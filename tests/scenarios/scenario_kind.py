@@ -342,6 +342,38 @@ class KindClusterSet:
         self.kubectl(cluster, "-n", namespace, "rollout", "status", f"deployment/{service}",
                      "--timeout=180s", timeout=200)
 
+    def set_stateful(self, cluster: str, namespace: str, service: str, replicas: int) -> None:
+        """A StatefulSet ``service`` of the echo pod (each answers with its pod name) behind
+        an exported headless Service of the same name; called again, it scales."""
+        if namespace != "shop":
+            raise Unsupported("the kind rig runs the echo workload in namespace shop only")
+        pod = echo_deployment(cluster, service, self.image())
+        labels = {"app": service}
+        stateful = {
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": service, "namespace": namespace, "labels": labels},
+            "spec": {"serviceName": service, "replicas": replicas,
+                     "podManagementPolicy": "Parallel",
+                     "selector": {"matchLabels": labels},
+                     "template": pod["spec"]["template"]},
+        }
+        svc = {
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": service, "namespace": namespace,
+                         "labels": {"isthmus.io/export": "true"}},
+            "spec": {"clusterIP": "None", "selector": labels, "ports": [
+                {"name": "http", "port": ECHO_PORTS["http"], "targetPort": "http"}]},
+        }
+        self.kubectl(cluster, "apply", "-f", "-",
+                     input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                       "items": [svc, stateful]}))
+        self.kubectl(cluster, "-n", namespace, "rollout", "status", f"statefulset/{service}",
+                     "--timeout=180s", timeout=200)
+
+    def remove_stateful(self, cluster: str, namespace: str, service: str) -> None:
+        self.kubectl(cluster, "-n", namespace, "delete", "statefulset,service", service,
+                     "--ignore-not-found", "--wait=true", timeout=200)
+
     def export(self, cluster: str, namespace: str, service: str) -> None:
         self.kubectl(cluster, "-n", namespace, "label", "service", service,
                      "isthmus.io/export=true", "--overwrite")

@@ -144,6 +144,15 @@ class LocalClusterSet:
                     export: bool = True) -> None:
         self.r.deploy_echo(cluster, namespace, service, export=export)
 
+    def set_stateful(self, cluster: str, namespace: str, service: str, replicas: int) -> None:
+        self.r.set_stateful(cluster, namespace, service, replicas)
+
+    def remove_stateful(self, cluster: str, namespace: str, service: str) -> None:
+        self.r.set_stateful(cluster, namespace, service, 0)
+        self.delete(cluster, f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/"
+                             f"endpointslices/{service}-rig")
+        self.delete(cluster, f"/api/v1/namespaces/{namespace}/services/{service}")
+
     def export(self, cluster: str, namespace: str, service: str) -> None:
         self.r.set_export(cluster, namespace, service, True)
 

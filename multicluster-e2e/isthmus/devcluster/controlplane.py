@@ -82,6 +82,7 @@ class ManagedProcess:
     argv: list[str]
     log_path: Path
     popen: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] | None = None  # added to this process's environment
 
     def start(self, prefix: list[str]) -> None:
         logf = self.log_path.open("ab")
@@ -91,6 +92,7 @@ class ManagedProcess:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # so a test's Ctrl-C does not hit it before teardown
+            env={**os.environ, **self.env} if self.env else None,
         )
         logf.close()
 

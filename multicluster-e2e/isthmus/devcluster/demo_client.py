@@ -50,7 +50,8 @@ def call_http(url: str, timeout: float) -> dict[str, Any]:
     if resp.status != 200:
         raise OSError(f"HTTP {resp.status}")
     answer: dict[str, Any] = json.loads(body)
-    return {"cluster": answer["cluster"], "service": answer["service"]}
+    return {"cluster": answer["cluster"],
+            **{k: answer[k] for k in ("service", "pod") if k in answer}}
 
 
 def call_grpc(target: str, count: int, timeout: float) -> dict[str, Any]:

@@ -51,6 +51,8 @@ class RigCluster:
     cp: ControlPlane
     pods: dict[str, str] = field(default_factory=dict)  # component -> address
     procs: dict[str, ManagedProcess] = field(default_factory=dict)
+    # (namespace, service) -> pod index -> address: the rig's "StatefulSets"
+    stateful: dict[tuple[str, str], dict[int, str]] = field(default_factory=dict)
 
     @property
     def gateway_address(self) -> str:
@@ -205,7 +207,7 @@ class Rig:
 
     def start_workload(self, cluster: str, service: str, target_port: int = 8080, *,
                        grpc_port: int | None = None, tcp_port: int | None = None,
-                       name: str | None = None) -> str:
+                       name: str | None = None, hostname: str | None = None) -> str:
         """A "pod" in ``cluster`` that answers HTTP (and, when given ports, gRPC and raw TCP)
         with its cluster and service name; its address."""
         c = self.clusters[cluster]
@@ -215,7 +217,8 @@ class Rig:
                 "--service", service, "--host", address, "--http-port", str(target_port),
                 "--grpc-port", str(grpc_port or 0), "--tcp-port", str(tcp_port or 0)]
         name = name or f"demo-{service}"
-        proc = ManagedProcess(name, argv, c.cp.workdir / "logs" / f"{name}.log")  # type: ignore[operator]
+        proc = ManagedProcess(name, argv, c.cp.workdir / "logs" / f"{name}.log",  # type: ignore[operator]
+                              env={"HOSTNAME": hostname} if hostname else None)
         proc.start(c.net.exec_prefix())
         c.procs[name] = proc
         return address
@@ -265,6 +268,43 @@ class Rig:
                                       name=f"demo-{namespace}-{service}")
         self.add_service(cluster, namespace, service, address, export=export, ports=[
             ("http", 80, 8080), ("grpc", 9090, 9090), ("tcp", 9000, 9000)])
+
+    def set_stateful(self, cluster: str, namespace: str, service: str, replicas: int) -> None:
+        """What a StatefulSet of ``replicas`` behind headless Service ``service`` (exported)
+        gives: pods ``<service>-0..n-1``, each its own process answering with its name, and
+        one EndpointSlice whose endpoints carry those hostnames. Called again, it scales:
+        pods beyond ``replicas`` stop, missing ones start, the slice follows."""
+        c = self.clusters[cluster]
+        self.ensure_namespace(namespace)
+        self._api(c, "POST", f"/api/v1/namespaces/{namespace}/services", {
+            "metadata": {"name": service, "labels": {"isthmus.io/export": "true"}},
+            "spec": {"clusterIP": "None", "ports": [{"name": "http", "port": 80,
+                                                     "targetPort": 8080}]},
+        })
+        pods = c.stateful.setdefault((namespace, service), {})
+        for index in sorted(set(pods) - set(range(replicas))):
+            c.procs.pop(f"sts-{namespace}-{service}-{index}").stop()
+            del pods[index]
+        for index in sorted(set(range(replicas)) - set(pods)):
+            pod = f"{service}-{index}"
+            pods[index] = self.start_workload(cluster, service, 8080, hostname=pod,
+                                              name=f"sts-{namespace}-{service}-{index}")
+        slice_ = {
+            "metadata": {"name": f"{service}-rig", "namespace": namespace, "labels": {
+                "kubernetes.io/service-name": service,
+                "endpointslice.kubernetes.io/managed-by": "isthmus-rig"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [address], "hostname": f"{service}-{index}",
+                           "conditions": {"ready": True}}
+                          for index, address in sorted(pods.items())],
+        }
+        path = f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices"
+        status, _ = c.cp.admin_request("GET", f"{path}/{service}-rig")
+        if status == 200:
+            self._api(c, "PUT", f"{path}/{service}-rig", slice_)
+        else:
+            self._api(c, "POST", path, slice_)
 
     # --- faults: what a node, the kubelet or an operator would do -----------------------------
     def set_endpoint_ready(self, cluster: str, service: str, ready: bool,
