@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from isthmus.mirror.desired import merge_ports
+from isthmus.mirror.desired import import_type, merge_ports, service_import
 from isthmus.mirror.model import CatalogEntry, PortSpec
 from isthmus.mirror.service_export_status import export_verdict
 
@@ -15,8 +15,9 @@ SVC: dict[str, Any] = {"metadata": {"name": "users", "namespace": "shop"},
 OLD, NEW = 1_700_000_000_000, 1_800_000_000_000
 
 
-def entry(*ports: PortSpec, at: int = NEW) -> CatalogEntry:
-    return CatalogEntry("shop", "users", tuple(ports), 1, exported_at_ms=at)
+def entry(*ports: PortSpec, at: int = NEW, headless: bool = False) -> CatalogEntry:
+    return CatalogEntry("shop", "users", tuple(ports), 1, exported_at_ms=at,
+                        headless=headless)
 
 
 HTTP = PortSpec(80, "http")
@@ -57,6 +58,14 @@ def _svc(**spec: Any) -> dict[str, Any]:
                  {"Conflict": ("True", "PortConflict")}, True, id="unknown-age-is-youngest"),
     pytest.param(SVC, entry(HTTP, at=OLD), {"alpha": entry(WEB, at=OLD)},
                  {"Conflict": ("True", "PortConflict")}, True, id="same-age-name-decides"),
+    pytest.param(SVC, entry(HTTP, at=NEW), {"east": entry(HTTP, at=OLD, headless=True)},
+                 {"Conflict": ("True", "TypeConflict")}, True, id="older-headless-peer-wins-type"),
+    pytest.param(SVC, entry(HTTP, at=OLD, headless=True), {"east": entry(HTTP, at=NEW)},
+                 {"Conflict": ("True", "TypeConflict")}, False, id="this-older-headless-wins"),
+    pytest.param(SVC, entry(HTTP, at=NEW), {"east": entry(WEB, at=OLD, headless=True)},
+                 {"Conflict": ("True", "TypeConflict")}, True, id="type-and-port-conflict"),
+    pytest.param(SVC, entry(HTTP, headless=True), {"east": entry(HTTP, at=OLD, headless=True)},
+                 {"Conflict": ("False", "NoConflicts")}, False, id="both-headless"),
 ])
 def test_conditions(service: dict[str, Any] | None, exported: CatalogEntry | None,
                     peers: dict[str, CatalogEntry], want: dict[str, tuple[str, str]],
@@ -94,3 +103,29 @@ def test_the_merged_import_takes_the_oldest_exports_port(
     ports, conflict = merge_ports(exporters)
     assert [p.name for p in ports] == [name]
     assert conflict is not None
+
+
+@pytest.mark.parametrize(("exporters", "want"), [
+    pytest.param([], "ClusterSetIP", id="none"),
+    pytest.param([("west", entry(HTTP))], "ClusterSetIP", id="one-clusterset-ip"),
+    pytest.param([("west", entry(HTTP, headless=True))], "Headless", id="one-headless"),
+    pytest.param([("west", entry(HTTP, at=NEW)), ("east", entry(HTTP, at=OLD, headless=True))],
+                 "Headless", id="older-headless-wins"),
+    pytest.param([("west", entry(HTTP, at=OLD)), ("east", entry(HTTP, at=NEW, headless=True))],
+                 "ClusterSetIP", id="older-clusterset-ip-wins"),
+])
+def test_the_service_import_takes_the_oldest_exports_type(
+    exporters: list[tuple[str, CatalogEntry]], want: str
+) -> None:
+    assert import_type(exporters) == want
+    si = service_import(("shop", "users"), [HTTP], "10.96.0.9", {}, want)
+    assert si["spec"]["type"] == want
+    # a Headless import has no cluster-set IP: its names answer the pods
+    assert si["spec"].get("ips") == (None if want == "Headless" else ["10.96.0.9"])
+
+
+def test_a_type_conflict_message_names_the_winner() -> None:
+    verdict = export_verdict(cluster="west", service=SVC, exported=entry(HTTP, at=NEW),
+                             peers={"east": entry(HTTP, at=OLD, headless=True)})
+    assert verdict.losing
+    assert "east's (headless) is used" in verdict.conflict_message

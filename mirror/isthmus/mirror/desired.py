@@ -259,11 +259,22 @@ def _ref(obj: JsonObj) -> ObjRef:
     return (str(obj["kind"]), str(meta["namespace"]), str(meta["name"]))
 
 
+def import_type(exporters: Sequence[tuple[str, CatalogEntry]]) -> str:
+    """The ServiceImport type: the oldest export's (the MCS rule for a type conflict)."""
+    if not exporters:
+        return CLUSTER_SET_IP
+    _, oldest = min(exporters, key=lambda ce: precedence(*ce))
+    return HEADLESS if oldest.headless else CLUSTER_SET_IP
+
+
+CLUSTER_SET_IP, HEADLESS = "ClusterSetIP", "Headless"
+
+
 def service_import(key: ServiceKey, ports: Sequence[PortSpec], vip: str | None,
-                   labels: Mapping[str, str]) -> JsonObj:
-    """The MCS ServiceImport beside a GlobalService: ClusterSetIP, the merged mirror
-    Service's VIP (once it has one) and the merged ports. Its name is the Service's, as
-    the MCS API has it."""
+                   labels: Mapping[str, str], type_: str = CLUSTER_SET_IP) -> JsonObj:
+    """The MCS ServiceImport beside a GlobalService: its type, the merged mirror Service's
+    VIP (once it has one; a Headless import has none, its names answer the pods) and the
+    merged ports. Its name is the Service's, as the MCS API has it."""
     namespace, svc = key
     si_ports: list[dict[str, Any]] = []
     for p, pname in zip(ports, port_names(ports), strict=True):
@@ -273,8 +284,8 @@ def service_import(key: ServiceKey, ports: Sequence[PortSpec], vip: str | None,
         if p.app_protocol:
             sp["appProtocol"] = p.app_protocol
         si_ports.append(sp)
-    spec: dict[str, Any] = {"type": "ClusterSetIP", "ports": si_ports}
-    if vip:
+    spec: dict[str, Any] = {"type": type_, "ports": si_ports}
+    if vip and type_ == CLUSTER_SET_IP:
         spec["ips"] = [vip]
     return {
         "apiVersion": SERVICE_IMPORT_API_VERSION,
@@ -391,7 +402,8 @@ def desired_service(
     }
     objects[_ref(global_service)] = global_service
     if service_imports:
-        si = service_import(key, merged, import_vip, _labels(key, owners, None))
+        si = service_import(key, merged, import_vip, _labels(key, owners, None),
+                            import_type([(p.cluster, e) for p, e in exporters]))
         objects[_ref(si)] = si
     return DesiredService(
         key=key,

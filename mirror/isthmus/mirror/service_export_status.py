@@ -3,8 +3,9 @@
 - ``Valid``: the Service of the same namespace and name exists and can be exported (not
   ExternalName, at least one TCP port, not itself a mirror).
 - ``Ready``: the export is in this cluster's catalog, served to linked peers.
-- ``Conflict``: another cluster exports the same namespace/name with a port of the same
-  number but another name or appProtocol. The KEP's rule decides: the oldest export wins
+- ``Conflict``: another cluster exports the same namespace/name as another type (headless
+  against ClusterSetIP: ``TypeConflict``), or with a port of the same number but another
+  name or appProtocol (``PortConflict``). The KEP's rule decides: the oldest export wins
   (equal ages: the cluster whose name sorts first). Every cluster in the conflict gets
   ``Conflict=True``, and the message says which cluster's definition is used and why; a
   cluster that lost also gets a Warning Event (``losing``).
@@ -89,6 +90,25 @@ def port_conflicts(
     return sentences, losing
 
 
+def _type_name(entry: CatalogEntry) -> str:
+    return "headless" if entry.headless else "ClusterSetIP"
+
+
+def type_conflict(
+    cluster: str, mine: CatalogEntry, peers: Mapping[str, CatalogEntry]
+) -> tuple[str | None, bool]:
+    """The type conflict between this cluster's export and its peers' (a sentence, or None),
+    and whether this cluster loses it."""
+    exporters = sorted([(cluster, mine), *peers.items()], key=lambda ce: precedence(*ce))
+    win_cluster, win_entry = exporters[0]
+    differ = sorted(c for c, e in exporters if e.headless != win_entry.headless)
+    if not differ:
+        return None, False
+    return (f"type: {', '.join(differ)} export it as another type; {win_cluster}'s "
+            f"({_type_name(win_entry)}) is used, because its export is the oldest "
+            f"(exported {_when(win_entry.exported_at_ms)})"), cluster in differ
+
+
 def export_verdict(
     *,
     cluster: str,
@@ -119,12 +139,14 @@ def export_verdict(
     ready = _cond(READY, True, "Ready",
                   "in this cluster's export catalog, served to linked clusters")
     sentences, losing = port_conflicts(cluster, exported, peers)
-    if not sentences:
+    type_sentence, type_losing = type_conflict(cluster, exported, peers)
+    if type_sentence is None and not sentences:
         return ExportVerdict((valid, ready, _cond(CONFLICT, False, "NoConflicts", "")),
                              losing=False)
-    message = "; ".join(sentences)
-    return ExportVerdict((valid, ready, _cond(CONFLICT, True, "PortConflict", message)),
-                         losing=losing, conflict_message=message)
+    reason = "PortConflict" if type_sentence is None else "TypeConflict"
+    message = "; ".join([*([type_sentence] if type_sentence else []), *sentences])
+    return ExportVerdict((valid, ready, _cond(CONFLICT, True, reason, message)),
+                         losing=losing or type_losing, conflict_message=message)
 
 
 def peer_entries(
