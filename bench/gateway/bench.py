@@ -520,6 +520,10 @@ MEASURES: dict[str, Callable[[str, int], float]] = {
 }
 
 
+CPU_PER_UNIT = {"rps": "cpu_us_per_request", "rps_h2c": "cpu_us_per_request_h2c",
+                "new_conns_per_s": "cpu_us_per_connection"}
+
+
 def run_round(paths: list[str], pids: dict[str, list[int]], seconds: int,
               round_no: int) -> dict[str, dict[str, Any]]:
     """One round: every point on every path in turn; the order of paths rotates by round."""
@@ -530,9 +534,12 @@ def run_round(paths: list[str], pids: dict[str, list[int]], seconds: int,
         for path in order:
             c0 = cpu_seconds(pids[path])
             r[path][key] = fn(path, seconds)
+            used = cpu_seconds(pids[path]) - c0
+            done = r[path][key] * seconds
             if key == "bulk_1_MBps" and pids[path]:
-                gb = r[path][key] * seconds / 1000
-                r[path]["cpu_s_per_GB"] = (cpu_seconds(pids[path]) - c0) / gb if gb else math.nan
+                r[path]["cpu_s_per_GB"] = used / (done / 1000) if done else math.nan
+            elif key in CPU_PER_UNIT and pids[path]:  # both proxies' CPU per request
+                r[path][CPU_PER_UNIT[key]] = used / done * 1e6 if done else math.nan
         print(f"  {key}: " + ", ".join(f"{p} {r[p][key]:.0f}" for p in paths), flush=True)
     proxies = [p for p in paths if p != "direct"]
     # half of the slowest proxy's maximum: a rate every path carries, the same for all
@@ -547,7 +554,7 @@ def run_round(paths: list[str], pids: dict[str, list[int]], seconds: int,
     return r
 
 
-RATIO_KEYS = (*MEASURES, "cpu_s_per_GB")
+RATIO_KEYS = (*MEASURES, "cpu_s_per_GB", *CPU_PER_UNIT.values())
 
 
 def round_ratios(r: dict[str, dict[str, Any]], ref: str) -> dict[str, float]:
@@ -683,8 +690,11 @@ def render(res: dict[str, Any]) -> str:
                        ("rps", "requests/s, persistent (h2load --h1 -c32)"),
                        ("rps_h2c", "requests/s, h2c (h2load -c8 -m8)"),
                        ("new_conns_per_s", "new connections/s (wrk, Connection: close)"),
-                       ("cpu_s_per_GB", "CPU-seconds per GB, bulk 1 stream (both proxies)")):
-        cells = [f"{paths[p][key]['median']:.{2 if key == 'cpu_s_per_GB' else 0}f}"
+                       ("cpu_s_per_GB", "CPU-seconds per GB, bulk 1 stream (both proxies)"),
+                       ("cpu_us_per_request", "CPU µs per request, h1 (both proxies)"),
+                       ("cpu_us_per_request_h2c", "CPU µs per request, h2c (both proxies)"),
+                       ("cpu_us_per_connection", "CPU µs per new connection (both proxies)")):
+        cells = [f"{paths[p][key]['median']:.{2 if key.startswith('cpu') else 0}f}"
                  if key in paths[p] else "–" for p in cols]
         med, per = ratios(key)
         rows.append(f"| {label} | " + " | ".join(cells) + f" | {med:.2f}; {per} |")
