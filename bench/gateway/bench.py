@@ -5,8 +5,13 @@ Layout (all loopback): load generators and backends on core 0, every proxy on co
     client ─▶ west proxy (plain in) ══ mTLS 1.3, ECDSA P-256, one CA ══▶ east proxy ─▶ backend
     direct:   client ─▶ backend                                         (the floor)
 
-Backends: nginx (http, a 1 KiB file) and an iperf3 server. Each figure is the median of
-``--runs`` runs; the spread (min–max) is kept in the JSON. Not a test: nothing asserts.
+Backends: nginx (http/1.1 and h2c, a 1 KiB file) and an iperf3 server. Every path runs at
+once; each round measures every point on every path in turn (direct, isthmus, nginx, ...),
+so a ratio never compares a loaded moment with a quiet one. Ratios are kept per round and
+reported as their median. Before the first round and after each one the machine must be
+quiet (CPU idle, no other busy process): otherwise nothing is published unless
+``--allow-noisy`` says so, and then the output says the figures are not for publishing.
+Not a test: nothing asserts.
 """
 
 from __future__ import annotations
@@ -36,12 +41,15 @@ ROOT = Path(__file__).resolve().parents[2]
 ISTHMUS = str(ROOT / ".venv" / "bin" / "isthmus")
 CORE_LOAD, CORE_SUT = "0", "1"
 
-B_HTTP, B_IPERF = 18080, 15201
-PORTS = {  # name: (east inbound, west http, west iperf)
-    "isthmus": (18443, 19080, 19201),
-    "nginx": (28443, 29080, 29201),
-    "haproxy": (38443, 39080, 39201),
+B_HTTP, B_IPERF, B_H2C = 18080, 15201, 18081
+PORTS = {  # name: (east inbound, west http, west iperf, west h2c)
+    "isthmus": (18443, 19080, 19201, 19081),
+    "nginx": (28443, 29080, 29201, 29081),
+    "haproxy": (38443, 39080, 39201, 39081),
 }
+# (service, SNI/host name, backend port, index of the west port in PORTS)
+SERVICES = (("http", "http.east", B_HTTP, 1), ("iperf", "iperf.east", B_IPERF, 2),
+            ("h2c", "h2c.east", B_H2C, 3))
 
 
 def sh(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -120,7 +128,7 @@ def make_pki(d: Path) -> None:
 
     root = create_root("bench.example")
     (d / "roots.pem").write_bytes(TrustBundle.of([root.cert]).to_pem())
-    for cluster, names in (("west", ()), ("east", ("http.east", "iperf.east"))):
+    for cluster, names in (("west", ()), ("east", tuple(sni for _, sni, _, _ in SERVICES))):
         leaf = Issuer(create_cluster_ca(root, cluster)).issue(
             "isthmus-system", "isthmus-gateway", dns_names=names)
         (d / f"{cluster}.crt").write_bytes(leaf.chain_pem())
@@ -144,20 +152,23 @@ events {{ worker_connections 19000; }}
 http {{
   access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
   server {{ listen 127.0.0.1:{B_HTTP} backlog=8192; location / {{ root {www}; }} }}
+  server {{ listen 127.0.0.1:{B_H2C} http2 backlog=8192; http2_max_requests 10000000;
+           location / {{ root {www}; }} }}
 }}
 """)
     return conf
 
 
 def nginx_pair_confs(d: Path) -> tuple[Path, Path]:
-    east_in, west_http, west_iperf = PORTS["nginx"]
+    east_in = PORTS["nginx"][0]
     head = ("load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n"
             "daemon off; worker_processes 1; worker_rlimit_nofile 20000;\n"
             "events { worker_connections 19000; }\n")
+    upstreams = " ".join(f"{sni} 127.0.0.1:{port};" for _, sni, port, _ in SERVICES)
     east = d / "nginx-east.conf"
     east.write_text(head + f"""pid {d}/ne.pid; error_log {d}/ne.err warn;
 stream {{
-  map $ssl_server_name $upstream {{ http.east 127.0.0.1:{B_HTTP}; iperf.east 127.0.0.1:{B_IPERF}; }}
+  map $ssl_server_name $upstream {{ {upstreams} }}
   server {{
     listen 127.0.0.1:{east_in} ssl backlog=8192;
     ssl_certificate {d}/east.crt; ssl_certificate_key {d}/east.key;
@@ -170,7 +181,8 @@ stream {{
 """)
     west = d / "nginx-west.conf"
     servers = ""
-    for port, sni in ((west_http, "http.east"), (west_iperf, "iperf.east")):
+    for _, sni, _, i in SERVICES:
+        port = PORTS["nginx"][i]
         servers += f"""
   server {{
     listen 127.0.0.1:{port} backlog=8192;
@@ -185,7 +197,7 @@ stream {{
 
 
 def haproxy_confs(d: Path) -> tuple[Path, Path]:
-    east_in, west_http, west_iperf = PORTS["haproxy"]
+    east_in = PORTS["haproxy"][0]
     common = """global
   maxconn 9000
   nbthread 1
@@ -200,17 +212,15 @@ defaults
     east = d / "haproxy-east.cfg"
     east.write_text(common + f"""frontend east
   bind 127.0.0.1:{east_in} ssl crt {d}/east.pem ca-file {d}/roots.pem verify required
-  use_backend be_http if {{ ssl_fc_sni http.east }}
-  use_backend be_iperf if {{ ssl_fc_sni iperf.east }}
-backend be_http
-  server b 127.0.0.1:{B_HTTP}
-backend be_iperf
-  server b 127.0.0.1:{B_IPERF}
-""")
+""" + "".join(f"  use_backend be_{name} if {{ ssl_fc_sni {sni} }}\n"
+              for name, sni, _, _ in SERVICES)
+        + "".join(f"backend be_{name}\n  server b 127.0.0.1:{port}\n"
+                  for name, _, port, _ in SERVICES))
     west = d / "haproxy-west.cfg"
     text = common
     verify = "verify required"
-    for port, sni, name in ((west_http, "http.east", "http"), (west_iperf, "iperf.east", "iperf")):
+    for name, sni, _, i in SERVICES:
+        port = PORTS["haproxy"][i]
         text += f"""frontend f_{name}
   bind 127.0.0.1:{port}
   default_backend b_{name}
@@ -222,7 +232,7 @@ backend b_{name}
 
 
 def isthmus_routes(d: Path) -> tuple[Path, Path]:
-    east_in, west_http, west_iperf = PORTS["isthmus"]
+    east_in = PORTS["isthmus"][0]
 
     def svc(name: str, port: int) -> dict[str, Any]:
         return {"metadata": {"namespace": "bench", "name": name,
@@ -232,6 +242,7 @@ def isthmus_routes(d: Path) -> tuple[Path, Path]:
     def eps(name: str, port: int) -> dict[str, Any]:
         return {"metadata": {"namespace": "bench", "name": name,
                              "labels": {"kubernetes.io/service-name": name}},
+                "addressType": "IPv4",  # only IP slices are ever dialled
                 "endpoints": [{"addresses": ["127.0.0.1"]}],
                 "ports": [{"name": "p", "port": port}]}
 
@@ -249,20 +260,20 @@ def isthmus_routes(d: Path) -> tuple[Path, Path]:
 
     east = d / "isthmus-east.yaml"
     east.write_text(yaml.safe_dump({
-        "services": [svc("http", 80), svc("iperf", 5201)],
-        "endpointSlices": [eps("http", B_HTTP), eps("iperf", B_IPERF)],
+        "services": [svc(name, 80) for name, _, _, _ in SERVICES],
+        "endpointSlices": [eps(name, port) for name, _, port, _ in SERVICES],
         "links": [link("west", 1)]}))
     west = d / "isthmus-west.yaml"
     west.write_text(yaml.safe_dump({
         "links": [link("east", east_in)],
-        "globalServices": [gs("http", 80, west_http), gs("iperf", 5201, west_iperf)]}))
+        "globalServices": [gs(name, 80, PORTS["isthmus"][i]) for name, _, _, i in SERVICES]}))
     return west, east
 
 
 # --- paths ---------------------------------------------------------------------------------------
 def start_path(name: str, d: Path, procs: Procs, workers: int) -> list[int]:
     """Start a pair; return the pids to account CPU and memory to."""
-    east_in, west_http, west_iperf = PORTS[name]
+    east_in = PORTS[name][0]
     started: list[subprocess.Popen[bytes]] = []
     if name == "nginx":
         west, east = nginx_pair_confs(d)
@@ -289,7 +300,7 @@ def start_path(name: str, d: Path, procs: Procs, workers: int) -> list[int]:
             "--admin-address", "127.0.0.1:18022",
             "--tls-cert", str(d / "west.crt"), "--tls-key", str(d / "west.key"), *common],
             d / "iw.log"))
-    for port in (east_in, west_http, west_iperf):
+    for port in PORTS[name]:
         wait_port(port)
     time.sleep(1.0)
     pids: list[int] = []
@@ -307,17 +318,32 @@ def iperf_port(path: str) -> int:
     return B_IPERF if path == "direct" else PORTS[path][2]
 
 
+def h2c_port(path: str) -> int:
+    return B_H2C if path == "direct" else PORTS[path][3]
+
+
 # --- measurements --------------------------------------------------------------------------------
-def bulk(path: str, seconds: int, streams: int) -> float:
+def bulk(path: str, seconds: int, streams: int, *, reverse: bool = False) -> float:
+    """MB/s through ``path``; ``reverse``: the server sends (iperf3 -R)."""
     out = sh("taskset", "-c", CORE_LOAD, "iperf3", "-c", "127.0.0.1", "-p",
-             str(iperf_port(path)), "-l", "128K", "-t", str(seconds), "-P", str(streams), "-J")
-    data = json.loads(out.stdout)
-    return float(data["end"]["sum_received"]["bits_per_second"]) / 8 / 1e6
+             str(iperf_port(path)), "-l", "128K", "-t", str(seconds), "-P", str(streams), "-J",
+             *(["-R"] if reverse else []))
+    try:
+        data = json.loads(out.stdout)
+        return float(data["end"]["sum_received"]["bits_per_second"]) / 8 / 1e6
+    except (json.JSONDecodeError, KeyError):
+        print(f"  iperf3 {path}: {out.stdout[-300:]} {out.stderr[-300:]}", file=sys.stderr)
+        return float("nan")
 
 
-def rps(path: str, seconds: int) -> float:
-    out = sh("taskset", "-c", CORE_LOAD, "h2load", "--h1", "-c", "32", "-t", "1", "-D",
-             str(seconds), f"http://127.0.0.1:{http_port(path)}/1k")
+def rps(path: str, seconds: int, *, h2c: bool = False) -> float:
+    """Requests/s on persistent connections: HTTP/1.1 (32 connections) or, ``h2c``,
+    gRPC-shaped HTTP/2 cleartext (8 connections, 8 streams each)."""
+    if h2c:
+        args = ["-c", "8", "-m", "8", f"http://127.0.0.1:{h2c_port(path)}/1k"]
+    else:
+        args = ["--h1", "-c", "32", f"http://127.0.0.1:{http_port(path)}/1k"]
+    out = sh("taskset", "-c", CORE_LOAD, "h2load", "-t", "1", "-D", str(seconds), *args)
     m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out.stdout)
     failed = re.search(r"(\d+) failed", out.stdout)
     if failed and int(failed.group(1)):
@@ -416,7 +442,62 @@ def memory_per_conn(path: str, pids: list[int], n: int) -> tuple[float, int]:
 
 
 def median_spread(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+    ok = [v for v in values if not math.isnan(v)]
+    if not ok:
+        return {"median": float("nan"), "min": float("nan"), "max": float("nan")}
+    return {"median": statistics.median(ok), "min": min(ok), "max": max(ok)}
+
+
+# --- quiet machine ---------------------------------------------------------------------------
+QUIET_IDLE = 0.90  # share of all CPU time idle over the sample
+QUIET_PROC = 0.05  # a process using more than this share of one core is busy
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(idle + iowait, total) jiffies over all CPUs."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields[:8])
+
+
+def _proc_jiffies() -> dict[int, tuple[str, int]]:
+    out: dict[int, tuple[str, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+        rest = raw.rsplit(")", 1)[1].split()
+        out[int(entry.name)] = (comm, int(rest[11]) + int(rest[12]))
+    return out
+
+
+def quiet_check(seconds: float, own: set[int]) -> dict[str, Any]:
+    """Sample the machine for ``seconds``: CPU idle share, load average, and every process
+    not in ``own`` (this benchmark's idle proxies and backends) that used CPU."""
+    idle0, total0 = _cpu_times()
+    procs0 = _proc_jiffies()
+    time.sleep(seconds)
+    idle1, total1 = _cpu_times()
+    procs1 = _proc_jiffies()
+    tick = os.sysconf("SC_CLK_TCK")
+    busy = []
+    for pid, (comm, j1) in procs1.items():
+        if pid in own or pid == os.getpid() or pid not in procs0:
+            continue
+        share = (j1 - procs0[pid][1]) / tick / seconds
+        if share > QUIET_PROC:
+            busy.append(f"{pid}/{comm} {share:.0%}")
+    idle = (idle1 - idle0) / max(total1 - total0, 1)
+    return {"idle": round(idle, 3), "loadavg": os.getloadavg()[0], "busy": busy,
+            "quiet": idle >= QUIET_IDLE and not busy}
+
+
+def own_pids() -> set[int]:
+    """This process's descendants: the backends and proxies it started (idle between runs)."""
+    return set(tree_pids(os.getpid()))
 
 
 def crypto_ceiling() -> float:
@@ -428,134 +509,219 @@ def crypto_ceiling() -> float:
     return float("nan")
 
 
+MEASURES: dict[str, Callable[[str, int], float]] = {
+    "bulk_1_MBps": lambda p, s: bulk(p, s, 1),
+    "bulk_4_MBps": lambda p, s: bulk(p, s, 4),
+    "bulk_1_reverse_MBps": lambda p, s: bulk(p, s, 1, reverse=True),
+    "bulk_4_reverse_MBps": lambda p, s: bulk(p, s, 4, reverse=True),
+    "rps": rps,
+    "rps_h2c": lambda p, s: rps(p, s, h2c=True),
+    "new_conns_per_s": new_conns,
+}
+
+
+CPU_PER_UNIT = {"rps": "cpu_us_per_request", "rps_h2c": "cpu_us_per_request_h2c",
+                "new_conns_per_s": "cpu_us_per_connection"}
+
+
+def run_round(paths: list[str], pids: dict[str, list[int]], seconds: int,
+              round_no: int) -> dict[str, dict[str, Any]]:
+    """One round: every point on every path in turn; the order of paths rotates by round."""
+    k = round_no % len(paths)
+    order = paths[k:] + paths[:k]
+    r: dict[str, dict[str, Any]] = {p: {} for p in paths}
+    for key, fn in MEASURES.items():
+        for path in order:
+            c0 = cpu_seconds(pids[path])
+            r[path][key] = fn(path, seconds)
+            used = cpu_seconds(pids[path]) - c0
+            done = r[path][key] * seconds
+            if key == "bulk_1_MBps" and pids[path]:
+                r[path]["cpu_s_per_GB"] = used / (done / 1000) if done else math.nan
+            elif key in CPU_PER_UNIT and pids[path]:  # both proxies' CPU per request
+                r[path][CPU_PER_UNIT[key]] = used / done * 1e6 if done else math.nan
+        print(f"  {key}: " + ", ".join(f"{p} {r[p][key]:.0f}" for p in paths), flush=True)
+    proxies = [p for p in paths if p != "direct"]
+    # half of the slowest proxy's maximum: a rate every path carries, the same for all
+    half = int(min(r[p]["rps"] for p in proxies) / 2) if proxies else 1000
+    for rate, name in ((100, "lat_100"), (1000, "lat_1000"), (half, "lat_half")):
+        for path in order:
+            x = latency(path, rate, seconds)
+            r[path][name] = {"rate": rate, "p50_ms": x["p50"], "p99_ms": x["p99"]}
+        print(f"  {name} ({rate} rps): " + ", ".join(
+            f"{p} {r[p][name]['p50_ms']:.3f}/{r[p][name]['p99_ms']:.3f}" for p in paths),
+            flush=True)
+    return r
+
+
+RATIO_KEYS = (*MEASURES, "cpu_s_per_GB", *CPU_PER_UNIT.values())
+
+
+def round_ratios(r: dict[str, dict[str, Any]], ref: str) -> dict[str, float]:
+    """isthmus/ref per throughput point; added latency (path - direct) as isthmus - ref, ms."""
+    out: dict[str, float] = {}
+    if "isthmus" not in r or ref not in r:
+        return out
+    for key in RATIO_KEYS:
+        a, b = r["isthmus"].get(key, math.nan), r[ref].get(key, math.nan)
+        out[key] = a / b if b and not math.isnan(a) and not math.isnan(b) else math.nan
+    if "direct" in r:
+        for lat in ("lat_100", "lat_1000", "lat_half"):
+            for q in ("p50_ms", "p99_ms"):
+                base = r["direct"][lat][q]
+                out[f"{lat}_{q}_added"] = r["isthmus"][lat][q] - base
+                out[f"{lat}_{q}_added_{ref}"] = r[ref][lat][q] - base
+    return out
+
+
+def summarize(rounds: list[dict[str, dict[str, Any]]], paths: list[str]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for path in paths:
+        s: dict[str, Any] = {}
+        for key in RATIO_KEYS:
+            if key in rounds[0][path]:
+                s[key] = median_spread([float(r[path][key]) for r in rounds])
+        for lat in ("lat_100", "lat_1000", "lat_half"):
+            s[lat] = {q: statistics.median(r[path][lat][q] for r in rounds)
+                      for q in ("rate", "p50_ms", "p99_ms")}
+        summary[path] = s
+    return summary
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=3, help="rounds (every path in each)")
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--idle-conns", type=int, default=5000)
-    ap.add_argument("--paths", default="direct,isthmus,nginx,haproxy")
+    ap.add_argument("--paths", default="direct,isthmus,nginx")
     ap.add_argument("--workers", type=int, default=1, help="isthmus workers per gateway")
+    ap.add_argument("--quiet-seconds", type=float, default=5.0,
+                    help="length of each quiet-machine sample")
+    ap.add_argument("--allow-noisy", action="store_true",
+                    help="development only: run and write even when the machine is busy; "
+                    "the output is marked NOT FOR PUBLISHING")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results.json"))
     ap.add_argument("--render", help="only print the table of an earlier results JSON")
     args = ap.parse_args()
     if args.render:
         print(render(json.loads(Path(args.render).read_text())))
         return 0
+    first = quiet_check(args.quiet_seconds, own_pids())
+    print(f"quiet check before: {first}", flush=True)
+    if not first["quiet"] and not args.allow_noisy:
+        print("the machine is not quiet: not measuring (--allow-noisy for development)",
+              file=sys.stderr)
+        return 3
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     d = Path(tempfile.mkdtemp(prefix="isthmus-bench-"))
     make_pki(d)
-    results: dict[str, Any] = {"crypto_ceiling_MBps": crypto_ceiling(), "paths": {},
-                               "runs": args.runs, "seconds": args.seconds}
+    paths = args.paths.split(",")
+    results: dict[str, Any] = {"crypto_ceiling_MBps": crypto_ceiling(), "runs": args.runs,
+                               "seconds": args.seconds, "quiet_checks": [first],
+                               "rounds": [], "ratios_nginx": [], "ratios_haproxy": []}
     base = Procs()
+    procs = Procs()
     base.start(CORE_LOAD, ["nginx", "-c", str(nginx_backend_conf(d)), "-p", str(d)],
                d / "backend.log")
     base.start(CORE_LOAD, ["iperf3", "-s", "-p", str(B_IPERF)], d / "iperf.log")
-    wait_port(B_HTTP)
-    wait_port(B_IPERF)
+    for port in (B_HTTP, B_H2C, B_IPERF):
+        wait_port(port)
     try:
-        for path in args.paths.split(","):
-            procs = Procs()
-            try:
-                pids = [] if path == "direct" else start_path(path, d, procs, args.workers)
-                print(f"== {path} (pids {pids})", flush=True)
-                r: dict[str, Any] = {}
-                measures: dict[str, Callable[[str, int], Any]] = {
-                    "bulk_1_MBps": lambda p, s: bulk(p, s, 1),
-                    "bulk_4_MBps": lambda p, s: bulk(p, s, 4),
-                    "rps": rps,
-                    "new_conns_per_s": new_conns,
-                }
-                for key, fn in measures.items():
-                    values = []
-                    cpu = []
-                    for _ in range(args.runs):
-                        c0 = cpu_seconds(pids)
-                        values.append(fn(path, args.seconds))
-                        cpu.append(cpu_seconds(pids) - c0)
-                    r[key] = median_spread(values)
-                    if key == "bulk_1_MBps" and pids:
-                        gb = statistics.median(values) * args.seconds / 1000
-                        r["cpu_s_per_GB"] = statistics.median(cpu) / gb if gb else float("nan")
-                    print(f"  {key}: {r[key]}", flush=True)
-                for rate in (100, 1000):
-                    runs = [latency(path, rate, args.seconds) for _ in range(args.runs)]
-                    r[f"lat_{rate}"] = {
-                        "p50_ms": statistics.median(x["p50"] for x in runs),
-                        "p99_ms": statistics.median(x["p99"] for x in runs),
-                    }
-                    print(f"  lat_{rate}: {r[f'lat_{rate}']}", flush=True)
-                if pids and args.idle_conns:
-                    per, opened = memory_per_conn(path, pids, args.idle_conns)
-                    r["mem_per_conn_KiB"] = per
-                    r["idle_conns_opened"] = opened
-                    print(f"  mem/conn: {per:.1f} KiB over {opened}", flush=True)
-                results["paths"][path] = r
-            finally:
-                procs.stop()
-                time.sleep(1.0)
+        pids = {p: [] if p == "direct" else start_path(p, d, procs, args.workers)
+                for p in paths}
+        print(f"pids: {pids}", flush=True)
+        for n in range(args.runs):
+            print(f"== round {n + 1}", flush=True)
+            r = run_round(paths, pids, args.seconds, n)
+            results["rounds"].append(r)
+            for ref in ("nginx", "haproxy"):
+                results[f"ratios_{ref}"].append(round_ratios(r, ref))
+            check = quiet_check(args.quiet_seconds, own_pids())
+            results["quiet_checks"].append(check)
+            print(f"quiet check after round {n + 1}: {check}", flush=True)
+        if args.idle_conns:
+            for path in paths:
+                if pids[path]:
+                    per, opened = memory_per_conn(path, pids[path], args.idle_conns)
+                    results.setdefault("memory", {})[path] = {"KiB_per_conn": per,
+                                                              "opened": opened}
+                    print(f"  mem/conn {path}: {per:.1f} KiB over {opened}", flush=True)
     finally:
+        procs.stop()
         base.stop()
-    Path(args.out).write_text(json.dumps(results, indent=2))
+    results["paths"] = summarize(results["rounds"], paths)
+    results["quiet"] = all(c["quiet"] for c in results["quiet_checks"])
+    out = Path(args.out)
+    if not results["quiet"]:
+        if not args.allow_noisy:
+            out = out.with_suffix(".noisy.json")
+            print(f"the machine was not quiet throughout: NOT publishing; written to {out}",
+                  file=sys.stderr)
+        results["note"] = "NOT FOR PUBLISHING: the machine was not quiet"
+    out.write_text(json.dumps(results, indent=2))
     print(render(results))
     shutil.rmtree(d, ignore_errors=True)
-    return 0
+    return 0 if results["quiet"] else 3
 
 
 def render(res: dict[str, Any]) -> str:
     paths = res["paths"]
-    rows = []
-
-    def ratio(a: float, b: float) -> str:
-        ok = b > 0 and not math.isnan(a) and not math.isnan(b)
-        return f"{a / b:.2f}" if ok else "n/a"
-
-    def mem(path: str) -> float:
-        return float(paths.get(path, {}).get("mem_per_conn_KiB", float("nan")))
-
-    def med(path: str, key: str) -> float:
-        v = paths.get(path, {}).get(key)
-        return float(v["median"]) if isinstance(v, dict) else float("nan")
-
-    def added(path: str, rate: int, q: str) -> float:
-        try:
-            return paths[path][f"lat_{rate}"][q] - paths["direct"][f"lat_{rate}"][q]
-        except KeyError:
-            return float("nan")
-
     refs = [p for p in ("nginx", "haproxy") if p in paths]
-    header = "| metric | direct | isthmus | " + " | ".join(refs) + \
-        " | isthmus/nginx | target |"
+    cols = [p for p in ("direct", "isthmus", *refs) if p in paths]
+    rows = []
+    if not res.get("quiet", False):
+        rows += ["**NOT FOR PUBLISHING: the machine was not quiet during this run.**", ""]
+
+    def ratios(key: str) -> tuple[float, str]:
+        per = [r.get(key, math.nan) for r in res.get("ratios_nginx", [])]
+        ok = [v for v in per if not math.isnan(v)]
+        if not ok:
+            return math.nan, "n/a"
+        return statistics.median(ok), " / ".join(f"{v:.2f}" for v in per)
+
+    header = "| metric | " + " | ".join(cols) + " | isthmus/nginx (median; per round) |"
     rows.append(header)
     rows.append("|" + "---|" * (header.count("|") - 1))
-    for key, label, target in (("bulk_1_MBps", "bulk MB/s, 1 stream", "≥ 0.8"),
-                               ("bulk_4_MBps", "bulk MB/s, 4 streams", "≥ 0.8"),
-                               ("rps", "requests/s, persistent (h2load --h1 -c32)", "≥ 0.7"),
-                               ("new_conns_per_s", "new connections/s (wrk Connection: close)",
-                                "≥ 5")):
-        cells = [f"{med(p, key):.0f}" for p in ("direct", "isthmus", *refs)]
-        rows.append(f"| {label} | " + " | ".join(cells) +
-                    f" | {ratio(med('isthmus', key), med('nginx', key))} | {target} |")
-    for rate in (100, 1000):
+    for key, label in (("bulk_1_MBps", "bulk MB/s, 1 stream"),
+                       ("bulk_4_MBps", "bulk MB/s, 4 streams"),
+                       ("bulk_1_reverse_MBps", "bulk MB/s, 1 stream, reverse (-R)"),
+                       ("bulk_4_reverse_MBps", "bulk MB/s, 4 streams, reverse (-R)"),
+                       ("rps", "requests/s, persistent (h2load --h1 -c32)"),
+                       ("rps_h2c", "requests/s, h2c (h2load -c8 -m8)"),
+                       ("new_conns_per_s", "new connections/s (wrk, Connection: close)"),
+                       ("cpu_s_per_GB", "CPU-seconds per GB, bulk 1 stream (both proxies)"),
+                       ("cpu_us_per_request", "CPU µs per request, h1 (both proxies)"),
+                       ("cpu_us_per_request_h2c", "CPU µs per request, h2c (both proxies)"),
+                       ("cpu_us_per_connection", "CPU µs per new connection (both proxies)")):
+        cells = [f"{paths[p][key]['median']:.{2 if key.startswith('cpu') else 0}f}"
+                 if key in paths[p] else "–" for p in cols]
+        med, per = ratios(key)
+        rows.append(f"| {label} | " + " | ".join(cells) + f" | {med:.2f}; {per} |")
+    for lat in ("lat_100", "lat_1000", "lat_half"):
         for q in ("p50_ms", "p99_ms"):
-            cells = ["0"] + [f"{added(p, rate, q):.3f}" for p in ("isthmus", *refs)]
-            tgt = "≤ 1 ms" if (rate, q) == (1000, "p99_ms") else ""
-            ours, theirs = added("isthmus", rate, q), added("nginx", rate, q)
-            diff = f"{ours - theirs:+.3f} ms" if theirs <= 0 else ratio(ours, theirs)
-            rows.append(f"| added {q[:3]} ms at {rate} rps | " + " | ".join(cells) +
-                        f" | {diff} | {tgt} |")
-    cells = ["–"] + [f"{paths.get(p, {}).get('mem_per_conn_KiB', float('nan')):.1f}"
-                     for p in ("isthmus", *refs)]
-    rows.append("| memory per connection, KiB (both proxies) | " + " | ".join(cells) +
-                f" | {ratio(mem('isthmus'), mem('nginx'))} | |")
-    cells = ["–"] + [f"{paths.get(p, {}).get('cpu_s_per_GB', float('nan')):.2f}"
-                     for p in ("isthmus", *refs)]
-    rows.append("| CPU-seconds per GB, bulk 1 stream (both proxies) | " + " | ".join(cells) +
-                " | | |")
+            rate = paths[cols[0]][lat]["rate"]
+            cells = [f"{paths[p][lat][q]:.3f}" if p == "direct" else
+                     f"{paths[p][lat][q] - paths['direct'][lat][q]:+.3f}" for p in cols] \
+                if "direct" in paths else ["–"] * len(cols)
+            ours = [r.get(f"{lat}_{q}_added", math.nan) for r in res.get("ratios_nginx", [])]
+            theirs = [r.get(f"{lat}_{q}_added_nginx", math.nan)
+                      for r in res.get("ratios_nginx", [])]
+            diff = " / ".join(f"{a - b:+.3f}" for a, b in zip(ours, theirs, strict=True))
+            rows.append(f"| {q[:3]} ms at {rate:.0f} rps (direct; added by each path) | "
+                        + " | ".join(cells) + f" | isthmus − nginx per round: {diff} |")
+    mem = res.get("memory", {})
+    if mem:
+        cells = [f"{mem[p]['KiB_per_conn']:.1f}" if p in mem else "–" for p in cols]
+        a = mem.get("isthmus", {}).get("KiB_per_conn", math.nan)
+        b = mem.get("nginx", {}).get("KiB_per_conn", math.nan)
+        rows.append("| memory per connection, KiB (both proxies) | " + " | ".join(cells)
+                    + f" | {a / b if b else math.nan:.2f} |")
     rows.append("")
     rows.append(f"Crypto ceiling (openssl speed -evp aes-128-gcm, 16 KiB, core 1): "
-                f"{res['crypto_ceiling_MBps']:.0f} MB/s. Medians of {res['runs']} runs of "
-                f"{res['seconds']} s.")
+                f"{res['crypto_ceiling_MBps']:.0f} MB/s. {res['runs']} interleaved rounds of "
+                f"{res['seconds']} s per point; quiet checks: "
+                + ", ".join(f"idle {c['idle']:.0%}" for c in res.get("quiet_checks", [])) + ".")
     return "\n".join(rows)
 
 

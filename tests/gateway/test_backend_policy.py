@@ -256,3 +256,20 @@ async def test_pod_address_and_operator_cidrs_refused(pki: Pki) -> None:
                 assert east.inbound.dial_attempts == 0
     finally:
         server.close()
+
+
+async def test_backend_verdicts_are_remembered_per_snapshot_and_policy(pki: Pki) -> None:
+    first = snapshot(services=[service("shop", "web", 80)],
+                     slices=[endpoint_slice("shop", "web", [("10.0.0.1", 8080)])],
+                     links=[link("west")])
+    second = snapshot(services=[service("shop", "web", 80)],
+                      slices=[endpoint_slice("shop", "web", [("10.0.0.1", 8080)])],
+                      links=[link("west")], version=2)
+    async with running(pki.tls("east"), first) as gw:
+        memo = gw.inbound.backend_verdicts(first)
+        memo["10.0.0.1", 8080] = "remembered"
+        assert gw.inbound.backend_verdicts(first) is memo
+        assert gw.inbound.backend_verdicts(second) == {}  # a new snapshot: judged again
+        again = gw.inbound.backend_verdicts(second)
+        gw.inbound.policy = BackendPolicy(denied=parse_cidrs("10.0.0.0/8"))
+        assert gw.inbound.backend_verdicts(second) is not again  # a new policy too

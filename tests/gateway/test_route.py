@@ -182,3 +182,22 @@ def test_pinned_ports_and_bad_objects() -> None:
     assert snap.outbound[20002].pinned_cluster == "central"
     assert len(snap.outbound[20000].endpoints) == 2
     assert any("bad" in s for s in snap.skipped)
+
+
+def test_backend_verdicts_memo_gives_the_same_decisions() -> None:
+    import ipaddress
+
+    from isthmus.gateway.backend_policy import BackendPolicy
+
+    policy = BackendPolicy(denied=(ipaddress.ip_network("10.0.0.1/32"),))
+    memo: dict[tuple[str, int], str | None] = {}
+    for _ in range(2):  # the second round answers from the memo
+        for caller, raw in ((ident(), b"users.shop:80"), (ident("central"), b"orders.shop:80"),
+                            (ident(), b"hidden.shop:80")):
+            fresh = route_inbound(SNAP, caller, raw, policy=policy)
+            assert route_inbound(SNAP, caller, raw, policy=policy, verdicts=memo) == fresh
+    assert memo[("10.0.0.1", 8080)] == "operator_denied"
+    assert memo[("10.0.0.2", 8080)] is None
+    users = route_inbound(SNAP, ident(), b"users.shop:80", policy=policy, verdicts=memo)
+    assert isinstance(users, Dial) and users.addresses == (("10.0.0.2", 8080),)
+    assert users.refused_backends == (("10.0.0.1", 8080, "operator_denied"),)

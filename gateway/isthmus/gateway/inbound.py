@@ -110,6 +110,8 @@ class InboundServer:
         # revoke() skips its walk when nothing it depends on changed since the last one
         self._revoke_seen: tuple[int, tuple[str, ...]] | None = None
         self._next_expiry: dt.datetime | None = None
+        self._verdicts_for: tuple[Snapshot | None, BackendPolicy | None] = (None, None)
+        self._verdicts: dict[tuple[str, int], str | None] = {}
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> asyncio.Server:
         loop = asyncio.get_running_loop()
@@ -176,7 +178,8 @@ class InboundServer:
             decision: Dial | Refused = Refused(Status.DRAINING, "draining")
         else:
             decision = route_inbound(
-                snapshot, caller, raw_target, rotate=next(self._rotate), policy=self.policy
+                snapshot, caller, raw_target, rotate=next(self._rotate), policy=self.policy,
+                verdicts=self.backend_verdicts(snapshot),
             )
         if decision.refused_backends:
             self._log_refused_backends(decision.refused_backends, caller.cluster,
@@ -223,7 +226,7 @@ class InboundServer:
                 log.info("backend connect failed", backend=f"{host}:{port}",
                             target=stats.target, error=str(exc) or reason)
                 continue
-            self.metrics.connect_latency.labels("inbound", stats.peer_cluster).observe(
+            self.metrics.child(self.metrics.connect_latency, "inbound", stats.peer_cluster).observe(
                 loop.time() - started
             )
             if tunnel.closed:
@@ -264,6 +267,14 @@ class InboundServer:
 
     def tunnel_closed(self, tunnel: Tunnel) -> None:
         self.tunnels.discard(tunnel)
+
+    def backend_verdicts(self, snapshot: Snapshot) -> dict[tuple[str, int], str | None]:
+        """The memo of backend verdicts for ``snapshot`` and the current policy: a new,
+        empty one when either changed (verdicts depend on both)."""
+        if self._verdicts_for[0] is not snapshot or self._verdicts_for[1] is not self.policy:
+            self._verdicts_for = (snapshot, self.policy)
+            self._verdicts = {}
+        return self._verdicts
 
     # --- revocation -------------------------------------------------------------------------
     def _log_refused_backends(

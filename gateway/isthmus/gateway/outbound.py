@@ -182,7 +182,7 @@ class OutboundServer:
             self.health.failure(endpoint.key, probe)
             return None
         self.health.success(endpoint.key)
-        self.metrics.connect_latency.labels("outbound", endpoint.cluster).observe(
+        self.metrics.child(self.metrics.connect_latency, "outbound", endpoint.cluster).observe(
             loop.time() - started
         )
         return tunnel

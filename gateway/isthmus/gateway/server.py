@@ -24,6 +24,7 @@ from isthmus.gateway.backend_policy import (
 )
 from isthmus.gateway.health import PeerHealth
 from isthmus.gateway.inbound import InboundServer
+from isthmus.gateway.ktls import DataPath, detect_data_path
 from isthmus.gateway.metrics import AccessLog, Metrics
 from isthmus.gateway.outbound import OutboundServer
 from isthmus.gateway.pool import PoolSet, PoolSettings
@@ -79,6 +80,7 @@ class Gateway:
         self.inbound_port = 0
         self.admin_port = 0
         self.draining = False
+        self.data_path: DataPath | None = None  # kernel or userspace TLS (ktls.py), at start
         self.shutting_down = False  # SIGTERM seen: not Ready, still serving (shutdown_delay)
         self._listeners_open = False  # the outbound listeners of a snapshot opened, once
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -140,8 +142,10 @@ class Gateway:
             if sockets is not None and sockets.sockets:
                 self.admin_port = sockets.sockets[0].getsockname()[1]
         self.inbound.policy = self._backend_policy()
+        self.data_path = detect_data_path()
         self.spawn(self._sweeper())
         log.info("gateway started", inbound_port=self.inbound_port, admin_port=self.admin_port,
+                    data_path=self.data_path.kind, data_path_reasons=list(self.data_path.reasons),
                     cluster=self.settings.cluster)
 
     def _backend_policy(self) -> BackendPolicy:

@@ -37,6 +37,7 @@ READ_MAX = 1 << 20
 WRITE_HIGH = 1 << 20
 WRITE_LOW = 1 << 18
 _HEAD = struct.Struct("!I")
+_ReadInto = Callable[[int, memoryview], int]  # SSLObject.read(n, buffer)
 _READ_VIEW = memoryview(bytearray(READ_MAX))  # one loop per thread: shared safely
 # Every socket reads into this one buffer (BufferedProtocol): its bytes are consumed before
 # buffer_updated() returns (copied into the TLS BIO, or encrypted), so sharing is safe.
@@ -204,8 +205,14 @@ class Tunnel(asyncio.BufferedProtocol):
         size = len(view)
         got = 0
         eof = False
-        read = cast(Callable[[int, memoryview], int], self.ssl.read)  # the buffer form
+        read = cast(_ReadInto, self.ssl.read)  # the buffer form
+        bio = self._in
+        pending = self.ssl.pending
         while got < size:
+            # Nothing left in the BIO nor decrypted in OpenSSL: a read would only raise
+            # SSLWantReadError, an exception per chunk on the hot path.
+            if got and not bio.pending and not pending():
+                break
             try:
                 n = read(size - got, view[got:])
             except ssl.SSLWantReadError:
