@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -29,3 +34,18 @@ async def live(snapshot: Snapshot, request: pytest.FixtureRequest) -> AsyncItera
         yield server
     finally:
         await server.close()
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """A fresh network namespace with its loopback up (removed afterwards, resolv.conf too)."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2")
+    name = f"isthmus-t-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False)
+        shutil.rmtree(Path("/etc/netns") / name, ignore_errors=True)

@@ -6,6 +6,7 @@ shadow dnspython.)
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -78,3 +79,9 @@ def query(
     if edns is not None:
         q.add_ar(EDNS0(udp_len=edns, version=version, flags="do" if do else ""))
     return bytes(q.pack())
+
+
+def in_ns(ns: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` inside network namespace ``ns``."""
+    return subprocess.run(["ip", "netns", "exec", ns, *argv], check=False,
+                          capture_output=True, text=True, timeout=20)

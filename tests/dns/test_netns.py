@@ -4,18 +4,14 @@ glibc (`getent hosts`) and Python's `socket.getaddrinfo`."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from dns_fixtures import SERVICES
+from dns_fixtures import SERVICES, in_ns
 
 from isthmus.devcluster.netns_resolv import resolv_conf_text, write_netns_resolv_conf
 
@@ -32,25 +28,6 @@ def test_resolv_conf_text(tmp_path: Path) -> None:
         resolv_conf_text("dns.example")  # glibc wants an address
     with pytest.raises(ValueError):
         write_netns_resolv_conf("../etc", "127.0.0.1", root=tmp_path)
-
-
-@pytest.fixture
-def netns() -> Iterator[str]:
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("needs root and iproute2")
-    name = f"isthmus-t-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=False)
-        shutil.rmtree(Path("/etc/netns") / name, ignore_errors=True)
-
-
-def in_ns(ns: str, *argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", "netns", "exec", ns, *argv], check=False,
-                          capture_output=True, text=True, timeout=20)
 
 
 def test_namespace_resolves_through_its_responder(netns: str, tmp_path: Path) -> None:

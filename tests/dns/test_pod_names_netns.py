@@ -4,40 +4,19 @@ a headless import (``getent hosts`` and Python's ``getaddrinfo``)."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dns_fixtures import in_ns
 from test_pod_names import PODS, VIPS, headless_gs
 
 from isthmus.devcluster.netns_resolv import write_netns_resolv_conf
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(60)]
 
-
-@pytest.fixture
-def netns() -> Iterator[str]:
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("needs root and iproute2")
-    name = f"isthmus-t-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=False)
-        shutil.rmtree(Path("/etc/netns") / name, ignore_errors=True)
-
-
-def in_ns(ns: str, *argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", "netns", "exec", ns, *argv], check=False,
-                          capture_output=True, text=True, timeout=20)
 
 SERVE = """
 import asyncio, json, sys

@@ -169,6 +169,19 @@ class ClusterSet(Protocol):
 T = TypeVar("T")
 
 
+def isthmus_labelled(resource: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The objects of one resource whose labels mention isthmus, as the unjoin scenario
+    compares them (resource, namespace, name, labels)."""
+    found = []
+    for item in items:
+        meta = item.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        if any("isthmus" in k or "isthmus" in str(v) for k, v in labels.items()):
+            found.append({"resource": resource, "namespace": meta.get("namespace", ""),
+                          "name": meta.get("name", ""), "labels": labels})
+    return found
+
+
 def api_path(obj: dict[str, Any]) -> str:
     """The API path of a namespaced object, from its apiVersion, kind and metadata (the
     plural is the lower-cased kind plus "s", which holds for every kind the scenarios use)."""

@@ -34,6 +34,7 @@ from scenario_driver import (
     RigUnavailable,
     TrafficReader,
     Unsupported,
+    isthmus_labelled,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -565,13 +566,7 @@ class KindClusterSet:
             name, _, body = chunk.partition("\n")
             if not body.strip():
                 continue
-            for item in json.loads(body).get("items", []):
-                meta = item.get("metadata") or {}
-                labels = meta.get("labels") or {}
-                if any("isthmus" in k or "isthmus" in str(v) for k, v in labels.items()):
-                    found.append({"resource": name.split(".", 1)[0],
-                                  "namespace": meta.get("namespace", ""),
-                                  "name": meta.get("name", ""), "labels": labels})
+            found += isthmus_labelled(name.split(".", 1)[0], json.loads(body).get("items", []))
         return found
 
     def check(self, cluster: str) -> CheckResult:

@@ -30,6 +30,7 @@ from scenario_driver import (
     TrafficReader,
     Unsupported,
     api_path,
+    isthmus_labelled,
 )
 
 from isthmus.devcluster import ControlPlaneError, find_binaries
@@ -285,13 +286,8 @@ class LocalClusterSet:
             status, body = self.r.request(cluster, "GET", path)
             if status != 200:
                 continue  # e.g. an aggregated API that is not served here
-            for item in json.loads(body).get("items", []):
-                meta = item.get("metadata") or {}
-                labels = meta.get("labels") or {}
-                if any("isthmus" in k or "isthmus" in str(v) for k, v in labels.items()):
-                    found.append({"resource": path.rsplit("/", 1)[1],
-                                  "namespace": meta.get("namespace", ""),
-                                  "name": meta.get("name", ""), "labels": labels})
+            found += isthmus_labelled(path.rsplit("/", 1)[1],
+                                      json.loads(body).get("items", []))
         return found
 
     def check(self, cluster: str) -> CheckResult:
